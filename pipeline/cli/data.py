@@ -1,0 +1,136 @@
+"""`uptake migrate`, `uptake query` and `uptake settings`: the warehouse and the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.settings import Settings, redact_url
+from pipeline.warehouse.connection import opened
+from pipeline.warehouse.migrations import MigrationError, applied, available, migrate
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = subparsers.add_parser(
+        "migrate",
+        help="create or upgrade the warehouse tables",
+        description=(
+            "Apply the versioned SQL migrations in schemas/clickhouse/ that the warehouse does "
+            "not have yet, in order, and record them in schema_migrations. Safe to run again. "
+            "The warehouse is UPTAKE_CLICKHOUSE_URL (default: the embedded engine in "
+            "$UPTAKE_HOME/warehouse)."
+        ),
+    )
+    cmd.add_argument("--status", action="store_true", help="only show applied and pending")
+    cmd.set_defaults(func=_migrate)
+
+    cmd = subparsers.add_parser(
+        "query",
+        help="run SQL against the warehouse and print a table",
+        description=(
+            "Run one SQL statement against the warehouse's database and print the result. "
+            "The embedded warehouse can be opened by one process at a time: stop the worker "
+            "first, or use a ClickHouse server."
+        ),
+        epilog='example: uptake query "SELECT team, count() FROM events GROUP BY team"',
+    )
+    cmd.add_argument("sql", help="the SQL statement (quote it)")
+    cmd.add_argument(
+        "--format",
+        choices=("table", "tsv", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+    cmd.add_argument(
+        "--max-rows", type=int, default=1000, help="print at most this many rows (default 1000)"
+    )
+    cmd.set_defaults(func=_query)
+
+    cmd = subparsers.add_parser(
+        "settings",
+        help="show every setting, its environment variable and value",
+        description="Show the settings in effect (secrets redacted) and what each one does.",
+    )
+    cmd.set_defaults(func=_settings)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    url = settings.warehouse_url
+    with opened(url, create_database=not args.status) as warehouse:
+        if args.status:
+            done = applied(warehouse)
+            for migration in available():
+                state = "applied" if migration.version in done else "pending"
+                print(f"{migration.path.name:40} {state}")
+            return 0
+        ran = migrate(warehouse, progress=lambda line: print(line, file=sys.stderr))
+        if ran:
+            print(f"migrated {redact_url(url)} to version {ran[-1].version}")
+        else:
+            print(f"{redact_url(url)} is up to date")
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with opened(settings.warehouse_url) as warehouse:
+        names, rows = warehouse.query(args.sql)
+    shown = rows[: args.max_rows]
+    if args.format == "json":
+        import msgspec
+
+        print(msgspec.json.encode([dict(zip(names, r, strict=True)) for r in shown]).decode())
+    elif args.format == "tsv":
+        print("\t".join(names))
+        for row in shown:
+            print("\t".join(_cell(v) for v in row))
+    else:
+        print(format_table(names, shown))
+    if len(rows) > len(shown):
+        print(f"({len(rows) - len(shown)} more rows not shown; use --max-rows)", file=sys.stderr)
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    rows = Settings.from_env().describe()
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, help_ in rows:
+        print(f"{name:{width}}  {value}\n{'':{width}}  {help_}")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def format_table(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with right-aligned numbers, as psql or clickhouse-client show it."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [len(n) for n in names]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    numeric = [
+        bool(rows) and all(isinstance(r[i], int | float) for r in rows) for i in range(len(names))
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return " | ".join(parts).rstrip()
+
+    out = [line(list(names)), "-+-".join("-" * w for w in widths)]
+    out += [line(row) for row in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out)
+
+
+__all__ = ["MigrationError", "format_table", "register"]

@@ -1,0 +1,244 @@
+"""`uptake simulate`, `uptake worker` and `uptake demo`: moving events through the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+from pipeline.settings import Settings
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = subparsers.add_parser(
+        "simulate",
+        help="send realistic platform usage events of a synthetic organisation to Kafka",
+        description=(
+            "Generate platform usage events (api_call, deploy, model_training, incident) for a "
+            "synthetic organisation whose teams adopt platform capabilities over the last days, "
+            "and send them to the events topic with kafka-python. The same --seed gives the same "
+            "events. Events of one team are batched into JSON-array messages keyed by team."
+        ),
+    )
+    bound = cmd.add_mutually_exclusive_group()
+    bound.add_argument(
+        "--events", type=_positive_int, default=None, help="how many events (default 100000)"
+    )
+    bound.add_argument(
+        "--duration", type=_seconds, default=None, help="send for this many seconds instead"
+    )
+    cmd.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    cmd.add_argument("--teams", type=_positive_int, default=12, help="teams (default 12, max 20)")
+    cmd.add_argument(
+        "--days", type=_seconds, default=6.0, help="history to spread events over (default 6)"
+    )
+    cmd.add_argument(
+        "--per-message", type=_positive_int, default=100,
+        help="events per Kafka message (default 100; 1 sends one event per message)",
+    )
+    cmd.add_argument(
+        "--truth", type=Path, default=None,
+        help="write the ground truth (counts per team and event type) to this JSON file",
+    )
+    cmd.set_defaults(func=_simulate)
+
+    cmd = subparsers.add_parser(
+        "worker",
+        help="run the stream processor: Kafka -> validate -> ClickHouse",
+        description=(
+            "Run the faust worker: consume the events topic in batches, validate every event, "
+            "write accepted and rejected events to ClickHouse, and commit offsets only after "
+            "ClickHouse acknowledged. Stops on Ctrl-C / SIGTERM. Needs a migrated warehouse."
+        ),
+    )
+    cmd.add_argument(
+        "--exit-when-idle", type=_seconds, default=None, metavar="SECONDS",
+        help="stop after no new events arrived for this long (for batch runs and demos)",
+    )
+    cmd.set_defaults(func=_worker)
+
+    cmd = subparsers.add_parser(
+        "demo",
+        help="the whole pipeline once: broker, migrate, simulate, worker, summary",
+        description=(
+            "Start the local broker if none answers, migrate the warehouse, send simulated "
+            "events, run the worker until it has written them all, then print a per-team "
+            "adoption summary. Safe to run again: new events are added to the warehouse."
+        ),
+    )
+    cmd.add_argument(
+        "--events", type=_positive_int, default=100_000, help="events to simulate (default 100000)"
+    )
+    cmd.add_argument("--seed", type=int, default=None, help="random seed (default: time-based)")
+    cmd.set_defaults(func=_demo)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from pipeline.simulate.org import GroundTruth, Organisation, generate
+    from pipeline.simulate.produce import ProgressLine, make_producer, produce
+    from pipeline.topics import ensure_topics
+
+    settings = Settings.from_env()
+    total = args.events or (10_000_000 if args.duration else 100_000)
+    ensure_topics(settings.kafka_bootstrap, {settings.events_topic: settings.topic_partitions})
+    org = Organisation.synthetic(args.seed, teams=min(args.teams, 20))
+    truth = GroundTruth()
+    events = generate(org, total, args.seed, window=timedelta(days=args.days), truth=truth)
+    producer = make_producer(settings.kafka_bootstrap)
+    deadline = time.monotonic() + args.duration if args.duration else None
+    progress = ProgressLine("simulate: events sent", None if args.duration else total)
+    try:
+        report = produce(
+            producer,
+            settings.events_topic,
+            events,
+            per_message=args.per_message,
+            progress=progress,
+            deadline=deadline,
+        )
+    finally:
+        producer.close()
+    print(
+        f"sent {report.events:,} events in {report.messages:,} messages to "
+        f"{settings.events_topic} ({report.events_per_s:,.0f} events/s)"
+    )
+    if args.truth:
+        write_truth(args.truth, truth)
+    return 0
+
+
+def write_truth(path: Path, truth: object) -> None:
+    from pipeline.simulate.org import GroundTruth
+
+    assert isinstance(truth, GroundTruth)
+    rows = [
+        {"team": team, "event_type": event_type, "events": count}
+        for (team, event_type), count in sorted(truth.by_team_type.items())
+    ]
+    path.write_bytes(msgspec.json.encode({"total": truth.total, "by_team_type": rows}))
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from pipeline.worker.run import run_worker
+
+    return run_worker(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipeline.broker import LocalBroker, broker_answers
+    from pipeline.cli.data import format_table
+    from pipeline.warehouse.connection import opened
+    from pipeline.warehouse.migrations import migrate
+
+    settings = Settings.from_env()
+    seed = args.seed if args.seed is not None else int(time.time()) % 100_000
+    step = _Steps()
+    step("Kafka")
+    if broker_answers(settings.kafka_bootstrap):
+        print(f"  a broker answers at {settings.kafka_bootstrap}")
+    else:
+        host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+        if host not in ("127.0.0.1", "localhost"):
+            print(f"error: no broker answers at {settings.kafka_bootstrap}", file=sys.stderr)
+            return 1
+        LocalBroker(settings.broker_home, port=int(port)).start()
+    step("warehouse")
+    with opened(settings.warehouse_url, create_database=True) as warehouse:
+        migrate(warehouse, progress=lambda line: print("  " + line))
+        print(f"  {warehouse.kind} warehouse at {settings.warehouse_url}")
+    # The embedded warehouse is one process at a time: the worker runs in its own process and
+    # this one opens the warehouse again only after the worker finished.
+    step("worker")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "worker", "--exit-when-idle", "8"],
+    )
+    try:
+        step(f"simulate {args.events:,} events (seed {seed})")
+        code = _simulate(
+            argparse.Namespace(
+                events=args.events, duration=None, seed=seed, teams=12, days=6.0,
+                per_message=100, truth=None,
+            )
+        )
+        if code:
+            return code
+        step("waiting for the worker to write everything (it stops 8 s after the last event)")
+        code = worker.wait()
+    except BaseException:
+        worker.terminate()
+        worker.wait()
+        raise
+    if code:
+        print(f"error: the worker exited with status {code}", file=sys.stderr)
+        return code
+    step("adoption summary")
+    with opened(settings.warehouse_url) as warehouse:
+        names, rows = warehouse.query(SUMMARY_SQL)
+        print(format_table(names, rows))
+        totals = warehouse.rows(
+            "SELECT (SELECT count() FROM events), (SELECT count() FROM rejected_events)"
+        )[0]
+    print(f"\n{totals[0]:,} events in the warehouse, {totals[1]:,} rejected.")
+    print(NEXT_STEPS.format(url=settings.warehouse_url))
+    return 0
+
+
+SUMMARY_SQL = """
+SELECT
+    team,
+    countIf(event_type = 'api_call') AS api_calls,
+    countIf(event_type = 'deploy') AS deploys,
+    countIf(event_type = 'model_training') AS trainings,
+    countIf(event_type = 'incident') AS incidents,
+    uniqExact(capability) AS capabilities,
+    formatDateTime(min(occurred_at), '%Y-%m-%d %H:%i') AS first_seen,
+    formatDateTime(max(occurred_at), '%Y-%m-%d %H:%i') AS last_seen
+FROM events
+GROUP BY team
+ORDER BY count() DESC
+"""
+
+NEXT_STEPS = """
+Where to look next:
+  uptake query "SELECT capability, uniqExact(team) AS teams FROM events GROUP BY capability"
+  uptake query "SELECT reason, count() FROM rejected_events GROUP BY reason"
+  uptake worker            keep consuming (metrics on http://127.0.0.1:9464/metrics)
+  uptake settings          every setting and its environment variable
+The warehouse is {url}; README.md explains the tables."""
+
+
+class _Steps:
+    def __init__(self) -> None:
+        self.n = 0
+        self.started = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        self.n += 1
+        elapsed = time.monotonic() - self.started
+        print(f"\n[{self.n}] {text}  (+{elapsed:.0f}s)", flush=True)

@@ -1,0 +1,238 @@
+"""Decode and validate a batch of Kafka messages with one reused msgspec decoder.
+
+Contract of the step: pure and synchronous (no I/O, never blocks), never raises for bad input.
+Every event in every message ends up in exactly one of `DecodedBatch.events` or
+`DecodedBatch.rejections`, so `consumed == accepted + rejected` holds per batch. A message that
+cannot be split into events (not JSON, too large, not an object or array) counts as one event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+import msgspec
+
+from pipeline.contract.events import (
+    EVENT_CLASSES,
+    SUPPORTED_VERSIONS,
+    Envelope,
+    Event,
+    event_type_of,
+)
+from pipeline.contract.reasons import Reason
+
+
+class SourceMessage(NamedTuple):
+    """A Kafka message as the decoder sees it: where it came from and its raw bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class Rejection:
+    """One rejected event: why, with the original bytes and where it came from."""
+
+    reason: Reason
+    detail: str
+    raw: bytes
+    topic: str
+    partition: int
+    offset: int
+    index: int  # position of the event inside its message (0 for single-event messages)
+    event_type: str = ""
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """Accepted events with their source coordinates (parallel lists), and the rejections."""
+
+    events: list[Envelope] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def consumed(self) -> int:
+        return len(self.events) + len(self.rejections)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = 1024 * 1024
+    max_future_skew: timedelta = timedelta(minutes=5)
+    max_lateness: timedelta = timedelta(days=7)
+
+
+_PATH = re.compile(r" - at `(?P<path>[^`]*)`$")
+
+
+class BatchDecoder:
+    """Turns raw Kafka messages into validated events and rejections with reasons."""
+
+    def __init__(
+        self, limits: Limits | None = None, now: Callable[[], datetime] | None = None
+    ) -> None:
+        self.limits = limits or Limits()
+        self._now = now or (lambda: datetime.now(UTC))
+        self._message = msgspec.json.Decoder(list[Event] | Event)
+        self._event = msgspec.json.Decoder(Event)
+        self._raw_items = msgspec.json.Decoder(list[msgspec.Raw])
+        self._any = msgspec.json.Decoder()
+
+    def decode(self, messages: Sequence[SourceMessage]) -> DecodedBatch:
+        batch = DecodedBatch()
+        now = self._now()
+        newest, oldest = now + self.limits.max_future_skew, now - self.limits.max_lateness
+        max_bytes = self.limits.max_message_bytes
+        decode = self._message.decode
+        for message in messages:
+            value = message.value or b""
+            if len(value) > max_bytes:
+                self._reject(
+                    batch,
+                    message,
+                    0,
+                    value,
+                    Reason.TOO_LARGE,
+                    f"message is {len(value)} bytes, the limit is {max_bytes}",
+                )
+                continue
+            try:
+                decoded = decode(value)
+            except msgspec.ValidationError:
+                self._decode_slowly(batch, message, value, newest, oldest)
+                continue
+            except msgspec.DecodeError as exc:
+                self._reject(batch, message, 0, value, Reason.NOT_JSON, str(exc))
+                continue
+            events = decoded if isinstance(decoded, list) else [decoded]
+            if not events:
+                self._reject(
+                    batch, message, 0, value, Reason.EMPTY_BATCH, "the array has no events"
+                )
+            elif any(self._violation(event, newest, oldest) for event in events):
+                # Rare: split the message so each rejection keeps its own original bytes.
+                self._decode_slowly(batch, message, value, newest, oldest)
+            else:
+                self._accept(batch, message, events)
+        return batch
+
+    @staticmethod
+    def _accept(batch: DecodedBatch, message: SourceMessage, events: list[Envelope]) -> None:
+        batch.events.extend(events)
+        count = len(events)
+        batch.partitions.extend([message.partition] * count)
+        batch.offsets.extend([message.offset] * count)
+        batch.topics.extend([message.topic] * count)
+
+    @staticmethod
+    def _violation(
+        event: Envelope, newest: datetime, oldest: datetime
+    ) -> tuple[Reason, str] | None:
+        """Rules a type cannot express; None when the event satisfies all of them."""
+        event_type = event_type_of(event)
+        if event.schema_version not in SUPPORTED_VERSIONS[event_type]:
+            known = sorted(SUPPORTED_VERSIONS[event_type])
+            return (
+                Reason.UNSUPPORTED_VERSION,
+                f"schema_version {event.schema_version} of {event_type}; known: {known}",
+            )
+        if not event.team and not event.service:
+            return Reason.MISSING_ATTRIBUTION, "give at least one of team or service"
+        if event.occurred_at > newest:
+            return (
+                Reason.OCCURRED_IN_FUTURE,
+                f"occurred_at {event.occurred_at.isoformat()} is after {newest.isoformat()}",
+            )
+        if event.occurred_at < oldest:
+            return (
+                Reason.OCCURRED_TOO_OLD,
+                f"occurred_at {event.occurred_at.isoformat()} is before {oldest.isoformat()}; "
+                "load old events with `uptake backfill`",
+            )
+        return None
+
+    def _decode_slowly(
+        self,
+        batch: DecodedBatch,
+        message: SourceMessage,
+        value: bytes,
+        newest: datetime,
+        oldest: datetime,
+    ) -> None:
+        """Some event of the message is invalid: split it and judge each event on its own."""
+        items: list[bytes]
+        if value.lstrip()[:1] == b"[":
+            items = [bytes(raw) for raw in self._raw_items.decode(value)]
+            if not items:  # pragma: no cover - an empty array decodes on the fast path
+                self._reject(batch, message, 0, value, Reason.EMPTY_BATCH, "no events")
+        else:
+            items = [value]
+        for index, item in enumerate(items):
+            try:
+                event = self._event.decode(item)
+            except msgspec.ValidationError as exc:
+                reason, detail, event_type = self._classify(item, str(exc))
+                self._reject(batch, message, index, item, reason, detail, event_type)
+                continue
+            violation = self._violation(event, newest, oldest)
+            if violation is None:
+                self._accept(batch, message, [event])
+            else:
+                reason, detail = violation
+                self._reject(batch, message, index, item, reason, detail, event_type_of(event))
+
+    def _classify(self, item: bytes, error: str) -> tuple[Reason, str, str]:
+        """Name the reason an event failed validation, from its generic JSON shape."""
+        obj = self._any.decode(item)
+        if not isinstance(obj, dict):
+            return Reason.SCHEMA_VIOLATION, f"{error}: an event is a JSON object", ""
+        event_type = obj.get("event_type")
+        if not isinstance(event_type, str):
+            detail = "event_type is required and must be a string - at `$.event_type`"
+            return Reason.SCHEMA_VIOLATION, detail, ""
+        if event_type not in EVENT_CLASSES:
+            known = ", ".join(EVENT_CLASSES)
+            return Reason.UNKNOWN_EVENT_TYPE, f"{event_type!r} is not one of {known}", ""
+        version = obj.get("schema_version")
+        if isinstance(version, int) and version not in SUPPORTED_VERSIONS[event_type]:
+            known_versions = sorted(SUPPORTED_VERSIONS[event_type])
+            return (
+                Reason.UNSUPPORTED_VERSION,
+                f"schema_version {version} of {event_type}; known: {known_versions}",
+                event_type,
+            )
+        match = _PATH.search(error)
+        detail = error if match else f"{error} - at `$`"
+        return Reason.SCHEMA_VIOLATION, detail, event_type
+
+    @staticmethod
+    def _reject(
+        batch: DecodedBatch,
+        message: SourceMessage,
+        index: int,
+        raw: bytes,
+        reason: Reason,
+        detail: str,
+        event_type: str = "",
+    ) -> None:
+        batch.rejections.append(
+            Rejection(
+                reason,
+                detail,
+                raw,
+                message.topic,
+                message.partition,
+                message.offset,
+                index,
+                event_type,
+            )
+        )

@@ -1,0 +1,195 @@
+"""One frozen, typed settings object, read from the environment once.
+
+Every knob of Uptake is a field here with its environment variable, default and unit in the
+field's comment; `uptake settings` prints them (secrets redacted). Nothing else in the package
+reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+
+class SettingsError(ValueError):
+    """A setting has a value Uptake cannot use; the message names the variable."""
+
+
+class Secret(str):
+    """A string whose repr never shows its value (passwords, keys, tokens)."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+def redact_url(url: str) -> str:
+    """`http://user:pass@host/db` -> `http://user:***@host/db`; other URLs unchanged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    name: str
+    help: str
+
+
+def _env(name: str, help_: str) -> dict[str, EnvSpec]:
+    return {"env": EnvSpec(name, help_)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Uptake's configuration. Build it with `Settings.from_env()`; fields are immutable."""
+
+    home: Path = field(
+        default=Path(".uptake"),
+        metadata=_env("UPTAKE_HOME", "folder for local state: embedded warehouse, broker data"),
+    )
+    kafka_bootstrap: str = field(
+        default="127.0.0.1:9092",
+        metadata=_env("KAFKA_BOOTSTRAP_SERVERS", "Kafka bootstrap servers, host:port[,host:port]"),
+    )
+    events_topic: str = field(
+        default="uptake.events",
+        metadata=_env("UPTAKE_EVENTS_TOPIC", "topic the platform events arrive on"),
+    )
+    dlq_topic: str = field(
+        default="uptake.events.dlq",
+        metadata=_env("UPTAKE_DLQ_TOPIC", "dead-letter topic for rejected events"),
+    )
+    topic_partitions: int = field(
+        default=4,
+        metadata=_env("UPTAKE_TOPIC_PARTITIONS", "partitions when Uptake creates its topics"),
+    )
+    consumer_group: str = field(
+        default="uptake-worker",
+        metadata=_env("UPTAKE_CONSUMER_GROUP", "Kafka consumer group (and faust app id)"),
+    )
+    clickhouse_url: Secret = field(
+        default=Secret(""),
+        metadata=_env(
+            "UPTAKE_CLICKHOUSE_URL",
+            "warehouse: chdb:///path (embedded, default <home>/warehouse) or "
+            "http(s)://user:password@host:port/database",
+        ),
+    )
+    batch_max_messages: int = field(
+        default=5000,
+        metadata=_env("UPTAKE_BATCH_MAX_MESSAGES", "Kafka messages per worker batch at most"),
+    )
+    flush_interval_s: float = field(
+        default=1.0,
+        metadata=_env("UPTAKE_FLUSH_INTERVAL_S", "seconds a batch may wait to fill (seconds)"),
+    )
+    max_message_bytes: int = field(
+        default=1024 * 1024,
+        metadata=_env("UPTAKE_MAX_MESSAGE_BYTES", "largest Kafka message accepted (bytes)"),
+    )
+    max_future_skew_s: float = field(
+        default=300.0,
+        metadata=_env(
+            "UPTAKE_MAX_FUTURE_SKEW_S", "how far occurred_at may lie in the future (seconds)"
+        ),
+    )
+    max_lateness_s: float = field(
+        default=7 * 24 * 3600.0,
+        metadata=_env("UPTAKE_MAX_LATENESS_S", "oldest occurred_at accepted, as an age (seconds)"),
+    )
+    metrics_port: int = field(
+        default=9464,
+        metadata=_env("UPTAKE_METRICS_PORT", "port of the worker's /metrics (0 disables it)"),
+    )
+    log_level: str = field(
+        default="info",
+        metadata=_env("UPTAKE_LOG_LEVEL", "log level: debug, info, warn, error"),
+    )
+
+    @property
+    def warehouse_url(self) -> str:
+        """The ClickHouse URL in effect: the configured one or the embedded default."""
+        if self.clickhouse_url:
+            return self.clickhouse_url.reveal()
+        return f"chdb://{(self.home / 'warehouse').resolve()}"
+
+    @property
+    def broker_home(self) -> Path:
+        return self.home / "kafka"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read every field from its environment variable; `overrides` win over the environment.
+
+        Raises SettingsError naming the variable when a value has the wrong type.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            spec: EnvSpec = f.metadata["env"]
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+                continue
+            raw = env.get(spec.name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(spec.name, raw, f.default)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.topic_partitions < 1:
+            raise SettingsError("UPTAKE_TOPIC_PARTITIONS must be at least 1")
+        if self.batch_max_messages < 1:
+            raise SettingsError("UPTAKE_BATCH_MAX_MESSAGES must be at least 1")
+        if self.flush_interval_s <= 0:
+            raise SettingsError("UPTAKE_FLUSH_INTERVAL_S must be greater than 0")
+        if not 0 <= self.metrics_port <= 65535:
+            raise SettingsError("UPTAKE_METRICS_PORT must be a port number (0 disables)")
+        scheme = urlsplit(self.warehouse_url).scheme
+        if scheme not in ("chdb", "http", "https"):
+            raise SettingsError(
+                f"UPTAKE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
+                f"not {scheme or 'nothing'}:// ({redact_url(self.warehouse_url)})"
+            )
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(variable, value as shown, help) for every setting; secrets redacted."""
+        rows = []
+        for f in fields(self):
+            spec: EnvSpec = f.metadata["env"]
+            value = getattr(self, f.name)
+            shown = redact_url(value.reveal()) if isinstance(value, Secret) else str(value)
+            if f.name == "clickhouse_url" and not value:
+                shown = f"(default) {self.warehouse_url}"
+            rows.append((spec.name, shown, spec.help))
+        return rows
+
+
+def _parse(name: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, Secret):
+            return Secret(raw)
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw)
+    except ValueError:
+        kind = type(default).__name__
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from None
+    return raw

@@ -1,0 +1,197 @@
+"""The faust worker, composed in one place: take a batch → decode → write → ack (commit).
+
+    Kafka ──take_events(N, within)──► BatchDecoder ──► ClickHouseSink ──► ack ──► commit
+
+Offsets move only after the write: `Stream.take_events()` acks a batch when the loop body
+returns, and faust commits acked offsets. faust-streaming 0.15.3 also acks when the body
+*raises* (the ack sits in a `finally`), so nothing may escape the body: a failing insert is
+retried inside the sink (backpressure: no new batch is taken meanwhile), and when the worker
+must stop while an insert still fails, it ends the process with `os._exit` before the stream
+can ack — the batch is then replayed by the next worker and the sink's watermarks keep the
+replay from writing anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import faust
+
+from pipeline import metrics
+from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
+from pipeline.settings import Settings
+from pipeline.worker.sink import ClickHouseSink, SinkStopped
+
+log = logging.getLogger("uptake.worker")
+
+EXIT_SINK_FAILED = 75  # EX_TEMPFAIL: the batch was not written and was not committed
+
+
+@dataclass
+class Progress:
+    """What the worker did so far; logged every few seconds and at exit."""
+
+    consumed: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_batch: float = 0.0
+    last_report: float = 0.0
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return (
+            f"consumed {self.consumed:,} events ({self.accepted:,} accepted, "
+            f"{self.rejected:,} rejected) in {self.batches:,} batches, "
+            f"{self.consumed / elapsed:,.0f} events/s"
+        )
+
+
+def record(batch: DecodedBatch, progress: Progress) -> None:
+    """Count the batch in the metrics and the progress (consumed = accepted + rejected)."""
+    metrics.EVENTS_CONSUMED.inc(batch.consumed)
+    by_type: dict[str, int] = {}
+    for event in batch.events:
+        tag = type(event).__struct_config__.tag
+        by_type[tag] = by_type.get(tag, 0) + 1  # type: ignore[index]
+    for event_type, count in by_type.items():
+        metrics.EVENTS_ACCEPTED.labels(event_type).inc(count)
+    by_reason: dict[str, int] = {}
+    for rejection in batch.rejections:
+        by_reason[rejection.reason] = by_reason.get(rejection.reason, 0) + 1
+    for reason, count in by_reason.items():
+        metrics.EVENTS_REJECTED.labels(str(reason)).inc(count)
+    metrics.BATCH_EVENTS.observe(batch.consumed)
+    now = time.time()
+    metrics.LAST_BATCH.set(now)
+    if batch.events:
+        newest = max(batch.events[i].occurred_at for i in range(0, len(batch.events), 97))
+        newest = max(newest, batch.events[-1].occurred_at)
+        metrics.NEWEST_EVENT.set(max(metrics.NEWEST_EVENT._value.get(), newest.timestamp()))
+        step = max(1, len(batch.events) // 100)  # a sample keeps the histogram cheap
+        for event in batch.events[::step]:
+            metrics.EVENT_DELAY.observe(max(0.0, now - event.occurred_at.timestamp()))
+    progress.consumed += batch.consumed
+    progress.accepted += len(batch.events)
+    progress.rejected += len(batch.rejections)
+    progress.batches += 1
+
+
+def kafka_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
+
+
+def build_app(
+    settings: Settings,
+    sink: ClickHouseSink,
+    *,
+    progress: Progress | None = None,
+    exit_when_idle_s: float | None = None,
+) -> faust.App:
+    """The faust app that runs decode → sink for every batch of the events topic."""
+    app = faust.App(
+        settings.consumer_group,
+        broker=kafka_url(settings.kafka_bootstrap),
+        web_enabled=False,
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        # Fetch big chunks: per-message overhead in faust dominates small fetches.
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        broker_max_poll_records=settings.batch_max_messages,
+        stream_buffer_maxsize=max(4096, 2 * settings.batch_max_messages),
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=False,
+        producer_acks=-1,
+    )
+    topic = app.topic(
+        settings.events_topic, value_type=bytes, value_serializer="raw", key_serializer="raw"
+    )
+    decoder = BatchDecoder(
+        Limits(
+            max_message_bytes=settings.max_message_bytes,
+            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
+            max_lateness=timedelta(seconds=settings.max_lateness_s),
+        )
+    )
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-sink")
+    progress = progress or Progress()
+    progress.last_batch = time.monotonic()
+
+    @app.agent(topic, name="uptake.ingest")
+    async def ingest(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_max_messages, within=settings.flush_interval_s
+        ):
+            messages = [
+                SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.value)
+                for e in events
+            ]
+            batch = decoder.decode(messages)
+            await _write_or_die(writer.submit(sink.write, batch))
+            record(batch, progress)
+            progress.last_batch = time.monotonic()
+            if progress.last_batch - progress.last_report >= 5.0:
+                progress.last_report = progress.last_batch
+                log.info("%s", progress.line())
+
+    @app.timer(0.5)
+    async def watch_idle() -> None:
+        if exit_when_idle_s is None:
+            return
+        if time.monotonic() - progress.last_batch >= exit_when_idle_s:
+            log.info("no new events for %.0fs: stopping", exit_when_idle_s)
+            progress.last_batch = float("inf")  # signal once
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    @app.on_partitions_revoked.connect
+    async def forget(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Another worker may write these partitions next: re-read watermarks when they return.
+        sink.forget_watermarks()
+
+    async def stopping(app: faust.App, **kwargs: Any) -> None:
+        sink.stop()
+
+    app.on_before_shutdown.connect(stopping)
+    return app
+
+
+async def _write_or_die(future: Future[dict[str, int]]) -> dict[str, int]:
+    """Await the sink's write; if it fails or we are cancelled mid-write, never let it ack."""
+    try:
+        return await asyncio.shield(asyncio.wrap_future(future))
+    except asyncio.CancelledError:
+        # Shutting down mid-insert: the stream would ack this batch as the body unwinds, so
+        # first wait for the insert; if it did not land, leave without committing anything.
+        try:
+            future.result()
+        except BaseException as exc:
+            _die(exc)
+        raise
+    except SinkStopped as exc:
+        _die(exc)
+    except Exception as exc:  # a bug in decode/sink: still never ack an unwritten batch
+        log.exception("unexpected error while writing a batch")
+        _die(exc)
+    raise AssertionError("unreachable")
+
+
+def _die(exc: BaseException) -> None:
+    log.error(
+        "stopping without committing the current batch (it will be replayed): %s", exc
+    )
+    logging.shutdown()
+    os._exit(EXIT_SINK_FAILED)

@@ -1,0 +1,66 @@
+"""Start the worker process: check the warehouse, create topics, serve /metrics, run faust."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+
+import faust
+from prometheus_client import start_http_server
+
+from pipeline import metrics
+from pipeline.settings import Settings, redact_url
+from pipeline.topics import ensure_topics
+from pipeline.warehouse.connection import connect
+from pipeline.warehouse.migrations import require_current
+from pipeline.worker.app import Progress, build_app
+from pipeline.worker.sink import ClickHouseSink
+
+log = logging.getLogger("uptake.worker")
+
+
+def tune_gc() -> None:
+    """Batches allocate many short-lived objects: collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
+def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error."""
+    warehouse = connect(settings.warehouse_url)
+    require_current(warehouse)
+    ensure_topics(
+        settings.kafka_bootstrap,
+        {settings.events_topic: settings.topic_partitions, settings.dlq_topic: 1},
+    )
+    metrics.set_build_info(warehouse.kind)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.REGISTRY)
+    sink = ClickHouseSink(warehouse)
+
+    progress = Progress()
+    app = build_app(settings, sink, progress=progress, exit_when_idle_s=exit_when_idle_s)
+    print(
+        f"worker: {settings.kafka_bootstrap} topic {settings.events_topic} -> "
+        f"{redact_url(settings.warehouse_url)}"
+        + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    tune_gc()
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=True,
+    )
+    code = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    print(f"worker stopped: {progress.line()}", file=sys.stderr, flush=True)
+    return code

@@ -1,0 +1,236 @@
+"""The ClickHouse sink: one column-oriented insert per table per batch, each row written once.
+
+Contract of the step:
+- `write(batch)` blocks until every table acknowledged its insert. A failed insert is retried
+  with exponential backoff, forever, until it succeeds or `stop()` was called; then it raises
+  `SinkStopped` and the caller must exit *without* committing offsets (the batch is replayed).
+- Exactly-once effect under at-least-once delivery: every row carries its source
+  (topic, partition, offset). For each table the sink knows the highest offset per partition
+  already stored (its watermark, read from ClickHouse the first time a partition is seen and
+  after every failed insert) and skips rows at or below it. A replay after a crash, a restart,
+  a rebalance or an insert whose acknowledgement was lost therefore writes nothing twice. This
+  relies on one insert per table being atomic and on offsets growing within a partition.
+- Not thread-safe: one thread calls `write`; `stop()` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from pipeline import metrics
+from pipeline.contract.decode import DecodedBatch
+from pipeline.contract.events import EVENT_CLASSES, Envelope
+from pipeline.warehouse.connection import Warehouse
+
+log = logging.getLogger(__name__)
+
+_TAG: dict[type[Envelope], str] = {cls: tag for tag, cls in EVENT_CLASSES.items()}
+
+
+class SinkStopped(RuntimeError):
+    """The sink was stopped while an insert was still failing; nothing of the batch is safe."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    factor: float = 2.0
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A table's share of a batch: columns plus each row's source coordinates."""
+
+    columns: list[list[Any]]
+    topics: list[str]
+    partitions: list[int]
+    offsets: list[int]
+
+
+@dataclass(frozen=True)
+class TableWriter:
+    """How one table's rows are built from a batch."""
+
+    table: str
+    column_names: tuple[str, ...]
+    build: Callable[[DecodedBatch, datetime], Rows]
+
+
+def _event_rows(batch: DecodedBatch, now: datetime) -> Rows:
+    events = batch.events
+    encode = msgspec.json.encode
+    columns: list[list[Any]] = [
+        [e.event_id for e in events],
+        [_TAG[type(e)] for e in events],
+        [e.schema_version for e in events],
+        [e.occurred_at for e in events],
+        [now] * len(events),
+        [e.source for e in events],
+        [e.team or "" for e in events],
+        [e.service or "" for e in events],
+        [e.user or "" for e in events],
+        [e.capability for e in events],
+        [encode(e.data) for e in events],  # type: ignore[attr-defined]
+        batch.topics,
+        batch.partitions,
+        batch.offsets,
+    ]
+    return Rows(columns, batch.topics, batch.partitions, batch.offsets)
+
+
+EVENTS = TableWriter(
+    "events",
+    (
+        "event_id", "event_type", "schema_version", "occurred_at", "ingested_at", "source",
+        "team", "service", "user", "capability", "data", "_topic", "_partition", "_offset",
+    ),
+    _event_rows,
+)
+
+
+def _rejection_rows(batch: DecodedBatch, now: datetime) -> Rows:
+    rejected = batch.rejections
+    topics = [r.topic for r in rejected]
+    partitions = [r.partition for r in rejected]
+    offsets = [r.offset for r in rejected]
+    columns: list[list[Any]] = [
+        [now] * len(rejected),
+        [str(r.reason) for r in rejected],
+        [r.detail for r in rejected],
+        [r.event_type for r in rejected],
+        [r.raw for r in rejected],
+        topics,
+        partitions,
+        offsets,
+        [r.index for r in rejected],
+    ]
+    return Rows(columns, topics, partitions, offsets)
+
+
+REJECTED = TableWriter(
+    "rejected_events",
+    (
+        "rejected_at", "reason", "detail", "event_type", "raw", "_topic", "_partition",
+        "_offset", "_index",
+    ),
+    _rejection_rows,
+)
+
+DEFAULT_TABLES = (EVENTS, REJECTED)
+
+
+class ClickHouseSink:
+    """Writes decoded batches to the warehouse tables; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        tables: Sequence[TableWriter] = DEFAULT_TABLES,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.warehouse = warehouse
+        self.tables = tuple(tables)
+        self.retry = retry or RetryPolicy()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._watermarks: dict[str, dict[tuple[str, int], int]] = {}
+        self._stopping = threading.Event()
+        self.fault: Callable[[str], None] | None = None  # test hook: raise to fail an insert
+
+    def stop(self) -> None:
+        """Make a failing `write` give up with SinkStopped instead of retrying again."""
+        self._stopping.set()
+
+    def forget_watermarks(self) -> None:
+        """Drop cached watermarks (after a rebalance another worker may have written)."""
+        self._watermarks.clear()
+
+    def write(self, batch: DecodedBatch) -> dict[str, int]:
+        """Write the batch to every table; returns rows written per table."""
+        now = self._clock()
+        written: dict[str, int] = {}
+        for writer in self.tables:
+            rows = writer.build(batch, now)
+            if rows.offsets:
+                written[writer.table] = self._write_table(writer, rows)
+        return written
+
+    def _write_table(self, writer: TableWriter, rows: Rows) -> int:
+        delay = self.retry.first_delay_s
+        while True:
+            try:
+                return self._insert_new_rows(writer, rows)
+            except Exception as exc:
+                metrics.INSERT_ERRORS.labels(writer.table).inc()
+                # The insert may have landed even though we saw an error: re-read the truth.
+                self._watermarks.pop(writer.table, None)
+                if self._stopping.is_set():
+                    raise SinkStopped(f"insert into {writer.table} failed: {exc}") from exc
+                log.warning(
+                    "insert into %s failed (%s); retrying in %.1fs", writer.table, exc, delay
+                )
+                if self._stopping.wait(delay):
+                    raise SinkStopped(f"insert into {writer.table} failed: {exc}") from exc
+                delay = min(delay * self.retry.factor, self.retry.max_delay_s)
+
+    def _insert_new_rows(self, writer: TableWriter, rows: Rows) -> int:
+        marks = self._watermarks_of(writer.table)
+        keep = _new_rows(rows, marks)
+        skipped = len(rows.offsets) - (len(keep) if keep is not None else len(rows.offsets))
+        if skipped:
+            metrics.REPLAYED_ROWS_SKIPPED.labels(writer.table).inc(skipped)
+        columns = rows.columns if keep is None else [[c[i] for i in keep] for c in rows.columns]
+        if not columns[0]:
+            return 0
+        if self.fault is not None:
+            self.fault(writer.table)
+        started = time.perf_counter()
+        count = self.warehouse.insert_columns(writer.table, columns, writer.column_names)
+        metrics.INSERT_DURATION.labels(writer.table).observe(time.perf_counter() - started)
+        metrics.INSERT_ROWS.labels(writer.table).inc(len(columns[0]))
+        for topic, partition, offset in zip(
+            rows.topics, rows.partitions, rows.offsets, strict=True
+        ):
+            key = (topic, partition)
+            if offset > marks.get(key, -1):
+                marks[key] = offset
+        return count
+
+    def _watermarks_of(self, table: str) -> dict[tuple[str, int], int]:
+        marks = self._watermarks.get(table)
+        if marks is None:
+            rows = self.warehouse.rows(
+                f"SELECT _topic, _partition, max(_offset) FROM {table} GROUP BY _topic, _partition"
+            )
+            marks = {(str(t), int(p)): int(o) for t, p, o in rows}
+            self._watermarks[table] = marks
+        return marks
+
+
+def _new_rows(rows: Rows, marks: dict[tuple[str, int], int]) -> list[int] | None:
+    """Indices of rows above their partition's watermark; None when that is every row."""
+    if not marks:
+        return None
+    lowest: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in zip(rows.topics, rows.partitions, rows.offsets, strict=True):
+        key = (topic, partition)
+        if offset < lowest.get(key, offset + 1):
+            lowest[key] = offset
+    if all(low > marks.get(key, -1) for key, low in lowest.items()):
+        return None
+    return [
+        i
+        for i, (topic, partition, offset) in enumerate(
+            zip(rows.topics, rows.partitions, rows.offsets, strict=True)
+        )
+        if offset > marks.get((topic, partition), -1)
+    ]
