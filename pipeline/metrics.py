@@ -15,9 +15,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 # Counter, events: every event the worker took from Kafka (a message that cannot be split into
 # events counts as one). consumed = accepted + rejected, always.
-EVENTS_CONSUMED = Counter(
-    "uptake_events_consumed", "Events taken from Kafka.", registry=REGISTRY
-)
+EVENTS_CONSUMED = Counter("uptake_events_consumed", "Events taken from Kafka.", registry=REGISTRY)
 # Counter, events, by event_type.
 EVENTS_ACCEPTED = Counter(
     "uptake_events_accepted",

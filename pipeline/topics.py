@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -37,10 +39,9 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.
             if name not in existing
         ]
         if missing:
-            try:
+            # Another process may create them at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process
         return [t.name for t in missing]
     except KafkaError as exc:
         raise KafkaUnavailable(f"{unreachable_message(bootstrap)} ({exc})") from exc

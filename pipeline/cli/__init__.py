@@ -38,9 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"uptake {pipeline.__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log debug detail to stderr"
-    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     broker.register(subparsers)

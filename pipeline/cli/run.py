@@ -57,11 +57,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--days", type=_seconds, default=6.0, help="history to spread events over (default 6)"
     )
     cmd.add_argument(
-        "--per-message", type=_positive_int, default=100,
+        "--per-message",
+        type=_positive_int,
+        default=100,
         help="events per Kafka message (default 100; 1 sends one event per message)",
     )
     cmd.add_argument(
-        "--truth", type=Path, default=None,
+        "--truth",
+        type=Path,
+        default=None,
         help="write the ground truth (counts per team and event type) to this JSON file",
     )
     cmd.set_defaults(func=_simulate)
@@ -76,7 +80,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     cmd.add_argument(
-        "--exit-when-idle", type=_seconds, default=None, metavar="SECONDS",
+        "--exit-when-idle",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
         help="stop after no new events arrived for this long (for batch runs and demos)",
     )
     cmd.set_defaults(func=_worker)
@@ -95,6 +102,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cmd.add_argument("--seed", type=int, default=None, help="random seed (default: time-based)")
     cmd.set_defaults(func=_demo)
+
+    cmd = subparsers.add_parser(
+        "bench",
+        help="measure pipeline throughput against a raw baseline and print one JSON line",
+        description=(
+            "Produce N api_call events to a fresh topic, run the real worker over them, then "
+            "a baseline that only consumes the same messages and inserts them raw into the same "
+            "warehouse; then measure produce-to-queryable freshness at a fixed rate. Prints "
+            "progress to stderr and one JSON line to stdout with pipeline_events_per_s, "
+            "baseline_events_per_s, ratio, p95_freshness_s and peak_rss_mb. Uses its own "
+            "warehouse ($UPTAKE_HOME/bench) unless --warehouse is given. Needs a broker."
+        ),
+    )
+    cmd.add_argument(
+        "--events", type=_positive_int, default=200_000, help="events to produce (default 200000)"
+    )
+    cmd.add_argument(
+        "--per-message",
+        type=_positive_int,
+        default=100,
+        help="events per Kafka message (default 100)",
+    )
+    cmd.add_argument(
+        "--freshness-rate",
+        type=_positive_int,
+        default=10_000,
+        help="events/s sent during the freshness phase (default 10000)",
+    )
+    cmd.add_argument(
+        "--warehouse",
+        default=None,
+        metavar="URL",
+        help="warehouse URL for the bench (default chdb://$UPTAKE_HOME/bench)",
+    )
+    cmd.set_defaults(func=_bench)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -150,6 +192,15 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import BenchConfig, main
+
+    config = BenchConfig(
+        events=args.events, per_message=args.per_message, freshness_rate=args.freshness_rate
+    )
+    return main(config, args.warehouse)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pipeline.broker import LocalBroker, broker_answers
     from pipeline.cli.data import format_table
@@ -182,8 +233,13 @@ def _demo(args: argparse.Namespace) -> int:
         step(f"simulate {args.events:,} events (seed {seed})")
         code = _simulate(
             argparse.Namespace(
-                events=args.events, duration=None, seed=seed, teams=12, days=6.0,
-                per_message=100, truth=None,
+                events=args.events,
+                duration=None,
+                seed=seed,
+                teams=12,
+                days=6.0,
+                per_message=100,
+                truth=None,
             )
         )
         if code:

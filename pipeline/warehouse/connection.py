@@ -200,12 +200,17 @@ class Warehouse:
         columns: Sequence[Sequence[Any]],
         column_names: Sequence[str],
         settings: dict[str, Any] | None = None,
+        wire_types: Sequence[str] | None = None,
     ) -> int:
-        """Insert one column-oriented block; returns rows written. Atomic for one block."""
+        """Insert one column-oriented block; returns rows written. Atomic for one block.
+
+        `wire_types` send columns as other types than the table's (ClickHouse converts).
+        """
         summary = self.client.insert(
             table,
             columns,
             column_names=list(column_names),
+            column_type_names=list(wire_types) if wire_types else None,
             column_oriented=True,
             settings=settings,
         )
@@ -214,7 +219,8 @@ class Warehouse:
     def table_exists(self, table: str) -> bool:
         return bool(
             self.client.command(
-                "SELECT count() FROM system.tables WHERE database = {db:String} AND name = {t:String}",
+                "SELECT count() FROM system.tables "
+                "WHERE database = {db:String} AND name = {t:String}",
                 parameters={"db": self.database, "t": table},
             )
         )

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +28,7 @@ import faust
 
 from pipeline import metrics
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
+from pipeline.contract.events import event_type_of
 from pipeline.settings import Settings
 from pipeline.worker.sink import ClickHouseSink, SinkStopped
 
@@ -61,8 +63,8 @@ def record(batch: DecodedBatch, progress: Progress) -> None:
     metrics.EVENTS_CONSUMED.inc(batch.consumed)
     by_type: dict[str, int] = {}
     for event in batch.events:
-        tag = type(event).__struct_config__.tag
-        by_type[tag] = by_type.get(tag, 0) + 1  # type: ignore[index]
+        tag = event_type_of(event)
+        by_type[tag] = by_type.get(tag, 0) + 1
     for event_type, count in by_type.items():
         metrics.EVENTS_ACCEPTED.labels(event_type).inc(count)
     by_reason: dict[str, int] = {}
@@ -96,6 +98,7 @@ def build_app(
     *,
     progress: Progress | None = None,
     exit_when_idle_s: float | None = None,
+    on_batch: Callable[[DecodedBatch, float, float], None] | None = None,
 ) -> faust.App:
     """The faust app that runs decode → sink for every batch of the events topic."""
     app = faust.App(
@@ -114,7 +117,6 @@ def build_app(
         broker_commit_interval=1.0,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
-        topic_allow_declare=False,
         producer_acks=-1,
     )
     topic = app.topic(
@@ -140,9 +142,12 @@ def build_app(
                 SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.value)
                 for e in events
             ]
+            started = time.time()
             batch = decoder.decode(messages)
             await _write_or_die(writer.submit(sink.write, batch))
             record(batch, progress)
+            if on_batch is not None:  # benchmarks and tests observe batches here
+                on_batch(batch, started, time.time())
             progress.last_batch = time.monotonic()
             if progress.last_batch - progress.last_report >= 5.0:
                 progress.last_report = progress.last_batch
@@ -157,7 +162,6 @@ def build_app(
             progress.last_batch = float("inf")  # signal once
             os.kill(os.getpid(), signal.SIGTERM)
 
-    @app.on_partitions_revoked.connect
     async def forget(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         # Another worker may write these partitions next: re-read watermarks when they return.
         sink.forget_watermarks()
@@ -165,7 +169,9 @@ def build_app(
     async def stopping(app: faust.App, **kwargs: Any) -> None:
         sink.stop()
 
-    app.on_before_shutdown.connect(stopping)
+    # faust's signal typing wants a `signal` keyword parameter that it passes in **kwargs.
+    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(stopping)  # type: ignore[arg-type]
     return app
 
 
@@ -190,8 +196,6 @@ async def _write_or_die(future: Future[dict[str, int]]) -> dict[str, int]:
 
 
 def _die(exc: BaseException) -> None:
-    log.error(
-        "stopping without committing the current batch (it will be replayed): %s", exc
-    )
+    log.error("stopping without committing the current batch (it will be replayed): %s", exc)
     logging.shutdown()
     os._exit(EXIT_SINK_FAILED)

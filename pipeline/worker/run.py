@@ -50,13 +50,17 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         flush=True,
     )
     tune_gc()
+    # faust's own INFO lines are its lifecycle chatter: keep them at WARN unless debugging.
+    faust_level = "debug" if settings.log_level == "debug" else "warn"
+    _log_to_stderr(settings.log_level)
     worker = faust.Worker(
         app,
-        loglevel=settings.log_level,
+        loglevel=faust_level,
         quiet=True,
         redirect_stdouts=False,
         override_logging=True,
     )
+    worker.spinner = None  # a terminal spinner garbles logs and CI output
     code = 0
     try:
         worker.execute_from_commandline()
@@ -64,3 +68,14 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         code = int(exc.code or 0)
     print(f"worker stopped: {progress.line()}", file=sys.stderr, flush=True)
     return code
+
+
+def _log_to_stderr(level: str) -> None:
+    """Uptake's own log lines (progress, retries) go to stderr whatever faust does with logging."""
+    logger = logging.getLogger("uptake")
+    logger.setLevel({"warn": "WARNING"}.get(level.lower(), level.upper()))
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False

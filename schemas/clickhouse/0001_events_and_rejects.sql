@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS events
     event_type LowCardinality(String),
     schema_version UInt16,
     occurred_at DateTime64(3, 'UTC'),
-    ingested_at DateTime64(3, 'UTC'),
+    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'when the worker wrote it',
     source LowCardinality(String),
     team LowCardinality(String),
     service LowCardinality(String),
@@ -28,7 +28,7 @@ ORDER BY (event_type, team, capability, occurred_at, event_id);
 
 CREATE TABLE IF NOT EXISTS rejected_events
 (
-    rejected_at DateTime64(3, 'UTC'),
+    rejected_at DateTime64(3, 'UTC') DEFAULT now64(3),
     reason LowCardinality(String),
     detail String,
     event_type LowCardinality(String),
