@@ -31,11 +31,10 @@ class Secret(str):
 def redact_url(url: str) -> str:
     """`http://user:pass@host/db` -> `http://user:***@host/db`; other URLs unchanged."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
+    netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -111,6 +110,13 @@ class Settings:
         default=9464,
         metadata=_env("UPTAKE_METRICS_PORT", "port of the worker's /metrics (0 disables it)"),
     )
+    chaos_fail_inserts: int = field(
+        default=0,
+        metadata=_env(
+            "UPTAKE_CHAOS_FAIL_INSERTS",
+            "fault injection for tests and drills: fail this many ClickHouse inserts (-1: all)",
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_env("UPTAKE_LOG_LEVEL", "log level: debug, info, warn, error"),
@@ -144,6 +150,9 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[f.name] = _parse(spec.name, raw, f.default)
+        for name, value in values.items():
+            if name == "clickhouse_url" and not isinstance(value, Secret):
+                values[name] = Secret(str(value))  # overrides too: never a plain password
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings
@@ -157,7 +166,15 @@ class Settings:
             raise SettingsError("UPTAKE_FLUSH_INTERVAL_S must be greater than 0")
         if not 0 <= self.metrics_port <= 65535:
             raise SettingsError("UPTAKE_METRICS_PORT must be a port number (0 disables)")
-        scheme = urlsplit(self.warehouse_url).scheme
+        parts = urlsplit(self.warehouse_url)
+        scheme = parts.scheme
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise SettingsError(
+                f"UPTAKE_CLICKHOUSE_URL has an invalid port: {redact_url(self.warehouse_url)} "
+                "(percent-encode '/' and ':' in the password)"
+            ) from None
         if scheme not in ("chdb", "http", "https"):
             raise SettingsError(
                 f"UPTAKE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "

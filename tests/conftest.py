@@ -114,9 +114,7 @@ def inprocess_chdb_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def inprocess_warehouse_url(
-    clickhouse_server_url: str | None, inprocess_chdb_folder: Path
-) -> str:
+def inprocess_warehouse_url(clickhouse_server_url: str | None, inprocess_chdb_folder: Path) -> str:
     """A fresh database this test process may open itself."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     if clickhouse_server_url:
@@ -131,7 +129,9 @@ class Pipeline:
     env: dict[str, str]
     home: Path
 
-    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 300, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "pipeline.cli", *args],
             env=self.env,

@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kafka-python logs every failed connection attempt; our own error says it once.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         code = args.func(args)
     except SettingsError as exc:

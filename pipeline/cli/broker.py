@@ -11,19 +11,22 @@ arguments, and `args.func(args)` returns the process exit code:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from pipeline.broker import BrokerError, BrokerStatus, LocalBroker
+from pipeline.settings import Settings
 
 DEFAULT_PORT = 9092
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_NOT_RUNNING = 3
 
-_HOME_HELP = "broker home folder (default: $UPTAKE_HOME/kafka, and UPTAKE_HOME defaults to .uptake)"
-_PORT_HELP = f"client port on 127.0.0.1 (default: $UPTAKE_BROKER_PORT or {DEFAULT_PORT})"
+_HOME_HELP = "broker home folder (default: $UPTAKE_HOME/kafka; UPTAKE_HOME defaults to .uptake)"
+_PORT_HELP = (
+    "client port on 127.0.0.1 (default: the port of KAFKA_BOOTSTRAP_SERVERS when it names "
+    f"127.0.0.1 or localhost, else {DEFAULT_PORT})"
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -181,20 +184,19 @@ def _home(args: argparse.Namespace) -> Path:
     if args.home is not None:
         home: Path = args.home
         return home
-    return Path(os.environ.get("UPTAKE_HOME") or ".uptake") / "kafka"
+    return Settings.from_env().broker_home
 
 
 def _resolve_port(args: argparse.Namespace) -> int:
+    """--port, else the port of KAFKA_BOOTSTRAP_SERVERS when it is local, else 9092."""
     if args.port is not None:
         port: int = args.port
         return port
-    raw = os.environ.get("UPTAKE_BROKER_PORT") or ""
-    if not raw:
-        return DEFAULT_PORT
-    try:
+    first = Settings.from_env().kafka_bootstrap.split(",")[0].strip()
+    host, _, raw = first.rpartition(":")
+    if host in ("127.0.0.1", "localhost") and raw.isdigit():
         return _port(raw)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(f"UPTAKE_BROKER_PORT={raw!r}: {exc}") from None
+    return DEFAULT_PORT
 
 
 def _port(text: str) -> int:

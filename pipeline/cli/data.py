@@ -7,8 +7,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import DatabaseError
+
 from pipeline.settings import Settings, redact_url
-from pipeline.warehouse.connection import opened
+from pipeline.warehouse.connection import WarehouseError, opened
 from pipeline.warehouse.migrations import MigrationError, applied, available, migrate
 
 
@@ -44,7 +46,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="output format (default: table)",
     )
     cmd.add_argument(
-        "--max-rows", type=int, default=1000, help="print at most this many rows (default 1000)"
+        "--max-rows",
+        type=_non_negative,
+        default=1000,
+        help="print at most this many rows (default 1000)",
     )
     cmd.set_defaults(func=_query)
 
@@ -54,6 +59,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Show the settings in effect (secrets redacted) and what each one does.",
     )
     cmd.set_defaults(func=_settings)
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -77,7 +92,10 @@ def _migrate(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with opened(settings.warehouse_url) as warehouse:
-        names, rows = warehouse.query(args.sql)
+        try:
+            names, rows = warehouse.query(args.sql)
+        except DatabaseError as exc:
+            raise WarehouseError(f"the query failed: {str(exc).strip().splitlines()[0]}") from exc
     shown = rows[: args.max_rows]
     if args.format == "json":
         import msgspec
@@ -90,7 +108,11 @@ def _query(args: argparse.Namespace) -> int:
     else:
         print(format_table(names, shown))
     if len(rows) > len(shown):
-        print(f"({len(rows) - len(shown)} more rows not shown; use --max-rows)", file=sys.stderr)
+        hidden = len(rows) - len(shown)
+        print(
+            f"({hidden} more row{'s' if hidden != 1 else ''} not shown; use --max-rows)",
+            file=sys.stderr,
+        )
     return 0
 
 

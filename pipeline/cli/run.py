@@ -33,6 +33,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _team_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > 20:
+        raise argparse.ArgumentTypeError(
+            f"{value} teams: the synthetic organisation has 20 at most"
+        )
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 days")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = subparsers.add_parser(
         "simulate",
@@ -52,9 +71,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--duration", type=_seconds, default=None, help="send for this many seconds instead"
     )
     cmd.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    cmd.add_argument("--teams", type=_positive_int, default=12, help="teams (default 12, max 20)")
+    cmd.add_argument("--teams", type=_team_count, default=12, help="teams (default 12, max 20)")
     cmd.add_argument(
-        "--days", type=_seconds, default=6.0, help="history to spread events over (default 6)"
+        "--days", type=_days, default=6.0, help="days of history to spread events over (default 6)"
     )
     cmd.add_argument(
         "--per-message",
@@ -149,7 +168,7 @@ def _simulate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     total = args.events or (10_000_000 if args.duration else 100_000)
     ensure_topics(settings.kafka_bootstrap, {settings.events_topic: settings.topic_partitions})
-    org = Organisation.synthetic(args.seed, teams=min(args.teams, 20))
+    org = Organisation.synthetic(args.seed, teams=args.teams)
     truth = GroundTruth()
     events = generate(org, total, args.seed, window=timedelta(days=args.days), truth=truth)
     producer = make_producer(settings.kafka_bootstrap)

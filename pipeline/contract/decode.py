@@ -192,7 +192,10 @@ class BatchDecoder:
 
     def _classify(self, item: bytes, error: str) -> tuple[Reason, str, str]:
         """Name the reason an event failed validation, from its generic JSON shape."""
-        obj = self._any.decode(item)
+        try:
+            obj = self._any.decode(item)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:  # e.g. 1e400
+            return Reason.SCHEMA_VIOLATION, f"{error} ({exc}) - at `$`", ""
         if not isinstance(obj, dict):
             return Reason.SCHEMA_VIOLATION, f"{error}: an event is a JSON object", ""
         event_type = obj.get("event_type")
@@ -203,7 +206,8 @@ class BatchDecoder:
             known = ", ".join(EVENT_CLASSES)
             return Reason.UNKNOWN_EVENT_TYPE, f"{event_type!r} is not one of {known}", ""
         version = obj.get("schema_version")
-        if isinstance(version, int) and version not in SUPPORTED_VERSIONS[event_type]:
+        is_int = isinstance(version, int) and not isinstance(version, bool)
+        if is_int and version not in SUPPORTED_VERSIONS[event_type]:
             known_versions = sorted(SUPPORTED_VERSIONS[event_type])
             return (
                 Reason.UNSUPPORTED_VERSION,

@@ -49,7 +49,7 @@ class ApiCall(msgspec.Struct, frozen=True, gc=False):
 
 
 class Commit(msgspec.Struct, frozen=True, gc=False):
-    sha: Annotated[str, Meta(min_length=7, max_length=64, pattern="^[0-9a-fA-F]+$")]
+    sha: Annotated[str, Meta(min_length=7, max_length=64, pattern="^[0-9a-fA-F]+(?![\\s\\S])")]
     committed_at: UtcTime
 
 

@@ -142,7 +142,9 @@ def generate(
     for i in range(events):
         fraction = (i + rng.random()) / events
         at = start + timedelta(seconds=span * fraction)
-        while next_adoption < len(adoptions) and adoptions[next_adoption][0] <= fraction:
+        while next_adoption < len(adoptions) and (
+            adoptions[next_adoption][0] <= fraction or not pool
+        ):
             _, _, adopter, adopted_capability = adoptions[next_adoption]
             pool.append((adopter, adopted_capability))
             weight = adopter.activity * adopted_capability.weight

@@ -64,7 +64,7 @@ def parse_url(url: str) -> Target:
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if parts.scheme == "chdb":
-        if parts.netloc or not parts.path or parts.path == "/":
+        if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
             raise WarehouseError(
                 f"{redact_url(url)} is not an embedded warehouse URL: use chdb:///absolute/folder "
                 "(three slashes)"
@@ -76,11 +76,18 @@ def parse_url(url: str) -> Target:
             raise WarehouseError(f"{redact_url(url)} names no host: use http://host:8123/database")
         database = unquote(parts.path.strip("/")) or query.get("database", DEFAULT_DATABASE)
         secure = parts.scheme == "https"
+        try:
+            port = parts.port
+        except ValueError:
+            raise WarehouseError(
+                f"{redact_url(url)} has an invalid port (a '/' or ':' in the password must be "
+                "percent-encoded)"
+            ) from None
         return Target(
             "server",
             database,
             host=parts.hostname,
-            port=parts.port or (8443 if secure else 8123),
+            port=port or (8443 if secure else 8123),
             username=unquote(parts.username or "default"),
             password=unquote(parts.password or ""),
             secure=secure,

@@ -48,6 +48,7 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     last_batch: float = 0.0
     last_report: float = 0.0
+    in_flight: bool = False
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -117,6 +118,13 @@ def build_app(
         broker_commit_interval=1.0,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
+        # On stop, faust would wait for in-flight events to be acked; a batch whose insert keeps
+        # failing never is. Cancel instead: _write_or_die settles the batch safely.
+        stream_wait_empty=False,
+        # A worker that died without leaving the group holds its partitions until its session
+        # expires: keep that short so a restarted worker resumes within seconds.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         producer_acks=-1,
     )
     topic = app.topic(
@@ -143,8 +151,10 @@ def build_app(
                 for e in events
             ]
             started = time.time()
+            progress.in_flight = True
             batch = decoder.decode(messages)
-            await _write_or_die(writer.submit(sink.write, batch))
+            await _write_or_die(writer.submit(sink.write, batch), sink)
+            progress.in_flight = False
             record(batch, progress)
             if on_batch is not None:  # benchmarks and tests observe batches here
                 on_batch(batch, started, time.time())
@@ -155,7 +165,7 @@ def build_app(
 
     @app.timer(0.5)
     async def watch_idle() -> None:
-        if exit_when_idle_s is None:
+        if exit_when_idle_s is None or progress.in_flight:
             return
         if time.monotonic() - progress.last_batch >= exit_when_idle_s:
             log.info("no new events for %.0fs: stopping", exit_when_idle_s)
@@ -175,13 +185,15 @@ def build_app(
     return app
 
 
-async def _write_or_die(future: Future[dict[str, int]]) -> dict[str, int]:
+async def _write_or_die(future: Future[dict[str, int]], sink: ClickHouseSink) -> dict[str, int]:
     """Await the sink's write; if it fails or we are cancelled mid-write, never let it ack."""
     try:
         return await asyncio.shield(asyncio.wrap_future(future))
     except asyncio.CancelledError:
         # Shutting down mid-insert: the stream would ack this batch as the body unwinds, so
-        # first wait for the insert; if it did not land, leave without committing anything.
+        # first wait for the insert (a failing one gives up now); if it did not land, leave
+        # without committing anything.
+        sink.stop()
         try:
             future.result()
         except BaseException as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from collections.abc import Callable
 
 import faust
 from prometheus_client import start_http_server
@@ -39,6 +40,8 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.REGISTRY)
     sink = ClickHouseSink(warehouse)
+    if settings.chaos_fail_inserts:
+        sink.fault = failing_inserts(settings.chaos_fail_inserts)
 
     progress = Progress()
     app = build_app(settings, sink, progress=progress, exit_when_idle_s=exit_when_idle_s)
@@ -79,3 +82,17 @@ def _log_to_stderr(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
+
+
+def failing_inserts(count: int) -> Callable[[str], None]:
+    """A sink fault that fails the first `count` inserts (every insert when negative)."""
+    remaining = [count]
+
+    def fault(table: str) -> None:
+        if remaining[0] == 0:
+            return
+        remaining[0] -= 1
+        raise ConnectionError(f"injected failure of the insert into {table} (chaos setting)")
+
+    log.warning("fault injection: failing %s inserts", "all" if count < 0 else count)
+    return fault

@@ -1,0 +1,55 @@
+# Uptake — the two commands a newcomer needs:
+#   make demo   the whole pipeline once on the embedded warehouse (broker, migrate, simulate, worker)
+#   make test   lint, type-check and the full test suite (starts the services it needs)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint unit bench broker-start broker-stop clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo    run the whole pipeline once and print a per-team adoption summary"
+	@echo "make test    ruff + mypy + the whole test suite (real Kafka, real ClickHouse engine)"
+	@echo "make unit    only the tests that need no services"
+	@echo "make bench   uptake bench: pipeline throughput vs a raw baseline, one JSON line"
+	@echo "make lint    ruff and mypy"
+	@echo "make clean   remove the virtualenv and local state (.uptake/)"
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "error: java (17+) is needed for the local Kafka broker: apt-get install openjdk-17-jre-headless"; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: mvn is needed to fetch Kafka's jars from Maven Central: apt-get install maven"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/uptake demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline tests
+	$(BIN)/ruff format --check pipeline
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration"
+
+bench: $(STAMP)
+	$(BIN)/uptake broker start
+	$(BIN)/uptake bench
+
+broker-start: $(STAMP)
+	$(BIN)/uptake broker start
+
+broker-stop: $(STAMP)
+	$(BIN)/uptake broker stop
+
+clean:
+	-$(BIN)/uptake broker stop 2>/dev/null
+	rm -rf $(VENV) .uptake

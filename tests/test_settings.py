@@ -1,0 +1,278 @@
+"""Settings: defaults, parsing of every environment variable, validation and secret redaction."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Secret, Settings, SettingsError, redact_url
+
+PASSWORD = "s3cret"
+URL_WITH_PASSWORD = f"http://u:{PASSWORD}@h:8123/db"
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+ENV_OF = {name: f.metadata["env"].name for name, f in FIELDS.items()}
+INT_FIELDS = [n for n, f in FIELDS.items() if type(f.default) is int]
+FLOAT_FIELDS = [n for n, f in FIELDS.items() if type(f.default) is float]
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.home == Path(".uptake")
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.events_topic == "uptake.events"
+    assert settings.dlq_topic == "uptake.events.dlq"
+    assert settings.topic_partitions == 4
+    assert settings.consumer_group == "uptake-worker"
+    assert settings.clickhouse_url == ""
+    assert isinstance(settings.clickhouse_url, Secret)
+    assert settings.batch_max_messages == 5000
+    assert settings.flush_interval_s == 1.0
+    assert settings.max_message_bytes == 1024 * 1024
+    assert settings.max_future_skew_s == 300.0
+    assert settings.max_lateness_s == 7 * 24 * 3600.0
+    assert settings.metrics_port == 9464
+    assert settings.log_level == "info"
+    assert settings.broker_home == Path(".uptake") / "kafka"
+
+
+def test_every_field_has_its_own_environment_variable_and_help() -> None:
+    names = list(ENV_OF.values())
+    assert len(names) == len(set(names)), "two settings share an environment variable"
+    for name in names:
+        assert name.startswith(("UPTAKE_", "KAFKA_")), name
+    for f in FIELDS.values():
+        assert f.metadata["env"].help.strip(), f"{f.name} has no help text"
+
+
+# (variable, raw value, field, expected value); the expected type is checked exactly.
+EXPLICIT = [
+    ("UPTAKE_HOME", "/var/lib/uptake", "home", Path("/var/lib/uptake")),
+    ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9093", "kafka_bootstrap", "k1:9092,k2:9093"),
+    ("UPTAKE_EVENTS_TOPIC", "ev", "events_topic", "ev"),
+    ("UPTAKE_DLQ_TOPIC", "ev.dlq", "dlq_topic", "ev.dlq"),
+    ("UPTAKE_TOPIC_PARTITIONS", "12", "topic_partitions", 12),
+    ("UPTAKE_CONSUMER_GROUP", "grp", "consumer_group", "grp"),
+    ("UPTAKE_CLICKHOUSE_URL", URL_WITH_PASSWORD, "clickhouse_url", Secret(URL_WITH_PASSWORD)),
+    ("UPTAKE_BATCH_MAX_MESSAGES", "250", "batch_max_messages", 250),
+    ("UPTAKE_FLUSH_INTERVAL_S", "0.25", "flush_interval_s", 0.25),
+    ("UPTAKE_MAX_MESSAGE_BYTES", "2048", "max_message_bytes", 2048),
+    ("UPTAKE_MAX_FUTURE_SKEW_S", "60", "max_future_skew_s", 60.0),
+    ("UPTAKE_MAX_LATENESS_S", "3600.5", "max_lateness_s", 3600.5),
+    ("UPTAKE_METRICS_PORT", "0", "metrics_port", 0),
+    ("UPTAKE_LOG_LEVEL", "debug", "log_level", "debug"),
+]
+
+
+@pytest.mark.parametrize(("variable", "raw", "name", "expected"), EXPLICIT)
+def test_each_variable_is_parsed_to_the_field_type(
+    variable: str, raw: str, name: str, expected: object
+) -> None:
+    assert ENV_OF[name] == variable
+    value = getattr(Settings.from_env({variable: raw}), name)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
+    """Settings added later get at least a generic check: a valid value keeps the type."""
+    samples = {int: "3", float: "2.5", str: "text"}
+    covered = {name for _, _, name, _ in EXPLICIT}
+    for name, f in FIELDS.items():
+        if name in covered:
+            continue
+        kind = type(f.default)
+        raw = samples.get(kind, "/tmp/x")
+        value = getattr(Settings.from_env({ENV_OF[name]: raw}), name)
+        assert type(value) is kind, (name, value)
+
+
+def test_an_empty_variable_means_the_default() -> None:
+    environ = {variable: "" for variable in ENV_OF.values()}
+    assert Settings.from_env(environ) == Settings()
+
+
+def test_from_env_without_a_mapping_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UPTAKE_TOPIC_PARTITIONS", "7")
+    monkeypatch.setenv("UPTAKE_EVENTS_TOPIC", "from.os.environ")
+    settings = Settings.from_env()
+    assert settings.topic_partitions == 7
+    assert settings.events_topic == "from.os.environ"
+
+
+@pytest.mark.parametrize("name", INT_FIELDS)
+@pytest.mark.parametrize("raw", ["abc", "1.5", "4x"])
+def test_a_bad_int_names_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({ENV_OF[name]: raw})
+    message = str(caught.value)
+    assert ENV_OF[name] in message
+    assert repr(raw) in message
+    assert "int" in message
+
+
+@pytest.mark.parametrize("name", FLOAT_FIELDS)
+def test_a_bad_float_names_the_variable(name: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({ENV_OF[name]: "soon"})
+    message = str(caught.value)
+    assert ENV_OF[name] in message
+    assert "'soon'" in message
+    assert "float" in message
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("UPTAKE_TOPIC_PARTITIONS", "0"),
+        ("UPTAKE_TOPIC_PARTITIONS", "-3"),
+        ("UPTAKE_BATCH_MAX_MESSAGES", "0"),
+        ("UPTAKE_FLUSH_INTERVAL_S", "0"),
+        ("UPTAKE_FLUSH_INTERVAL_S", "-0.5"),
+        ("UPTAKE_METRICS_PORT", "65536"),
+        ("UPTAKE_METRICS_PORT", "-1"),
+    ],
+)
+def test_validate_rejects_values_out_of_range(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: raw})
+
+
+def test_validate_accepts_the_edges_of_the_ranges() -> None:
+    settings = Settings.from_env(
+        {
+            "UPTAKE_TOPIC_PARTITIONS": "1",
+            "UPTAKE_BATCH_MAX_MESSAGES": "1",
+            "UPTAKE_FLUSH_INTERVAL_S": "0.001",
+            "UPTAKE_METRICS_PORT": "65535",
+        }
+    )
+    assert (settings.topic_partitions, settings.metrics_port) == (1, 65535)
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme"),
+    [
+        (f"ftp://u:{PASSWORD}@h:21/db", "ftp"),
+        (f"clickhouse://u:{PASSWORD}@h/db", "clickhouse"),
+        ("h:8123/db", "h"),
+        ("/just/a/folder", "nothing"),
+    ],
+)
+def test_a_bad_url_scheme_names_the_variable_and_hides_the_password(url: str, scheme: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"UPTAKE_CLICKHOUSE_URL": url})
+    message = str(caught.value)
+    assert "UPTAKE_CLICKHOUSE_URL" in message
+    assert f"{scheme}://" in message
+    assert PASSWORD not in message
+    assert PASSWORD not in repr(caught.value)
+
+
+@pytest.mark.parametrize("url", ["chdb:///data/wh", "http://h:8123/db", "https://h/db"])
+def test_validate_accepts_the_three_url_forms(url: str) -> None:
+    assert Settings.from_env({"UPTAKE_CLICKHOUSE_URL": url}).warehouse_url == url
+
+
+def test_secret_repr_hides_the_value_and_reveal_returns_it() -> None:
+    secret = Secret(PASSWORD)
+    assert PASSWORD not in repr(secret)
+    assert repr(secret) == "Secret('***')"
+    assert repr(Secret("")) == "Secret('')"
+    assert secret.reveal() == PASSWORD
+    assert type(secret.reveal()) is str
+    assert PASSWORD not in repr([secret])  # containers use the repr too
+    assert PASSWORD not in f"{secret!r}"
+
+
+def test_repr_of_settings_never_contains_the_password() -> None:
+    settings = Settings.from_env({"UPTAKE_CLICKHOUSE_URL": URL_WITH_PASSWORD})
+    assert settings.warehouse_url == URL_WITH_PASSWORD  # the password is there ...
+    assert PASSWORD not in repr(settings)  # ... and never shown
+    assert PASSWORD not in str(settings)
+    assert PASSWORD not in f"{settings}"
+
+
+def test_a_plain_string_url_override_is_still_treated_as_a_secret() -> None:
+    settings = Settings.from_env({}, clickhouse_url=URL_WITH_PASSWORD)
+    assert PASSWORD not in repr(settings)
+    assert all(PASSWORD not in value for _, value, _ in settings.describe())
+
+
+def test_describe_lists_every_setting_and_redacts_the_password() -> None:
+    settings = Settings.from_env({"UPTAKE_CLICKHOUSE_URL": URL_WITH_PASSWORD})
+    rows = settings.describe()
+    assert [name for name, _, _ in rows] == list(ENV_OF.values())
+    shown = dict((name, value) for name, value, _ in rows)
+    assert shown["UPTAKE_CLICKHOUSE_URL"] == "http://u:***@h:8123/db"
+    assert shown["UPTAKE_TOPIC_PARTITIONS"] == "4"
+    for row in rows:
+        assert all(PASSWORD not in part for part in row)
+
+
+def test_describe_shows_the_default_warehouse(tmp_path: Path) -> None:
+    settings = Settings.from_env({"UPTAKE_HOME": str(tmp_path)})
+    shown = {name: value for name, value, _ in settings.describe()}
+    assert shown["UPTAKE_CLICKHOUSE_URL"] == f"(default) chdb://{tmp_path.resolve()}/warehouse"
+
+
+def test_the_default_warehouse_is_an_absolute_chdb_folder_in_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path.resolve()
+    assert Settings.from_env({}).warehouse_url == f"chdb://{root}/.uptake/warehouse"
+    relative = Settings.from_env({"UPTAKE_HOME": "state/here"})
+    assert relative.warehouse_url == f"chdb://{root}/state/here/warehouse"
+    url = relative.warehouse_url.removeprefix("chdb://")
+    assert Path(url).is_absolute()
+
+
+def test_a_configured_url_wins_over_the_default_warehouse(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"UPTAKE_HOME": str(tmp_path), "UPTAKE_CLICKHOUSE_URL": "chdb:///elsewhere/wh"}
+    )
+    assert settings.warehouse_url == "chdb:///elsewhere/wh"
+
+
+def test_overrides_win_over_the_environment() -> None:
+    environ = {"UPTAKE_TOPIC_PARTITIONS": "8", "UPTAKE_EVENTS_TOPIC": "env.topic"}
+    settings = Settings.from_env(environ, topic_partitions=2, events_topic="override.topic")
+    assert settings.topic_partitions == 2
+    assert settings.events_topic == "override.topic"
+
+
+def test_an_override_skips_parsing_a_bad_environment_value() -> None:
+    settings = Settings.from_env({"UPTAKE_TOPIC_PARTITIONS": "abc"}, topic_partitions=3)
+    assert settings.topic_partitions == 3
+
+
+def test_overrides_are_validated_too() -> None:
+    with pytest.raises(SettingsError, match="UPTAKE_TOPIC_PARTITIONS"):
+        Settings.from_env({}, topic_partitions=0)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.topic_partitions = 9  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (URL_WITH_PASSWORD, "http://u:***@h:8123/db"),
+        (f"https://admin:{PASSWORD}@ch.example/db?x=1", "https://admin:***@ch.example/db?x=1"),
+        ("http://u@h:8123/db", "http://u@h:8123/db"),
+        ("chdb:///data/wh", "chdb:///data/wh"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
