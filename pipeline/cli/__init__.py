@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     broker.register(subparsers)
     data.register(subparsers)
+    data.register_dlq(subparsers)
     run.register(subparsers)
     return parser
 

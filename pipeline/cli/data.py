@@ -9,6 +9,7 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from pipeline.contract.reasons import Reason
 from pipeline.settings import Settings, redact_url
 from pipeline.warehouse.connection import WarehouseError, opened
 from pipeline.warehouse.migrations import MigrationError, applied, available, migrate
@@ -156,3 +157,51 @@ def format_table(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 __all__ = ["MigrationError", "format_table", "register"]
+
+
+def register_dlq(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = subparsers.add_parser(
+        "dlq",
+        help="inspect and replay the dead-letter topic",
+        description="The dead-letter topic holds every rejected event with its reason.",
+    )
+    commands = dlq.add_subparsers(dest="dlq_command", metavar="{replay}", required=True)
+    cmd = commands.add_parser(
+        "replay",
+        help="re-submit dead-lettered events that are valid now",
+        description=(
+            "Read the dead-letter topic from where the last replay stopped up to its current "
+            "end; re-submit events that the current contract accepts to the events topic; send "
+            "those still invalid back to the dead-letter topic once (marked replayed, never "
+            "replayed again). Use after a fix: a new schema version, a corrected mapping."
+        ),
+        epilog="example: uptake dlq replay --reason unsupported_version --dry-run",
+    )
+    cmd.add_argument(
+        "--reason",
+        action="append",
+        choices=sorted(str(r) for r in Reason),
+        help="only events rejected for this reason (repeatable; default: all)",
+    )
+    cmd.add_argument("--dry-run", action="store_true", help="judge and count, change nothing")
+    cmd.add_argument(
+        "--limit", type=_non_negative, default=None, help="stop after this many matching events"
+    )
+    cmd.set_defaults(func=_dlq_replay)
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from pipeline.dlq import replay
+
+    report = replay(
+        Settings.from_env(),
+        reasons=set(args.reason) if args.reason else None,
+        dry_run=args.dry_run,
+        limit=args.limit,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    if args.dry_run:
+        print("dry run: nothing was produced or committed")
+    for line in report.lines(args.dry_run):
+        print(line)
+    return 0

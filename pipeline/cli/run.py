@@ -224,7 +224,6 @@ def _demo(args: argparse.Namespace) -> int:
     from pipeline.broker import LocalBroker, broker_answers
     from pipeline.cli.data import format_table
     from pipeline.warehouse.connection import opened
-    from pipeline.warehouse.migrations import migrate
 
     settings = Settings.from_env()
     seed = args.seed if args.seed is not None else int(time.time()) % 100_000
@@ -238,12 +237,12 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"error: no broker answers at {settings.kafka_bootstrap}", file=sys.stderr)
             return 1
         LocalBroker(settings.broker_home, port=int(port)).start()
+    # The embedded warehouse is one process at a time: migrate and worker run in processes of
+    # their own, and this one opens the warehouse only after the worker finished.
     step("warehouse")
-    with opened(settings.warehouse_url, create_database=True) as warehouse:
-        migrate(warehouse, progress=lambda line: print("  " + line))
-        print(f"  {warehouse.kind} warehouse at {settings.warehouse_url}")
-    # The embedded warehouse is one process at a time: the worker runs in its own process and
-    # this one opens the warehouse again only after the worker finished.
+    migrated = subprocess.run([sys.executable, "-m", "pipeline.cli", "migrate"], check=False)
+    if migrated.returncode:
+        return migrated.returncode
     step("worker")
     worker = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "worker", "--exit-when-idle", "8"],

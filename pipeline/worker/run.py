@@ -12,10 +12,12 @@ from prometheus_client import start_http_server
 
 from pipeline import metrics
 from pipeline.settings import Settings, redact_url
+from pipeline.simulate.produce import make_producer
 from pipeline.topics import ensure_topics
 from pipeline.warehouse.connection import connect
 from pipeline.warehouse.migrations import require_current
 from pipeline.worker.app import Progress, build_app
+from pipeline.worker.dead_letters import DeadLetterPublisher
 from pipeline.worker.sink import ClickHouseSink
 
 log = logging.getLogger("uptake.worker")
@@ -39,7 +41,8 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     metrics.set_build_info(warehouse.kind)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.REGISTRY)
-    sink = ClickHouseSink(warehouse)
+    dead_letters = DeadLetterPublisher(make_producer(settings.kafka_bootstrap), settings.dlq_topic)
+    sink = ClickHouseSink(warehouse, dead_letters=dead_letters)
     if settings.chaos_fail_inserts:
         sink.fault = failing_inserts(settings.chaos_fail_inserts)
 

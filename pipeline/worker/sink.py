@@ -10,6 +10,8 @@ Contract of the step:
   after every failed insert) and skips rows at or below it. A replay after a crash, a restart,
   a rebalance or an insert whose acknowledgement was lost therefore writes nothing twice. This
   relies on one insert per table being atomic and on offsets growing within a partition.
+- Rejections go to the dead-letter topic (when a publisher is given) right before their insert
+  into `rejected_events`, inside the same retry loop.
 - Not thread-safe: one thread calls `write`; `stop()` may be called from any thread.
 """
 
@@ -29,6 +31,7 @@ from pipeline import metrics
 from pipeline.contract.decode import DecodedBatch
 from pipeline.contract.events import EVENT_CLASSES, Envelope
 from pipeline.warehouse.connection import Warehouse
+from pipeline.worker.dead_letters import DeadLetterPublisher
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +171,10 @@ class ClickHouseSink:
         warehouse: Warehouse,
         tables: Sequence[TableWriter] = DEFAULT_TABLES,
         retry: RetryPolicy | None = None,
+        dead_letters: DeadLetterPublisher | None = None,
     ) -> None:
         self.warehouse = warehouse
+        self.dead_letters = dead_letters
         self.tables = tuple(tables)
         self.retry = retry or RetryPolicy()
         self._watermarks: dict[str, dict[tuple[str, int], int]] = {}
@@ -190,14 +195,14 @@ class ClickHouseSink:
         for writer in self.tables:
             rows = writer.build(batch)
             if rows.offsets:
-                written[writer.table] = self._write_table(writer, rows)
+                written[writer.table] = self._write_table(writer, rows, batch)
         return written
 
-    def _write_table(self, writer: TableWriter, rows: Rows) -> int:
+    def _write_table(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> int:
         delay = self.retry.first_delay_s
         while True:
             try:
-                return self._insert_new_rows(writer, rows)
+                return self._insert_new_rows(writer, rows, batch)
             except Exception as exc:
                 metrics.INSERT_ERRORS.labels(writer.table).inc()
                 # The insert may have landed even though we saw an error: re-read the truth.
@@ -211,7 +216,7 @@ class ClickHouseSink:
                     raise SinkStopped(f"insert into {writer.table} failed: {exc}") from exc
                 delay = min(delay * self.retry.factor, self.retry.max_delay_s)
 
-    def _insert_new_rows(self, writer: TableWriter, rows: Rows) -> int:
+    def _insert_new_rows(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> int:
         marks = self._watermarks_of(writer.table)
         keep = _new_rows(rows, marks)
         skipped = len(rows.offsets) - (len(keep) if keep is not None else len(rows.offsets))
@@ -222,6 +227,10 @@ class ClickHouseSink:
             return 0
         if self.fault is not None:
             self.fault(writer.table)
+        if writer is REJECTED and self.dead_letters is not None:
+            # Rejects reach the DLQ before ClickHouse, so offsets never move before both have them.
+            new = batch.rejections if keep is None else [batch.rejections[i] for i in keep]
+            self.dead_letters.publish(new)
         started = time.perf_counter()
         count = self.warehouse.insert_columns(
             writer.table, columns, writer.column_names, wire_types=writer.wire_types
