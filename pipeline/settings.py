@@ -84,6 +84,13 @@ class Settings:
             "http(s)://user:password@host:port/database",
         ),
     )
+    pseudonym_key: Secret = field(
+        default=Secret(""),
+        metadata=_env(
+            "UPTAKE_PSEUDONYM_KEY",
+            "secret key of the user pseudonyms (default: a random key in <home>/pseudonym.key)",
+        ),
+    )
     batch_max_messages: int = field(
         default=5000,
         metadata=_env("UPTAKE_BATCH_MAX_MESSAGES", "Kafka messages per worker batch at most"),
@@ -130,6 +137,10 @@ class Settings:
         return f"chdb://{(self.home / 'warehouse').resolve()}"
 
     @property
+    def pseudonym_key_file(self) -> Path:
+        return self.home / "pseudonym.key"
+
+    @property
     def broker_home(self) -> Path:
         return self.home / "kafka"
 
@@ -151,8 +162,8 @@ class Settings:
                 continue
             values[f.name] = _parse(spec.name, raw, f.default)
         for name, value in values.items():
-            if name == "clickhouse_url" and not isinstance(value, Secret):
-                values[name] = Secret(str(value))  # overrides too: never a plain password
+            if name in ("clickhouse_url", "pseudonym_key") and not isinstance(value, Secret):
+                values[name] = Secret(str(value))  # overrides too: never a plain secret
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings
@@ -187,7 +198,12 @@ class Settings:
         for f in fields(self):
             spec: EnvSpec = f.metadata["env"]
             value = getattr(self, f.name)
-            shown = redact_url(value.reveal()) if isinstance(value, Secret) else str(value)
+            if f.name == "pseudonym_key":
+                shown = "(set, hidden)" if value else f"(default) {self.pseudonym_key_file}"
+            elif isinstance(value, Secret):
+                shown = redact_url(value.reveal())
+            else:
+                shown = str(value)
             if f.name == "clickhouse_url" and not value:
                 shown = f"(default) {self.warehouse_url}"
             rows.append((spec.name, shown, spec.help))

@@ -4,6 +4,12 @@ Contract of the step: pure and synchronous (no I/O, never blocks), never raises 
 Every event in every message ends up in exactly one of `DecodedBatch.events` or
 `DecodedBatch.rejections`, so `consumed == accepted + rejected` holds per batch. A message that
 cannot be split into events (not JSON, too large, not an object or array) counts as one event.
+
+Integers written as integral floats (`201.0`, `2.01e2`) are integers in JSON Schema (draft
+2020-12) but a float to msgspec, which rejects them for an `int` field. The decoder accepts
+them like the published schema does, without touching the fast path: only an event that failed
+typed decoding with "Expected `int`, got `float`" is rewritten with its integral floats as
+integers (see `_integral_floats_as_ints`) and decoded again.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class DecodedBatch:
     offsets: list[int] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    user_keys: list[str] = field(default_factory=list)  # set by the enrich step
 
     @property
     def consumed(self) -> int:
@@ -72,6 +79,9 @@ class Limits:
 
 
 _PATH = re.compile(r" - at `(?P<path>[^`]*)`$")
+_INT_GOT_FLOAT = "Expected `int`, got `float`"
+_MAX_EXACT_INT = 2**53
+"""Floats up to this magnitude are exact integers when integral; larger ones stay floats."""
 
 
 class BatchDecoder:
@@ -177,18 +187,53 @@ class BatchDecoder:
         else:
             items = [value]
         for index, item in enumerate(items):
-            try:
-                event = self._event.decode(item)
-            except msgspec.ValidationError as exc:
-                reason, detail, event_type = self._classify(item, str(exc))
+            decoded = self._decode_event(item)
+            if isinstance(decoded, tuple):
+                judged, error = decoded
+                reason, detail, event_type = self._classify(judged, error)
+                # The rejection keeps the original bytes, never the rewritten ones.
                 self._reject(batch, message, index, item, reason, detail, event_type)
                 continue
-            violation = self._violation(event, newest, oldest)
+            violation = self._violation(decoded, newest, oldest)
             if violation is None:
-                self._accept(batch, message, [event])
+                self._accept(batch, message, [decoded])
             else:
                 reason, detail = violation
-                self._reject(batch, message, index, item, reason, detail, event_type_of(event))
+                self._reject(batch, message, index, item, reason, detail, event_type_of(decoded))
+
+    def _decode_event(self, item: bytes) -> Envelope | tuple[bytes, str]:
+        """The typed event in `item`, or the bytes that were judged and msgspec's error.
+
+        An event that fails with "Expected `int`, got `float`" gets a second chance with its
+        integral floats written as integers (JSON Schema counts `201.0` as an integer); a
+        second failure is then reported for the rewritten bytes (e.g. 201.5 stays a float).
+        """
+        try:
+            return self._event.decode(item)
+        except msgspec.ValidationError as exc:
+            error = str(exc)
+        if not error.startswith(_INT_GOT_FLOAT):
+            return item, error
+        rewritten = self._integral_floats_as_ints(item)
+        if rewritten is None:
+            return item, error
+        try:
+            return self._event.decode(rewritten)
+        except msgspec.ValidationError as exc:
+            return rewritten, str(exc)
+
+    def _integral_floats_as_ints(self, item: bytes) -> bytes | None:
+        """`item` with every integral float within ±2**53 re-encoded as a JSON integer.
+
+        Safe for `float` fields, which take integers too; beyond 2**53 a float may not be the
+        integer that was written, so it stays a float. None if msgspec cannot decode `item`
+        generically (e.g. it holds `1e400`).
+        """
+        try:
+            obj = self._any.decode(item)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+        return msgspec.json.encode(_as_ints(obj))
 
     def _classify(self, item: bytes, error: str) -> tuple[Reason, str, str]:
         """Name the reason an event failed validation, from its generic JSON shape."""
@@ -240,3 +285,16 @@ class BatchDecoder:
                 event_type,
             )
         )
+
+
+def _as_ints(value: object) -> object:
+    """`value` (generically decoded JSON) with integral floats within ±2**53 made ints."""
+    if isinstance(value, float):
+        if value.is_integer() and -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {key: _as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_ints(item) for item in value]
+    return value

@@ -1,6 +1,6 @@
 """The faust worker, composed in one place: take a batch → decode → write → ack (commit).
 
-    Kafka ──take_events(N, within)──► BatchDecoder ──► ClickHouseSink ──► ack ──► commit
+    Kafka ──take_events(N, within)──► BatchDecoder ──► Pseudonymizer ──► ClickHouseSink ──► ack
 
 Offsets move only after the write: `Stream.take_events()` acks a batch when the loop body
 returns, and faust commits acked offsets. faust-streaming 0.15.3 also acks when the body
@@ -29,6 +29,7 @@ import faust
 from pipeline import metrics
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import event_type_of
+from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.settings import Settings
 from pipeline.worker.sink import ClickHouseSink, SinkStopped
 
@@ -137,6 +138,9 @@ def build_app(
             max_lateness=timedelta(seconds=settings.max_lateness_s),
         )
     )
+    pseudonyms = Pseudonymizer.from_secret_or_file(
+        settings.pseudonym_key.reveal(), settings.pseudonym_key_file
+    )
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-sink")
     progress = progress or Progress()
     progress.last_batch = time.monotonic()
@@ -153,6 +157,7 @@ def build_app(
             started = time.time()
             progress.in_flight = True
             batch = decoder.decode(messages)
+            batch.user_keys = pseudonyms.keys([e.user for e in batch.events])
             await _write_or_die(writer.submit(sink.write, batch), sink)
             progress.in_flight = False
             record(batch, progress)

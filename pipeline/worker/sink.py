@@ -85,6 +85,15 @@ def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _user_keys(batch: DecodedBatch) -> list[str]:
+    """Pseudonymous keys from the enrich step; a raw identifier is never written."""
+    if len(batch.user_keys) != len(batch.events):
+        if any(e.user for e in batch.events):
+            raise ValueError("the batch was not enriched: user keys are missing")
+        return [""] * len(batch.events)
+    return batch.user_keys
+
+
 def _event_rows(batch: DecodedBatch) -> Rows:
     events = batch.events
     encode = msgspec.json.encode
@@ -96,7 +105,7 @@ def _event_rows(batch: DecodedBatch) -> Rows:
         [e.source for e in events],
         [e.team or "" for e in events],
         [e.service or "" for e in events],
-        [e.user or "" for e in events],
+        _user_keys(batch),
         [e.capability for e in events],
         [encode(e.data) for e in events],  # type: ignore[attr-defined]
         batch.topics,
@@ -116,7 +125,7 @@ EVENTS = TableWriter(
         ("source", "String"),
         ("team", "String"),
         ("service", "String"),
-        ("user", "String"),
+        ("user_key", "String"),
         ("capability", "String"),
         ("data", "String"),
         ("_topic", "String"),

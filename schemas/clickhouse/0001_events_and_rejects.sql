@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS events
     source LowCardinality(String),
     team LowCardinality(String),
     service LowCardinality(String),
-    user String,
+    user_key String COMMENT 'keyed BLAKE2b-128 of the user id (pipeline/enrich/pseudonym.py); never the raw id',
     capability LowCardinality(String),
     data String COMMENT 'type-specific body as JSON',
     _topic LowCardinality(String),

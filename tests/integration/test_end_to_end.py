@@ -58,6 +58,12 @@ def test_simulated_events_reach_clickhouse_with_exact_counts(pipeline_env: Pipel
     assert all(int(r["n"]) == int(r["ids"]) for r in rows), "an event was stored twice"
     assert pipeline_env.rows("SELECT count() AS n FROM rejected_events")[0]["n"] == 0
     assert "consumed 12,000 events (12,000 accepted, 0 rejected)" in pipeline_env.worker_log()
+    users = pipeline_env.rows(
+        "SELECT uniqExact(user_key) AS keys, countIf(user_key LIKE '%.eng%') AS raw FROM events"
+    )[0]
+    assert int(users["raw"]) == 0, "raw user identifiers reached ClickHouse"
+    generated_users = {u for team in org.teams for u in team.users}
+    assert 0 < int(users["keys"]) <= len(generated_users)
 
 
 def _event(i: int, **changes: object) -> dict[str, object]:

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.bench import api_call_messages
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
+from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
 from pipeline.worker.sink import ClickHouseSink, RetryPolicy, SinkStopped
@@ -16,6 +17,7 @@ from pipeline.worker.sink import ClickHouseSink, RetryPolicy, SinkStopped
 pytestmark = pytest.mark.integration
 
 FAST_RETRY = RetryPolicy(first_delay_s=0.01, max_delay_s=0.05)
+PSEUDONYMS = Pseudonymizer(b"k" * 32)
 
 
 @pytest.fixture
@@ -30,6 +32,7 @@ def batch_of(messages: list[bytes], partition: int = 0, first_offset: int = 0) -
         [SourceMessage("events", partition, first_offset + i, m) for i, m in enumerate(messages)]
     )
     assert not decoded.rejections
+    decoded.user_keys = PSEUDONYMS.keys([e.user for e in decoded.events])
     return decoded
 
 
@@ -130,3 +133,22 @@ def test_rejections_land_with_reason_and_original_bytes(warehouse: Warehouse) ->
         "SELECT reason, raw, _partition, _offset FROM rejected_events ORDER BY _offset"
     )
     assert rows == [("not_json", "not json", 2, 7), ("empty_batch", "[]", 2, 8)]
+
+
+def test_an_unenriched_batch_with_users_is_refused(warehouse: Warehouse) -> None:
+    """Raw user identifiers never reach ClickHouse, even through a wiring mistake."""
+    decoded = BatchDecoder().decode(
+        [SourceMessage("events", 0, 0, m) for m in api_call_messages(10, 10, 1)]
+    )
+    sink = ClickHouseSink(warehouse, retry=FAST_RETRY)
+    threading.Timer(0.2, sink.stop).start()
+    with pytest.raises((ValueError, SinkStopped)):
+        sink.write(decoded)
+    assert count(warehouse) == 0
+
+
+def test_user_keys_are_stored_instead_of_user_ids(warehouse: Warehouse) -> None:
+    ClickHouseSink(warehouse).write(batch_of(api_call_messages(30, per_message=10, teams=2)))
+    keys = [row[0] for row in warehouse.rows("SELECT DISTINCT user_key FROM events")]
+    assert keys and all(len(k) == 32 and "user" not in k for k in keys)
+    assert sorted(keys) == sorted(set(PSEUDONYMS.keys([f"user-{i}" for i in range(30)])))
