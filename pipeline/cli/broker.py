@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from pipeline.broker import BrokerError, BrokerStatus, LocalBroker
+from pipeline.cli.argtypes import port, seconds
 from pipeline.settings import Settings
 
 DEFAULT_PORT = 9092
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", type=Path, default=None, help=_HOME_HELP)
-    common.add_argument("--port", type=_port, default=None, help=_PORT_HELP)
+    common.add_argument("--port", type=port, default=None, help=_PORT_HELP)
 
     start = commands.add_parser(
         "start",
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     start.add_argument(
         "--controller-port",
-        type=_port,
+        type=port,
         default=None,
         help="KRaft controller port on 127.0.0.1 (default: client port + 1)",
     )
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     start.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=60.0,
         help="seconds to wait for the broker to answer (default: 60)",
     )
@@ -88,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     stop.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=30.0,
         help="seconds to wait for a clean shutdown before SIGKILL (default: 30)",
     )
@@ -105,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     status.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=3.0,
         help="seconds to wait for the metadata answer (default: 3)",
     )
@@ -190,30 +191,10 @@ def _home(args: argparse.Namespace) -> Path:
 def _resolve_port(args: argparse.Namespace) -> int:
     """--port, else the port of KAFKA_BOOTSTRAP_SERVERS when it is local, else 9092."""
     if args.port is not None:
-        port: int = args.port
-        return port
+        chosen: int = args.port
+        return chosen
     first = Settings.from_env().kafka_bootstrap.split(",")[0].strip()
     host, _, raw = first.rpartition(":")
     if host in ("127.0.0.1", "localhost") and raw.isdigit():
-        return _port(raw)
+        return port(raw)
     return DEFAULT_PORT
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-    return value

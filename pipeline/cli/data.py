@@ -9,6 +9,7 @@ from typing import Any
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from pipeline.cli.argtypes import non_negative_int
 from pipeline.contract.reasons import Reason
 from pipeline.settings import Settings, redact_url
 from pipeline.warehouse.connection import WarehouseError, opened
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cmd.add_argument(
         "--max-rows",
-        type=_non_negative,
+        type=non_negative_int,
         default=1000,
         help="print at most this many rows (default 1000)",
     )
@@ -60,16 +61,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Show the settings in effect (secrets redacted) and what each one does.",
     )
     cmd.set_defaults(func=_settings)
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -185,7 +176,7 @@ def register_dlq(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     cmd.add_argument("--dry-run", action="store_true", help="judge and count, change nothing")
     cmd.add_argument(
-        "--limit", type=_non_negative, default=None, help="stop after this many matching events"
+        "--limit", type=non_negative_int, default=None, help="stop after this many matching events"
     )
     cmd.set_defaults(func=_dlq_replay)
 

@@ -10,46 +10,10 @@ from pathlib import Path
 
 import msgspec
 
+from pipeline.cli.argtypes import at_most, days, positive_int, seconds
 from pipeline.settings import Settings
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
-    return value
-
-
-def _team_count(text: str) -> int:
-    value = _positive_int(text)
-    if value > 20:
-        raise argparse.ArgumentTypeError(
-            f"{value} teams: the synthetic organisation has 20 at most"
-        )
-    return value
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0 days")
-    return value
+team_count = at_most(20, "teams: the synthetic organisation has")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,19 +29,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bound = cmd.add_mutually_exclusive_group()
     bound.add_argument(
-        "--events", type=_positive_int, default=None, help="how many events (default 100000)"
+        "--events", type=positive_int, default=None, help="how many events (default 100000)"
     )
     bound.add_argument(
-        "--duration", type=_seconds, default=None, help="send for this many seconds instead"
+        "--duration", type=seconds, default=None, help="send for this many seconds instead"
     )
     cmd.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    cmd.add_argument("--teams", type=_team_count, default=12, help="teams (default 12, max 20)")
+    cmd.add_argument("--teams", type=team_count, default=12, help="teams (default 12, max 20)")
     cmd.add_argument(
-        "--days", type=_days, default=6.0, help="days of history to spread events over (default 6)"
+        "--days", type=days, default=6.0, help="days of history to spread events over (default 6)"
     )
     cmd.add_argument(
         "--per-message",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="events per Kafka message (default 100; 1 sends one event per message)",
     )
@@ -100,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cmd.add_argument(
         "--exit-when-idle",
-        type=_seconds,
+        type=seconds,
         default=None,
         metavar="SECONDS",
         help="stop after no new events arrived for this long (for batch runs and demos)",
@@ -117,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     cmd.add_argument(
-        "--events", type=_positive_int, default=100_000, help="events to simulate (default 100000)"
+        "--events", type=positive_int, default=100_000, help="events to simulate (default 100000)"
     )
     cmd.add_argument("--seed", type=int, default=None, help="random seed (default: time-based)")
     cmd.set_defaults(func=_demo)
@@ -135,17 +99,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     cmd.add_argument(
-        "--events", type=_positive_int, default=200_000, help="events to produce (default 200000)"
+        "--events", type=positive_int, default=200_000, help="events to produce (default 200000)"
     )
     cmd.add_argument(
         "--per-message",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="events per Kafka message (default 100)",
     )
     cmd.add_argument(
         "--freshness-rate",
-        type=_positive_int,
+        type=positive_int,
         default=10_000,
         help="events/s sent during the freshness phase (default 10000)",
     )

@@ -25,7 +25,17 @@ from pipeline.settings import Settings
 from pipeline.warehouse.migrations import available
 from tests.conftest import REPO
 
-COMMANDS = ["broker", "migrate", "query", "settings", "simulate", "worker", "demo", "bench"]
+COMMANDS = [
+    "broker",
+    "migrate",
+    "query",
+    "settings",
+    "dlq",
+    "simulate",
+    "worker",
+    "demo",
+    "bench",
+]
 BROKER_COMMANDS = ["start", "stop", "status"]
 ENV_NAMES = [f.metadata["env"].name for f in dataclasses.fields(Settings)]
 PASSWORD = "s3cret"
@@ -84,6 +94,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "worker": "run the stream processor: Kafka -> validate -> ClickHouse",
         "demo": "the whole pipeline once",
         "bench": "measure pipeline throughput against a raw baseline",
+        "dlq": "inspect and replay the dead-letter topic",
     }
     assert set(helps) == set(COMMANDS)
     for name, help_ in helps.items():
