@@ -123,6 +123,10 @@ class BatchDecoder:
             except msgspec.DecodeError as exc:
                 self._reject(batch, message, 0, value, Reason.NOT_JSON, str(exc))
                 continue
+            except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string
+                detail = f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}"
+                self._reject(batch, message, 0, value, Reason.NOT_JSON, detail)
+                continue
             events = decoded if isinstance(decoded, list) else [decoded]
             if not events:
                 self._reject(
@@ -187,12 +191,16 @@ class BatchDecoder:
         else:
             items = [value]
         for index, item in enumerate(items):
-            decoded = self._decode_event(item)
-            if isinstance(decoded, tuple):
-                judged, error = decoded
-                reason, detail, event_type = self._classify(judged, error)
-                # The rejection keeps the original bytes, never the rewritten ones.
-                self._reject(batch, message, index, item, reason, detail, event_type)
+            try:
+                decoded = self._decode_event(item)
+                if isinstance(decoded, tuple):
+                    reason, detail, event_type = self._classify(*decoded)
+                    # The rejection keeps the original bytes, never the rewritten ones.
+                    self._reject(batch, message, index, item, reason, detail, event_type)
+                    continue
+            except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string
+                detail = f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}"
+                self._reject(batch, message, index, item, Reason.NOT_JSON, detail)
                 continue
             violation = self._violation(decoded, newest, oldest)
             if violation is None:

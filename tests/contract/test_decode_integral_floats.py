@@ -150,3 +150,14 @@ def test_integral_floats_in_unknown_fields_do_not_matter() -> None:
     batch = decode(raw)
     assert not batch.rejections
     assert batch.events == decode(GATEWAY).events
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"a":"\xff"}', b'[{"event_type":"api_call","source":"\xc3\x28"}]', b'"\xed\xa0\x80"'],
+)
+def test_invalid_utf8_inside_a_string_is_not_json_and_never_raises(raw: bytes) -> None:
+    batch = BatchDecoder().decode([SourceMessage("t", 0, 5, raw)])
+    assert not batch.events
+    assert [(r.reason, r.raw, r.offset) for r in batch.rejections] == [("not_json", raw, 5)]
+    assert "UTF-8" in batch.rejections[0].detail

@@ -1,0 +1,102 @@
+"""The collector's way to Kafka: produce messages and wait for the broker's acknowledgement.
+
+`KafkaGateway` is blocking (kafka-python) and thread-safe; the aiohttp handlers call it through
+a thread pool so the event loop never waits on Kafka. The producer is created on first use, so
+the collector starts (and answers /healthz) while Kafka is down; it uses `make_producer`'s
+durable settings: acks from all in-sync replicas, idempotence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from pipeline.broker import broker_answers
+from pipeline.simulate.produce import make_producer
+from pipeline.topics import KafkaUnavailable, unreachable_message
+
+
+class ProduceFailed(RuntimeError):
+    """Kafka did not acknowledge every message in time; some may still have been stored."""
+
+
+class KafkaGateway:
+    """Sends (key, value) messages to one topic; `produce()` returns only after acks=all."""
+
+    RECONNECT_PAUSE_S = 1.0
+    """After a failed connection attempt, requests fail at once for this long."""
+
+    def __init__(self, bootstrap: str, topic: str, timeout_s: float) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._producer: KafkaProducer | None = None
+        self._failed_at = -float("inf")
+        self._ready_cache: tuple[float, bool] = (-float("inf"), False)
+
+    def _connected(self) -> KafkaProducer:
+        with self._lock:
+            if self._producer is not None:
+                return self._producer
+            if time.monotonic() - self._failed_at < self.RECONNECT_PAUSE_S:
+                raise KafkaUnavailable(unreachable_message(self.bootstrap))
+            ms = int(self.timeout_s * 1000)
+            config: dict[str, Any] = {
+                "client_id": "uptake-collector",
+                "linger_ms": 5,
+                "bootstrap_timeout_ms": ms,
+                "max_block_ms": ms,
+                "request_timeout_ms": ms,
+                "delivery_timeout_ms": ms + 1000,
+            }
+            try:
+                self._producer = make_producer(self.bootstrap, **config)
+            except KafkaUnavailable:
+                self._failed_at = time.monotonic()
+                raise
+            return self._producer
+
+    def produce(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Send the messages (key, JSON value) and wait for Kafka's acknowledgement of each.
+
+        Raises `KafkaUnavailable` when no broker answers and `ProduceFailed` when a message was
+        refused or not acknowledged within `timeout_s`. Blocking: call it from a worker thread.
+        """
+        producer = self._connected()
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            futures = [
+                producer.send(self.topic, key=key.encode("utf-8"), value=value)
+                for key, value in messages
+            ]
+            for future in futures:
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except KafkaError as exc:
+            raise ProduceFailed(
+                f"Kafka at {self.bootstrap} did not acknowledge the events within "
+                f"{self.timeout_s:g} s: {exc}"
+            ) from exc
+
+    def ready(self, cache_s: float = 2.0) -> bool:
+        """True if a broker answers a metadata request (result cached for `cache_s`)."""
+        checked, answer = self._ready_cache
+        if time.monotonic() - checked < cache_s:
+            return answer
+        answer = broker_answers(self.bootstrap, timeout=min(self.timeout_s, 2.0))
+        self._ready_cache = (time.monotonic(), answer)
+        return answer
+
+    def close(self) -> None:
+        """Deliver what is in flight (up to `timeout_s`) and close the producer."""
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(KafkaError):
+                producer.close(timeout=self.timeout_s)

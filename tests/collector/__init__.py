@@ -1,0 +1,1 @@
+"""Tests of the HTTP collector (pipeline/collector)."""

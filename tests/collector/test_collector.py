@@ -1,0 +1,543 @@
+"""The HTTP collector served in-process on a free port, producing to the session's real Kafka
+broker: formats, per-event results, authentication, limits, Kafka outages, health and metrics.
+
+Each test gets its own topic and its own server; what landed is read back with KafkaConsumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp import web
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.collector import auth
+from pipeline.collector.app import create_app, start
+from pipeline.collector.auth import TokensFileError, TokenTable, hash_token
+from pipeline.collector.config import CollectorConfig
+from pipeline.sdk import api_call
+from pipeline.settings import Settings, SettingsError
+from pipeline.topics import ensure_topics
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "gateway-token-0123456789abcdef"
+OTHER_TOKEN = "deploys-token-0123456789abcdef"
+TOKENS = TokenTable.from_mapping(
+    {"api-gateway": hash_token(TOKEN), "deploy-pipeline": hash_token(OTHER_TOKEN)}
+)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+OTHER_AUTH = {"Authorization": f"Bearer {OTHER_TOKEN}"}
+
+
+# --- harness -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Message
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Collector:
+    """A collector served from a background thread's event loop."""
+
+    url: str
+    topic: str
+    bootstrap: str
+    clock: FakeClock
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+    _runner: web.AppRunner
+    _stopped: bool = field(default=False)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        request = urllib.request.Request(
+            self.url + path, data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return Reply(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.headers, error.read())
+
+    def post(self, body: Any, headers: dict[str, str] | None = None, ndjson: bool = False) -> Reply:
+        """POST events (JSON-encoded unless bytes) with the gateway's token unless `headers`."""
+        data = body if isinstance(body, bytes) else msgspec.json.encode(body)
+        content_type = "application/x-ndjson" if ndjson else "application/json"
+        return self.request(
+            "POST",
+            "/v1/events",
+            data,
+            {"Content-Type": content_type, **(AUTH if headers is None else headers)},
+        )
+
+    def landed(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(key, events) of every message on the topic, read to its end offsets."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            partitions = [
+                TopicPartition(self.topic, p)
+                for p in consumer.partitions_for_topic(self.topic) or []
+            ]
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            end = consumer.end_offsets(partitions)
+            out: list[tuple[str, list[dict[str, Any]]]] = []
+            deadline = time.monotonic() + 15
+            while any(consumer.position(tp) < end[tp] for tp in partitions):
+                assert time.monotonic() < deadline, "could not read the topic to its end"
+                for records in consumer.poll(timeout_ms=500).values():
+                    out.extend((r.key.decode(), msgspec.json.decode(r.value)) for r in records)
+            return out
+        finally:
+            consumer.close()
+
+    def landed_events(self) -> list[dict[str, Any]]:
+        return [e for _, batch in self.landed() for e in batch]
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@pytest.fixture
+def collector(kafka_bootstrap: str) -> Iterator[Callable[..., Collector]]:
+    """Start collectors (own topic each); options are CollectorConfig fields."""
+    started: list[Collector] = []
+
+    def make(**options: Any) -> Collector:
+        topic = f"test.collector.{uuid.uuid4().hex[:10]}"
+        bootstrap = options.pop("kafka_bootstrap", kafka_bootstrap)
+        if bootstrap == kafka_bootstrap:
+            ensure_topics(kafka_bootstrap, {topic: 3})
+        config = CollectorConfig(
+            host="127.0.0.1", port=0, kafka_bootstrap=bootstrap, events_topic=topic, **options
+        )
+        clock = FakeClock()
+        app = create_app(config, TOKENS, clock=clock, kafka_threads=4)
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        runner, url = asyncio.run_coroutine_threadsafe(start(app, "127.0.0.1", 0), loop).result(10)
+        server = Collector(url, topic, kafka_bootstrap, clock, loop, thread, runner)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def event(team: str | None = "checkout", **changes: Any) -> dict[str, Any]:
+    built = api_call(
+        capability="api-gateway",
+        team=team,
+        service="checkout-api",
+        api="orders",
+        operation="POST /v1/orders",
+        status_code=201,
+        latency_ms=23.7,
+    )
+    built.update(changes)
+    return built
+
+
+def metric(collector: Collector, line_start: str) -> float:
+    text = collector.request("GET", "/metrics").raw.decode()
+    for line in text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# --- formats -----------------------------------------------------------------------------------
+
+
+def test_a_single_event_is_accepted_and_lands_with_the_tokens_source(
+    collector: Callable[..., Collector],
+) -> None:
+    server = collector()
+    sent = event()
+    reply = server.post(sent)
+    assert reply.status == 200, reply.raw
+    assert reply.json == {
+        "accepted": 1,
+        "rejected": 0,
+        "results": [
+            {
+                "index": 0,
+                "event_id": sent["event_id"],
+                "status": "accepted",
+                "reason": None,
+                "detail": None,
+            }
+        ],
+    }
+    [(key, [landed])] = server.landed()
+    assert key == "checkout"
+    assert landed == {**sent, "source": "api-gateway"}
+
+
+def test_an_array_is_accepted_and_batched_per_team(collector: Callable[..., Collector]) -> None:
+    server = collector()
+    sent = [event(team) for team in ["checkout", "search", "checkout", "payments", "search"]]
+    reply = server.post(sent)
+    assert reply.status == 200, reply.raw
+    assert reply.json["accepted"] == 5
+    assert [r["index"] for r in reply.json["results"]] == [0, 1, 2, 3, 4]
+    messages = server.landed()
+    assert sorted(key for key, _ in messages) == ["checkout", "payments", "search"]
+    for key, batch in messages:
+        assert {e["team"] for e in batch} == {key}
+    assert sorted(e["event_id"] for e in server.landed_events()) == sorted(
+        e["event_id"] for e in sent
+    )
+
+
+def test_ndjson_is_accepted(collector: Callable[..., Collector]) -> None:
+    server = collector()
+    sent = [event(), event("search"), event(source="api-gateway")]
+    body = b"\n".join(msgspec.json.encode(e) for e in sent[:2]) + b"\n\n"
+    body += msgspec.json.encode(sent[2]) + b"\r\n"
+    reply = server.post(body, ndjson=True)
+    assert reply.status == 200, reply.raw
+    assert reply.json["accepted"] == 3
+    landed = server.landed_events()
+    assert sorted(e["event_id"] for e in landed) == sorted(e["event_id"] for e in sent)
+    assert {e["source"] for e in landed} == {"api-gateway"}
+
+
+def test_a_mixed_batch_gives_per_event_results_and_only_valid_events_are_produced(
+    collector: Callable[..., Collector],
+) -> None:
+    server = collector()
+    good = [event(), event("search")]
+    bad_schema = event()
+    bad_schema["data"]["status_code"] = 600
+    unattributed = event(team=None, service=None)
+    impostor = event(source="deploy-pipeline")
+    sent: list[Any] = [good[0], bad_schema, unattributed, 42, impostor, good[1]]
+    reply = server.post(sent)
+    assert reply.status == 207, reply.raw
+    body = reply.json
+    assert (body["accepted"], body["rejected"]) == (2, 4)
+    results = body["results"]
+    assert [r["status"] for r in results] == [
+        "accepted",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+        "accepted",
+    ]
+    assert results[1]["reason"] == "schema_violation"
+    assert results[1]["event_id"] == bad_schema["event_id"]
+    assert "$.data.status_code" in results[1]["detail"]
+    assert results[2]["reason"] == "missing_attribution"
+    assert results[3]["reason"] == "schema_violation"
+    assert results[3]["event_id"] is None
+    assert results[4]["reason"] == "schema_violation"
+    assert "does not match the token" in results[4]["detail"]
+    assert "$.source" in results[4]["detail"]
+    landed = server.landed_events()
+    assert sorted(e["event_id"] for e in landed) == sorted(e["event_id"] for e in good)
+
+
+def test_all_events_rejected_is_422_and_nothing_is_produced(
+    collector: Callable[..., Collector],
+) -> None:
+    server = collector()
+    reply = server.post([event(schema_version=9), event(event_type="page_view")])
+    assert reply.status == 422
+    assert [r["reason"] for r in reply.json["results"]] == [
+        "unsupported_version",
+        "unknown_event_type",
+    ]
+    ndjson = server.request(
+        "POST",
+        "/v1/events",
+        msgspec.json.encode(event()) + b'\n{not json\n{"team": "caf\xe9"}\n',
+        {"Content-Type": "application/x-ndjson", **AUTH},
+    )
+    assert ndjson.status == 207
+    assert [r["reason"] for r in ndjson.json["results"]] == [None, "not_json", "not_json"]
+    assert len(server.landed_events()) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "code"),
+    [
+        (b"this is not json", "application/json", "not_json"),
+        (b'{"event_type": "api_call", ', "application/json", "not_json"),
+        (b"hello\nworld\n", "application/x-ndjson", "not_json"),
+        (b'{"team": "caf\xe9"}', "application/json", "not_json"),  # Latin-1, not UTF-8
+        (b"", "application/json", "empty_body"),
+        (b"[]", "application/json", "empty_batch"),
+        (b'"an event"', "application/json", "not_an_event"),
+    ],
+)
+def test_a_body_that_is_not_events_at_all_is_400(
+    collector: Callable[..., Collector], body: bytes, content_type: str, code: str
+) -> None:
+    server = collector()
+    reply = server.request("POST", "/v1/events", body, {"Content-Type": content_type, **AUTH})
+    assert reply.status == 400
+    assert reply.json["error"] == code
+    assert reply.json["message"]
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "missing_token"),
+        ({"Authorization": "Bearer wrong-token-0123456789"}, "invalid_token"),
+        ({"Authorization": f"Basic {TOKEN}"}, "invalid_token"),
+        ({"Authorization": f"Bearer {hash_token(TOKEN)}"}, "invalid_token"),  # the digest itself
+    ],
+)
+def test_a_missing_or_wrong_token_is_401(
+    collector: Callable[..., Collector], headers: dict[str, str], code: str
+) -> None:
+    server = collector()
+    reply = server.post([event()], headers=headers)
+    assert reply.status == 401
+    assert reply.json["error"] == code
+    assert reply.headers["WWW-Authenticate"].startswith('Bearer realm="uptake"')
+    assert server.landed_events() == []
+
+
+def test_tokens_are_compared_with_hmac_compare_digest_against_every_source(
+    collector: Callable[..., Collector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[bytes, bytes]] = []
+    original = auth.hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    server = collector()
+    assert server.post([event()]).status == 200
+    # Every configured digest is compared (no early exit), the presented token only as a hash.
+    assert sorted(expected for _, expected in calls) == sorted(d for _, d in TOKENS.entries)
+    assert {presented for presented, _ in calls} == {hash_token(TOKEN).encode()}
+    calls.clear()
+    other = server.post([event(source="deploy-pipeline")], OTHER_AUTH)
+    assert other.status == 200
+    assert len(calls) == 2
+    source = inspect.getsource(auth.TokenTable.source_for)
+    assert "hmac.compare_digest" in source and "==" not in source
+
+
+def test_a_second_source_speaks_only_for_itself(collector: Callable[..., Collector]) -> None:
+    server = collector()
+    reply = server.post([event()], OTHER_AUTH)
+    assert reply.status == 200
+    assert server.landed_events()[0]["source"] == "deploy-pipeline"
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+
+def test_a_body_over_the_byte_limit_is_413(collector: Callable[..., Collector]) -> None:
+    server = collector(max_body_bytes=2000)
+    sent = [event() for _ in range(20)]
+    assert len(msgspec.json.encode(sent)) > 2000
+    reply = server.post(sent)
+    assert reply.status == 413
+    assert reply.json["error"] == "body_too_large"
+    assert "2000 bytes" in reply.json["message"]
+    assert server.landed_events() == []
+
+
+def test_too_many_events_in_one_request_is_413(collector: Callable[..., Collector]) -> None:
+    server = collector(max_events=3)
+    reply = server.post([event() for _ in range(4)])
+    assert reply.status == 413
+    assert reply.json["error"] == "too_many_events"
+    assert server.post([event() for _ in range(3)]).status == 200
+    assert len(server.landed_events()) == 3
+
+
+def test_a_source_over_its_rate_gets_429_with_retry_after(
+    collector: Callable[..., Collector],
+) -> None:
+    server = collector(rate=2, burst=5)
+    assert server.post([event() for _ in range(5)]).status == 200  # the whole burst
+    reply = server.post([event() for _ in range(3)])
+    assert reply.status == 429
+    assert reply.json["error"] == "rate_limited"
+    assert reply.headers["Retry-After"] == "2"  # 3 tokens at 2/s
+    # Another source has its own bucket.
+    other = server.post([event(source="deploy-pipeline")], OTHER_AUTH)
+    assert other.status == 200
+    server.clock.now += 1.5  # 3 tokens refilled
+    assert server.post([event() for _ in range(3)]).status == 200
+    assert len(server.landed_events()) == 9
+    too_big = server.post([event() for _ in range(6)])  # more than the bucket ever holds
+    assert too_big.status == 413
+
+
+# --- Kafka unavailable -------------------------------------------------------------------------
+
+
+def test_kafka_unreachable_is_503_never_200(collector: Callable[..., Collector]) -> None:
+    server = collector(kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_timeout_s=1.0)
+    undelivered = metric(server, 'uptake_collector_events_total{outcome="undelivered"}')
+    started = time.monotonic()
+    reply = server.post([event(), event("search")])
+    assert reply.status == 503, reply.raw
+    assert time.monotonic() - started < 10
+    assert reply.json["error"] == "kafka_unavailable"
+    assert "Kafka did not acknowledge the events within 1 s" in reply.json["message"]
+    assert int(reply.headers["Retry-After"]) > 0
+    again = server.post([event()])  # fails fast now, still never 200
+    assert again.status == 503
+    assert metric(server, 'uptake_collector_events_total{outcome="undelivered"}') == (
+        undelivered + 3
+    )
+    ready = server.request("GET", "/readyz")
+    assert ready.status == 503
+    assert ready.json["error"] == "not_ready"
+    assert server.request("GET", "/healthz").status == 200
+    # Invalid events are still judged: nothing to produce, so no Kafka needed.
+    assert server.post([event(schema_version=9)]).status == 422
+
+
+# --- operations endpoints ----------------------------------------------------------------------
+
+
+def test_health_readiness_and_metrics(collector: Callable[..., Collector]) -> None:
+    server = collector()
+    health = server.request("GET", "/healthz")
+    assert (health.status, health.json) == (200, {"status": "ok"})
+    ready = server.request("GET", "/readyz")
+    assert (ready.status, ready.json["status"]) == (200, "ready")
+    accepted = metric(server, 'uptake_collector_events_total{outcome="accepted"}')
+    rejected = metric(server, 'uptake_collector_events_total{outcome="rejected"}')
+    ok = metric(server, 'uptake_collector_requests_total{status="207"}')
+    count = metric(server, "uptake_collector_request_duration_seconds_count")
+    assert server.post([event(), event(), event(schema_version=9)]).status == 207
+    reply = server.request("GET", "/metrics")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    text = reply.raw.decode()
+    for name in (
+        "uptake_collector_requests_total",
+        "uptake_collector_events_total",
+        "uptake_collector_request_duration_seconds_bucket",
+    ):
+        assert f"# TYPE {name.removesuffix('_bucket')}" in text or name in text
+    assert metric(server, 'uptake_collector_events_total{outcome="accepted"}') == accepted + 2
+    assert metric(server, 'uptake_collector_events_total{outcome="rejected"}') == rejected + 1
+    assert metric(server, 'uptake_collector_requests_total{status="207"}') == ok + 1
+    assert metric(server, "uptake_collector_request_duration_seconds_count") == count + 1
+
+
+def test_unknown_paths_and_methods_answer_json(collector: Callable[..., Collector]) -> None:
+    server = collector()
+    missing = server.request("GET", "/v2/nothing")
+    assert (missing.status, missing.json["error"]) == (404, "not_found")
+    wrong = server.request("GET", "/v1/events")
+    assert (wrong.status, wrong.json["error"]) == (405, "method_not_allowed")
+    assert wrong.headers["Allow"] == "POST"
+    assert "POST" in wrong.json["message"]
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_tokens_files_in_json_and_toml(tmp_path: Path) -> None:
+    digest = hash_token(TOKEN)
+    as_json = tmp_path / "tokens.json"
+    as_json.write_text(
+        json.dumps({"api-gateway": digest, "ci": [hash_token("a"), hash_token("b")]})
+    )
+    as_toml = tmp_path / "tokens.toml"
+    as_toml.write_text(f'api-gateway = "{digest.upper()}"\n')
+    assert TokenTable.load(as_json).source_for(TOKEN) == "api-gateway"
+    assert TokenTable.load(as_json).source_for("b") == "ci"
+    assert TokenTable.load(as_toml).source_for(TOKEN) == "api-gateway"
+    assert TokenTable.load(as_toml).source_for("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"api-gateway": "the-token-itself"}', "never the token itself"),
+        ("{}", "no source is configured"),
+        ("[1, 2]", "must map source names"),
+        ("{not json", "not valid JSON/TOML"),
+        (f'{{"a": "{hash_token("x")}", "b": "{hash_token("x")}"}}', "share a token"),
+    ],
+)
+def test_a_bad_tokens_file_is_refused(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(content)
+    with pytest.raises(TokensFileError, match=message):
+        TokenTable.load(path)
+    with pytest.raises(TokensFileError, match="cannot read"):
+        TokenTable.load(tmp_path / "missing.json")
+
+
+def test_config_reads_its_variables_and_flags_win() -> None:
+    env = {
+        "UPTAKE_COLLECTOR_PORT": "9000",
+        "UPTAKE_COLLECTOR_RATE": "50",
+        "UPTAKE_COLLECTOR_TOKENS": "/etc/uptake/tokens.toml",
+        "UPTAKE_EVENTS_TOPIC": "events.x",
+    }
+    config = CollectorConfig.from_env(env, Settings.from_env(env), port=9001, max_events=None)
+    assert (config.port, config.rate, config.max_events) == (9001, 50.0, 1000)
+    assert config.tokens_file == Path("/etc/uptake/tokens.toml")
+    assert config.events_topic == "events.x"
+    assert config.bucket_size == 1000  # max(rate, max_events)
+    with pytest.raises(SettingsError, match="UPTAKE_COLLECTOR_RATE"):
+        CollectorConfig.from_env({"UPTAKE_COLLECTOR_RATE": "fast"}, Settings.from_env({}))
+    with pytest.raises(SettingsError, match="--max-events"):
+        CollectorConfig.from_env({}, Settings.from_env({}), max_events=0)
