@@ -170,7 +170,7 @@ class BatchDecoder:
             return (
                 Reason.OCCURRED_TOO_OLD,
                 f"occurred_at {event.occurred_at.isoformat()} is before {oldest.isoformat()}; "
-                "load old events with `uptake backfill`",
+                "older events need a backfill (UPTAKE_MAX_LATENESS_S sets the limit)",
             )
         return None
 
