@@ -7,6 +7,7 @@ reads `os.environ`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -128,6 +129,63 @@ class Settings:
         default="info",
         metadata=_env("UPTAKE_LOG_LEVEL", "log level: debug, info, warn, error"),
     )
+    # --- the HTTP collector (`uptake collector`; its flags override these) ---------------------
+    # Files are `str` with "" meaning none: a `Path` default cannot be empty (Path("") is ".").
+    collector_host: str = field(
+        default="127.0.0.1",
+        metadata=_env("UPTAKE_COLLECTOR_HOST", "collector: interface to listen on (0.0.0.0: all)"),
+    )
+    collector_port: int = field(
+        default=8080,
+        metadata=_env("UPTAKE_COLLECTOR_PORT", "collector: TCP port (0: any free port)"),
+    )
+    collector_tokens: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_COLLECTOR_TOKENS",
+            "collector: JSON or TOML file, source -> sha256 of its bearer token (empty: none)",
+        ),
+    )
+    collector_webhooks: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_COLLECTOR_WEBHOOKS",
+            "collector: TOML or JSON file of the webhook adapters to mount (empty: none)",
+        ),
+    )
+    collector_max_body_bytes: int = field(
+        default=1024 * 1024,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_MAX_BODY_BYTES", "collector: largest request body, else 413 (bytes)"
+        ),
+    )
+    collector_max_events: int = field(
+        default=1000,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_MAX_EVENTS", "collector: most events per request, else 413"
+        ),
+    )
+    collector_rate: float = field(
+        default=1000.0,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_RATE",
+            "collector: events/s per source on average, else 429 (0 disables the limit)",
+        ),
+    )
+    collector_burst: float = field(
+        default=0.0,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_BURST",
+            "collector: events a source may send at once (0: max(rate, max events))",
+        ),
+    )
+    collector_kafka_timeout_s: float = field(
+        default=10.0,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S",
+            "collector: wait this long for Kafka's acknowledgement, else 503 (seconds)",
+        ),
+    )
 
     @property
     def warehouse_url(self) -> str:
@@ -177,6 +235,7 @@ class Settings:
             raise SettingsError("UPTAKE_FLUSH_INTERVAL_S must be greater than 0")
         if not 0 <= self.metrics_port <= 65535:
             raise SettingsError("UPTAKE_METRICS_PORT must be a port number (0 disables)")
+        self._validate_collector()
         parts = urlsplit(self.warehouse_url)
         scheme = parts.scheme
         try:
@@ -190,6 +249,34 @@ class Settings:
             raise SettingsError(
                 f"UPTAKE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
                 f"not {scheme or 'nothing'}:// ({redact_url(self.warehouse_url)})"
+            )
+
+    def _validate_collector(self) -> None:
+        if not 0 <= self.collector_port <= 65535:
+            raise SettingsError(
+                f"UPTAKE_COLLECTOR_PORT must be a port number (0-65535, 0: any free port), "
+                f"not {self.collector_port}"
+            )
+        if self.collector_max_body_bytes < 1:
+            raise SettingsError("UPTAKE_COLLECTOR_MAX_BODY_BYTES must be at least 1")
+        if self.collector_max_events < 1:
+            raise SettingsError("UPTAKE_COLLECTOR_MAX_EVENTS must be at least 1")
+        if not math.isfinite(self.collector_rate) or self.collector_rate < 0:
+            raise SettingsError(
+                f"UPTAKE_COLLECTOR_RATE must be a finite number >= 0 (0 disables the limit), "
+                f"not {self.collector_rate:g}"
+            )
+        burst = self.collector_burst
+        if not math.isfinite(burst) or (burst != 0 and burst < 1):
+            raise SettingsError(
+                f"UPTAKE_COLLECTOR_BURST must be 0 (the default size) or a finite number >= 1, "
+                f"not {burst:g}"
+            )
+        timeout = self.collector_kafka_timeout_s
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise SettingsError(
+                f"UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S must be a finite number of seconds > 0, "
+                f"not {timeout:g}"
             )
 
     def describe(self) -> list[tuple[str, str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import secrets
 import sys
 
@@ -19,6 +20,20 @@ and the answer comes only after Kafka acknowledged them (200 all accepted, 207 s
 The tokens file maps each source to the sha256 hex of its token (never the token itself):
   {"api-gateway": "<sha256 hex>", "deploy-pipeline": "<sha256 hex>"}
 Make a token and its line with:  uptake collector hash-token --generate
+
+With --webhooks FILE it also takes GitHub, GitLab and CD-tool webhooks at
+POST /v1/webhooks/<name> (202 once Kafka acknowledged the deploy events, or with "ignored";
+401 bad signature or token, 400 malformed, 422 not mapped, 503 Kafka unavailable). The file
+(TOML or JSON) names the environment variable holding each secret, never the secret:
+  [github]
+  secret_env = "UPTAKE_GITHUB_WEBHOOK_SECRET"
+  teams = { "acme/checkout-api" = "checkout" }
+  [gitlab]
+  token_env = "UPTAKE_GITLAB_WEBHOOK_TOKEN"
+  [[generic]]
+  name = "argo-cd"
+  token_env = "UPTAKE_ARGOCD_WEBHOOK_TOKEN"
+See docs/webhooks.md.
 
 Example:
   uptake collector --tokens tokens.json --port 8080
@@ -70,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the HTTP collector: POST /v1/events with a bearer token -> Kafka",
         description=DESCRIPTION,
         usage=(
-            "uptake collector [-h] [--host HOST] [--port PORT] [--tokens FILE] [...]\n"
+            "uptake collector [-h] [--host HOST] [--port PORT] [--tokens FILE] "
+            "[--webhooks FILE] [...]\n"
             "       uptake collector hash-token [-h] [--generate] [--source SOURCE] [TOKEN]"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,7 +97,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--tokens",
         metavar="FILE",
         default=None,
-        help=f"JSON or TOML: source -> sha256 hex of its token (required; {ENV['tokens_file']})",
+        help=(
+            "JSON or TOML: source -> sha256 hex of its token, for /v1/events "
+            f"({ENV['tokens_file']}; this, --webhooks or both are required)"
+        ),
+    )
+    cmd.add_argument(
+        "--webhooks",
+        metavar="FILE",
+        default=None,
+        help=(
+            "TOML or JSON: the webhook adapters to mount at /v1/webhooks/<name>, naming the "
+            f"environment variables of their secrets ({ENV['webhooks_file']}; docs/webhooks.md)"
+        ),
     )
     cmd.add_argument(
         "--max-body-bytes",
@@ -109,7 +137,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="EVENTS",
         type=_nonnegative_number,
         default=None,
-        help=f"events a source may send at once (default max(rate, max-events); {ENV['burst']})",
+        help=(
+            "events a source may send at once; 0: the default, max(rate, max-events) "
+            f"({ENV['burst']})"
+        ),
     )
     cmd.add_argument(
         "--kafka-timeout",
@@ -168,9 +199,11 @@ def _hash_token(args: argparse.Namespace) -> int:
 def _collector(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pipeline.adapters import WebhookAdapter
     from pipeline.collector.app import serve
     from pipeline.collector.auth import TokenTable
     from pipeline.collector.config import CollectorConfig
+    from pipeline.collector.webhooks import load_webhooks
     from pipeline.topics import KafkaUnavailable, ensure_topics
 
     settings = Settings.from_env()
@@ -179,18 +212,25 @@ def _collector(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         tokens_file=Path(args.tokens) if args.tokens else None,
+        webhooks_file=Path(args.webhooks) if args.webhooks else None,
         max_body_bytes=args.max_body_bytes,
         max_events=args.max_events,
         rate=args.rate,
         burst=args.burst,
         kafka_timeout_s=args.kafka_timeout,
     )
-    if config.tokens_file is None:
+    if config.tokens_file is None and config.webhooks_file is None:
         raise SettingsError(
-            f"the collector needs a tokens file: --tokens FILE or {ENV['tokens_file']} "
+            f"the collector needs a tokens file (--tokens FILE or {ENV['tokens_file']}), a "
+            f"webhooks file (--webhooks FILE or {ENV['webhooks_file']}) or both "
             "(see `uptake collector --help`)"
         )
-    tokens = TokenTable.load(config.tokens_file)
+    # Without a tokens file no bearer token is valid: /v1/events answers 401.
+    tokens = TokenTable.load(config.tokens_file) if config.tokens_file else TokenTable(())
+    webhooks: list[WebhookAdapter] = []
+    if config.webhooks_file is not None:
+        # The file names the variables holding the secrets; they are read from here only.
+        webhooks = load_webhooks(config.webhooks_file, os.environ)
     try:
         topics = {config.events_topic: settings.topic_partitions}
         ensure_topics(config.kafka_bootstrap, topics, timeout_s=5.0)
@@ -200,4 +240,4 @@ def _collector(args: argparse.Namespace) -> int:
             "get 503 until a broker answers.",
             file=sys.stderr,
         )
-    return serve(config, tokens)
+    return serve(config, tokens, webhooks=webhooks)

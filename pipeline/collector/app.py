@@ -8,6 +8,10 @@ Endpoints (docs/collector.md has the formats, examples and the full status table
   JSON-array messages keyed by team (else service), and the answer is sent only after Kafka
   acknowledged them (acks=all). 200: every event accepted; 207: some rejected; 422: all
   rejected; 503: Kafka did not acknowledge (nothing is ever 200 that Kafka did not take).
+- `POST /v1/webhooks/<name>` — one delivery of a third-party webhook (GitHub, GitLab, a CD
+  tool) for each adapter of the webhooks file, authenticated by the adapter (signature or
+  token); the events it maps to are judged and produced like those of `/v1/events` (see
+  `pipeline.collector.webhooks` and docs/webhooks.md). 202 once Kafka acknowledged them.
 - `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers),
   `GET /metrics` (Prometheus text of `pipeline.metrics.REGISTRY`).
 
@@ -22,15 +26,16 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline.adapters import ROUTE_PREFIX, WebhookAdapter, routes
 from pipeline.collector import metrics as m
 from pipeline.collector.auth import TokenTable
 from pipeline.collector.config import CollectorConfig
@@ -63,7 +68,8 @@ _ERROR_CODES = {
 
 @dataclass
 class CollectorState:
-    """What the handlers share: configuration, tokens, limiter, decoder, Kafka and threads."""
+    """What the handlers share: configuration, tokens, limiter, decoder, Kafka, threads and
+    the mounted webhook adapters (route path -> adapter)."""
 
     config: CollectorConfig
     tokens: TokenTable
@@ -71,6 +77,7 @@ class CollectorState:
     decoder: BatchDecoder
     gateway: KafkaGateway
     executor: ThreadPoolExecutor
+    webhooks: dict[str, WebhookAdapter] = field(default_factory=dict)
 
 
 STATE = web.AppKey("uptake_collector", CollectorState)
@@ -95,7 +102,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn aiohttp's HTTP errors (404, 405, 413, ...) and crashes into JSON errors, and count
-    requests to the ingestion endpoint."""
+    requests to the ingestion routes (label `route`: events or webhook)."""
     started = time.perf_counter()
     response: web.StreamResponse
     try:
@@ -107,10 +114,20 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
     except Exception:
         log.exception("collector: unexpected error on %s %s", request.method, request.path)
         response = json_error(500, "internal_error", "unexpected error; see the collector's log")
-    if request.path == EVENTS_PATH:
-        m.REQUESTS.labels(str(response.status)).inc()
-        m.REQUEST_DURATION.observe(time.perf_counter() - started)
+    route = _route_label(request.path)
+    if route is not None:
+        m.REQUESTS.labels(route, str(response.status)).inc()
+        m.REQUEST_DURATION.labels(route).observe(time.perf_counter() - started)
     return response
+
+
+def _route_label(path: str) -> str | None:
+    """The bounded `route` label of an ingestion path, None for other paths."""
+    if path == EVENTS_PATH:
+        return "events"
+    if path.startswith(ROUTE_PREFIX):
+        return "webhook"
+    return None
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -118,14 +135,19 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     headers = {
         k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
     }
-    if status == 404:
+    if status == 404 and request.path.startswith(ROUTE_PREFIX):
+        mounted = sorted(request.app[STATE].webhooks)
+        message = f"no webhook adapter is configured at {request.path}; " + (
+            f"configured: {', '.join(mounted)}" if mounted else "none is configured"
+        )
+    elif status == 404:
         message = f"no endpoint {request.path}; POST events to {EVENTS_PATH}"
     elif status == 405:
         allowed = headers.get("Allow", "")
         message = f"{request.method} is not allowed on {request.path}; use {allowed}"
     elif status == 413:
         limit = request.app[STATE].config.max_body_bytes
-        message = f"the body is larger than {limit} bytes; send smaller batches"
+        message = f"the body is larger than {limit} bytes"
     else:
         message = exc.reason
     return json_error(status, _ERROR_CODES.get(status, f"http_{status}"), message, headers)
@@ -149,6 +171,33 @@ async def hand_to_kafka(state: CollectorState, messages: list[tuple[str, bytes]]
     await loop.run_in_executor(state.executor, state.gateway.produce, messages)
 
 
+async def read_body(request: web.Request, advice: str) -> bytes | web.Response:
+    """The raw body, or a 413 answer when it is over `max_body_bytes` (`advice` says what to
+    do). Checks `Content-Length` before reading, and the size while reading a chunked body."""
+    limit = request.app[STATE].config.max_body_bytes
+    too_large = json_error(
+        413, "body_too_large", f"the body is larger than {limit} bytes; {advice}"
+    )
+    if request.content_length is not None and request.content_length > limit:
+        return too_large
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return too_large
+
+
+def kafka_unavailable(config: CollectorConfig, exc: Exception, what: str) -> web.Response:
+    """The 503 answer when Kafka did not acknowledge; `what` says what to resend."""
+    log.warning("collector: answering 503: %s", exc)  # details stay in the log
+    return json_error(
+        503,
+        "kafka_unavailable",
+        f"Kafka did not acknowledge the events within {config.kafka_timeout_s:g} s, so "
+        f"none is confirmed. {what}",
+        {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
+    )
+
+
 async def post_events(request: web.Request) -> web.Response:
     """`POST /v1/events`: authenticate, read within limits, judge, produce, answer."""
     state = request.app[STATE]
@@ -161,17 +210,9 @@ async def post_events(request: web.Request) -> web.Response:
     if source is None:
         return _unauthorized("invalid_token", "the bearer token is not valid for any source")
 
-    too_large = json_error(
-        413,
-        "body_too_large",
-        f"the body is larger than {config.max_body_bytes} bytes; send smaller batches",
-    )
-    if request.content_length is not None and request.content_length > config.max_body_bytes:
-        return too_large
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return too_large
+    body = await read_body(request, "send smaller batches")
+    if isinstance(body, web.Response):
+        return body
     try:
         items = split_body(body, ndjson=request.content_type in NDJSON_TYPES)
     except BodyError as exc:
@@ -200,22 +241,18 @@ async def post_events(request: web.Request) -> web.Response:
 
     judgement = judge(items, source, state.decoder, MESSAGE_EVENTS)
     accepted, rejected = judgement.accepted, judgement.rejected
-    m.EVENTS.labels("rejected").inc(rejected)
+    m.EVENTS.labels("events", "rejected").inc(rejected)
     if judgement.messages:
         try:
             await hand_to_kafka(state, judgement.messages)
         except (KafkaUnavailable, ProduceFailed) as exc:
-            m.EVENTS.labels("undelivered").inc(accepted)
-            log.warning("collector: answering 503: %s", exc)  # details stay in the log
-            return json_error(
-                503,
-                "kafka_unavailable",
-                f"Kafka did not acknowledge the events within {config.kafka_timeout_s:g} s, so "
-                "none is confirmed. Retry the same request later (same event_ids: the warehouse "
-                "deduplicates).",
-                {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
+            m.EVENTS.labels("events", "undelivered").inc(accepted)
+            return kafka_unavailable(
+                config,
+                exc,
+                "Retry the same request later (same event_ids: the warehouse deduplicates).",
             )
-    m.EVENTS.labels("accepted").inc(accepted)
+    m.EVENTS.labels("events", "accepted").inc(accepted)
     status = 200 if rejected == 0 else 207 if accepted else 422
     payload = {"accepted": accepted, "rejected": rejected, "results": judgement.results}
     return web.json_response(payload, status=status, dumps=_dumps)
@@ -255,14 +292,20 @@ def create_app(
     config: CollectorConfig,
     tokens: TokenTable,
     *,
+    webhooks: Sequence[WebhookAdapter] = (),
     clock: Callable[[], float] = time.monotonic,
     kafka_threads: int = 16,
 ) -> web.Application:
     """The collector as an aiohttp application; serve it with `serve()` or an `AppRunner`.
 
-    Kafka is contacted on the first request (or readiness probe), not here; the producer is
-    closed (in-flight messages delivered) when the application shuts down.
+    Each of `webhooks` is mounted at `POST /v1/webhooks/<adapter.name>` (names must differ:
+    `ValueError` otherwise). Kafka is contacted on the first request (or readiness probe), not
+    here; the producer is closed (in-flight messages delivered) when the application shuts
+    down.
     """
+    from pipeline.collector.webhooks import webhook_handler  # it imports this module
+
+    table = routes(webhooks)
     app = web.Application(middlewares=[_errors_and_metrics], client_max_size=config.max_body_bytes)
     app[STATE] = CollectorState(
         config=config,
@@ -271,8 +314,11 @@ def create_app(
         decoder=BatchDecoder(config.limits),
         gateway=KafkaGateway(config.kafka_bootstrap, config.events_topic, config.kafka_timeout_s),
         executor=ThreadPoolExecutor(kafka_threads, thread_name_prefix="uptake-collector-kafka"),
+        webhooks=table,
     )
     app.router.add_post(EVENTS_PATH, post_events)
+    for path, adapter in table.items():
+        app.router.add_post(path, webhook_handler(adapter))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -293,20 +339,26 @@ async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
 
 
 def serve(
-    config: CollectorConfig, tokens: TokenTable, announce: Callable[[str], None] = print
+    config: CollectorConfig,
+    tokens: TokenTable,
+    announce: Callable[[str], None] = print,
+    *,
+    webhooks: Sequence[WebhookAdapter] = (),
 ) -> int:
     """Run the collector until SIGINT/SIGTERM; in-flight requests finish, then Kafka closes."""
 
     async def run() -> None:
-        runner, url = await start(create_app(config, tokens), config.host, config.port)
+        app = create_app(config, tokens, webhooks=webhooks)
+        runner, url = await start(app, config.host, config.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        hooks = ", ".join(ROUTE_PREFIX + adapter.name for adapter in webhooks)
         announce(
             f"uptake collector on {url} (POST {EVENTS_PATH}; sources: "
-            f"{', '.join(tokens.sources)}) -> Kafka {config.kafka_bootstrap} topic "
-            f"{config.events_topic}. Ctrl-C stops it."
+            f"{', '.join(tokens.sources) or 'none'}; webhooks: {hooks or 'none'}) -> Kafka "
+            f"{config.kafka_bootstrap} topic {config.events_topic}. Ctrl-C stops it."
         )
         try:
             await stop.wait()

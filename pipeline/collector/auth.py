@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.collector.config import read_json_or_toml
 from pipeline.settings import SettingsError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -76,23 +75,7 @@ class TokenTable:
     @classmethod
     def load(cls, path: Path) -> TokenTable:
         """Read a `.json` or `.toml` tokens file (other names are tried as JSON, then TOML)."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise TokensFileError(f"cannot read the tokens file {path}: {exc.strerror}") from None
-        data: object
-        try:
-            if path.suffix.lower() == ".toml":
-                data = tomllib.loads(text)
-            else:
-                try:
-                    data = json.loads(text)
-                except json.JSONDecodeError:
-                    if path.suffix.lower() == ".json":
-                        raise
-                    data = tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise TokensFileError(f"the tokens file {path} is not valid JSON/TOML: {exc}") from None
+        data = read_json_or_toml(path, "the tokens file", TokensFileError)
         if not isinstance(data, dict):
             raise TokensFileError(f"the tokens file {path} must map source names to digests")
         return cls.from_mapping(data, origin=str(path))

@@ -1,8 +1,9 @@
 """The collector's Prometheus metrics, in the one registry `pipeline.metrics.REGISTRY`.
 
-Labels are bounded: an HTTP status code and a fixed set of outcomes, never a source, team or
-event id. Only requests to the ingestion endpoint `/v1/events` are counted (not health checks
-or scrapes).
+Labels are bounded: the route (`events` for `POST /v1/events`, `webhook` for every
+`/v1/webhooks/<name>`), an HTTP status code and a fixed set of outcomes; never a source,
+adapter name, team or event id. Only requests to the ingestion routes are counted (not health
+checks or scrapes).
 """
 
 from __future__ import annotations
@@ -11,30 +12,36 @@ from prometheus_client import Counter, Histogram
 
 from pipeline.metrics import REGISTRY
 
+ROUTES = ("events", "webhook")
+"""events: POST /v1/events; webhook: POST /v1/webhooks/<name> (any adapter)."""
+
 OUTCOMES = ("accepted", "rejected", "undelivered")
 """accepted: acknowledged by Kafka; rejected: failed validation (with a reason);
 undelivered: valid, but Kafka did not acknowledge it in time (the request got 503)."""
 
-# Counter, requests, by HTTP status code of the answer.
+# Counter, requests, by route (ROUTES) and HTTP status code of the answer.
 REQUESTS = Counter(
     "uptake_collector_requests",
-    "Requests to POST /v1/events, by HTTP status code.",
-    ["status"],
+    "Requests to POST /v1/events and /v1/webhooks/<name>, by route and HTTP status code.",
+    ["route", "status"],
     registry=REGISTRY,
 )
-# Counter, events, by outcome (OUTCOMES).
+# Counter, events, by route (ROUTES) and outcome (OUTCOMES).
 EVENTS = Counter(
     "uptake_collector_events",
-    "Events received by the collector, by outcome: accepted, rejected or undelivered.",
-    ["outcome"],
+    "Events received by the collector, by route and outcome: accepted, rejected or undelivered.",
+    ["route", "outcome"],
     registry=REGISTRY,
 )
 # Histogram, seconds: from the request's arrival to the answer, Kafka acknowledgement included.
 REQUEST_DURATION = Histogram(
     "uptake_collector_request_duration_seconds",
-    "Duration of a POST /v1/events request, including waiting for Kafka's acknowledgement.",
+    "Duration of an ingestion request, by route, including waiting for Kafka's acknowledgement.",
+    ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
-for _outcome in OUTCOMES:  # export zeros, so rates work from the first scrape
-    EVENTS.labels(_outcome)
+for _route in ROUTES:  # export zeros, so rates work from the first scrape
+    REQUEST_DURATION.labels(_route)
+    for _outcome in OUTCOMES:
+        EVENTS.labels(_route, _outcome)

@@ -35,6 +35,7 @@ COMMANDS = [
     "worker",
     "demo",
     "bench",
+    "collector",
 ]
 BROKER_COMMANDS = ["start", "stop", "status"]
 ENV_NAMES = [f.metadata["env"].name for f in dataclasses.fields(Settings)]
@@ -95,6 +96,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "demo": "the whole pipeline once",
         "bench": "measure pipeline throughput against a raw baseline",
         "dlq": "inspect and replay the dead-letter topic",
+        "collector": "run the HTTP collector: POST /v1/events with a bearer token -> Kafka",
     }
     assert set(helps) == set(COMMANDS)
     for name, help_ in helps.items():

@@ -1,1 +1,159 @@
-"""Tests of the HTTP collector (pipeline/collector)."""
+"""Tests of the HTTP collector (pipeline/collector), with the shared harness: a collector
+served in-process from a background thread's event loop, and readers of what landed on Kafka
+and of /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.collector.app import start
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: status, headers and raw body."""
+
+    status: int
+    headers: Message
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
+class FakeClock:
+    """The rate limiter's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Collector:
+    """A collector served from a background thread's event loop."""
+
+    url: str
+    topic: str
+    bootstrap: str
+    clock: FakeClock
+    _loop: asyncio.AbstractEventLoop
+    _thread: threading.Thread
+    _runner: web.AppRunner
+    auth: dict[str, str] = field(default_factory=dict)
+    """Headers `post` sends when given none (the test's bearer token)."""
+    _stopped: bool = field(default=False)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        request = urllib.request.Request(
+            self.url + path, data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return Reply(response.status, response.headers, response.read())
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, error.headers, error.read())
+
+    def post(self, body: Any, headers: dict[str, str] | None = None, ndjson: bool = False) -> Reply:
+        """POST events (JSON-encoded unless bytes) with `self.auth` unless `headers`."""
+        data = body if isinstance(body, bytes) else msgspec.json.encode(body)
+        content_type = "application/x-ndjson" if ndjson else "application/json"
+        return self.request(
+            "POST",
+            "/v1/events",
+            data,
+            {"Content-Type": content_type, **(self.auth if headers is None else headers)},
+        )
+
+    def landed(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(key, events) of every message on the topic, read to its end offsets."""
+        return landed(self.bootstrap, self.topic)
+
+    def landed_events(self) -> list[dict[str, Any]]:
+        return [e for _, batch in self.landed() for e in batch]
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def metric(collector: Collector, name: str, **labels: str) -> float:
+    """The value of the sample `name` with exactly `labels` (in any order) on /metrics, else 0."""
+    text = collector.request("GET", "/metrics").raw.decode()
+    for line in text.splitlines():
+        sample = _SAMPLE.match(line)
+        if sample is None or sample["name"] != name:
+            continue
+        if dict(_LABEL.findall(sample["labels"] or "")) == labels:
+            return float(sample["value"])
+    return 0.0
+
+
+def serve_in_thread(
+    app: web.Application,
+    topic: str,
+    bootstrap: str,
+    clock: FakeClock,
+    auth: dict[str, str] | None = None,
+) -> Collector:
+    """Serve `app` on a free port from a new thread's event loop; `stop()` it afterwards.
+
+    `bootstrap` is where `landed()` reads `topic` (the real broker, even when the app itself
+    is pointed at a closed port).
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner, url = asyncio.run_coroutine_threadsafe(start(app, "127.0.0.1", 0), loop).result(10)
+    return Collector(url, topic, bootstrap, clock, loop, thread, runner, dict(auth or {}))
+
+
+def landed(bootstrap: str, topic: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(key, events) of every message on `topic`, read to its end offsets."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        out: list[tuple[str, list[dict[str, Any]]]] = []
+        deadline = time.monotonic() + 15
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            assert time.monotonic() < deadline, "could not read the topic to its end"
+            for records in consumer.poll(timeout_ms=500).values():
+                out.extend((r.key.decode(), msgspec.json.decode(r.value)) for r in records)
+        return out
+    finally:
+        consumer.close()

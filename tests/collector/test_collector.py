@@ -6,32 +6,26 @@ Each test gets its own topic and its own server; what landed is read back with K
 
 from __future__ import annotations
 
-import asyncio
+import ast
 import inspect
 import json
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from aiohttp import web
-from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.collector import auth
-from pipeline.collector.app import create_app, start
+from pipeline.collector.app import create_app
 from pipeline.collector.auth import TokensFileError, TokenTable, hash_token
 from pipeline.collector.config import CollectorConfig
 from pipeline.sdk import api_call
 from pipeline.settings import Settings, SettingsError
 from pipeline.topics import ensure_topics
+from tests.collector import Collector, FakeClock, metric, serve_in_thread
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -43,102 +37,6 @@ TOKENS = TokenTable.from_mapping(
 )
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OTHER_AUTH = {"Authorization": f"Bearer {OTHER_TOKEN}"}
-
-
-# --- harness -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    raw: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.raw)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Collector:
-    """A collector served from a background thread's event loop."""
-
-    url: str
-    topic: str
-    bootstrap: str
-    clock: FakeClock
-    _loop: asyncio.AbstractEventLoop
-    _thread: threading.Thread
-    _runner: web.AppRunner
-    _stopped: bool = field(default=False)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        request = urllib.request.Request(
-            self.url + path, data=body, method=method, headers=headers or {}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return Reply(response.status, response.headers, response.read())
-        except urllib.error.HTTPError as error:
-            return Reply(error.code, error.headers, error.read())
-
-    def post(self, body: Any, headers: dict[str, str] | None = None, ndjson: bool = False) -> Reply:
-        """POST events (JSON-encoded unless bytes) with the gateway's token unless `headers`."""
-        data = body if isinstance(body, bytes) else msgspec.json.encode(body)
-        content_type = "application/x-ndjson" if ndjson else "application/json"
-        return self.request(
-            "POST",
-            "/v1/events",
-            data,
-            {"Content-Type": content_type, **(AUTH if headers is None else headers)},
-        )
-
-    def landed(self) -> list[tuple[str, list[dict[str, Any]]]]:
-        """(key, events) of every message on the topic, read to its end offsets."""
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        try:
-            partitions = [
-                TopicPartition(self.topic, p)
-                for p in consumer.partitions_for_topic(self.topic) or []
-            ]
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            end = consumer.end_offsets(partitions)
-            out: list[tuple[str, list[dict[str, Any]]]] = []
-            deadline = time.monotonic() + 15
-            while any(consumer.position(tp) < end[tp] for tp in partitions):
-                assert time.monotonic() < deadline, "could not read the topic to its end"
-                for records in consumer.poll(timeout_ms=500).values():
-                    out.extend((r.key.decode(), msgspec.json.decode(r.value)) for r in records)
-            return out
-        finally:
-            consumer.close()
-
-    def landed_events(self) -> list[dict[str, Any]]:
-        return [e for _, batch in self.landed() for e in batch]
-
-    def stop(self) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture
@@ -156,11 +54,7 @@ def collector(kafka_bootstrap: str) -> Iterator[Callable[..., Collector]]:
         )
         clock = FakeClock()
         app = create_app(config, TOKENS, clock=clock, kafka_threads=4)
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
-        runner, url = asyncio.run_coroutine_threadsafe(start(app, "127.0.0.1", 0), loop).result(10)
-        server = Collector(url, topic, kafka_bootstrap, clock, loop, thread, runner)
+        server = serve_in_thread(app, topic, kafka_bootstrap, clock, AUTH)
         started.append(server)
         return server
 
@@ -181,14 +75,6 @@ def event(team: str | None = "checkout", **changes: Any) -> dict[str, Any]:
     )
     built.update(changes)
     return built
-
-
-def metric(collector: Collector, line_start: str) -> float:
-    text = collector.request("GET", "/metrics").raw.decode()
-    for line in text.splitlines():
-        if line.startswith(line_start + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 # --- formats -----------------------------------------------------------------------------------
@@ -428,7 +314,9 @@ def test_a_source_over_its_rate_gets_429_with_retry_after(
 
 def test_kafka_unreachable_is_503_never_200(collector: Callable[..., Collector]) -> None:
     server = collector(kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_timeout_s=1.0)
-    undelivered = metric(server, 'uptake_collector_events_total{outcome="undelivered"}')
+    undelivered = metric(
+        server, "uptake_collector_events_total", route="events", outcome="undelivered"
+    )
     started = time.monotonic()
     reply = server.post([event(), event("search")])
     assert reply.status == 503, reply.raw
@@ -438,9 +326,9 @@ def test_kafka_unreachable_is_503_never_200(collector: Callable[..., Collector])
     assert int(reply.headers["Retry-After"]) > 0
     again = server.post([event()])  # fails fast now, still never 200
     assert again.status == 503
-    assert metric(server, 'uptake_collector_events_total{outcome="undelivered"}') == (
-        undelivered + 3
-    )
+    assert metric(
+        server, "uptake_collector_events_total", route="events", outcome="undelivered"
+    ) == (undelivered + 3)
     ready = server.request("GET", "/readyz")
     assert ready.status == 503
     assert ready.json["error"] == "not_ready"
@@ -458,10 +346,10 @@ def test_health_readiness_and_metrics(collector: Callable[..., Collector]) -> No
     assert (health.status, health.json) == (200, {"status": "ok"})
     ready = server.request("GET", "/readyz")
     assert (ready.status, ready.json["status"]) == (200, "ready")
-    accepted = metric(server, 'uptake_collector_events_total{outcome="accepted"}')
-    rejected = metric(server, 'uptake_collector_events_total{outcome="rejected"}')
-    ok = metric(server, 'uptake_collector_requests_total{status="207"}')
-    count = metric(server, "uptake_collector_request_duration_seconds_count")
+    accepted = metric(server, "uptake_collector_events_total", route="events", outcome="accepted")
+    rejected = metric(server, "uptake_collector_events_total", route="events", outcome="rejected")
+    ok = metric(server, "uptake_collector_requests_total", route="events", status="207")
+    count = metric(server, "uptake_collector_request_duration_seconds_count", route="events")
     assert server.post([event(), event(), event(schema_version=9)]).status == 207
     reply = server.request("GET", "/metrics")
     assert reply.status == 200
@@ -473,10 +361,19 @@ def test_health_readiness_and_metrics(collector: Callable[..., Collector]) -> No
         "uptake_collector_request_duration_seconds_bucket",
     ):
         assert f"# TYPE {name.removesuffix('_bucket')}" in text or name in text
-    assert metric(server, 'uptake_collector_events_total{outcome="accepted"}') == accepted + 2
-    assert metric(server, 'uptake_collector_events_total{outcome="rejected"}') == rejected + 1
-    assert metric(server, 'uptake_collector_requests_total{status="207"}') == ok + 1
-    assert metric(server, "uptake_collector_request_duration_seconds_count") == count + 1
+    assert (
+        metric(server, "uptake_collector_events_total", route="events", outcome="accepted")
+        == accepted + 2
+    )
+    assert (
+        metric(server, "uptake_collector_events_total", route="events", outcome="rejected")
+        == rejected + 1
+    )
+    assert metric(server, "uptake_collector_requests_total", route="events", status="207") == ok + 1
+    assert (
+        metric(server, "uptake_collector_request_duration_seconds_count", route="events")
+        == count + 1
+    )
 
 
 def test_unknown_paths_and_methods_answer_json(collector: Callable[..., Collector]) -> None:
@@ -525,19 +422,93 @@ def test_a_bad_tokens_file_is_refused(tmp_path: Path, content: str, message: str
         TokenTable.load(tmp_path / "missing.json")
 
 
-def test_config_reads_its_variables_and_flags_win() -> None:
+def test_config_comes_from_settings_and_flags_win() -> None:
     env = {
         "UPTAKE_COLLECTOR_PORT": "9000",
         "UPTAKE_COLLECTOR_RATE": "50",
         "UPTAKE_COLLECTOR_TOKENS": "/etc/uptake/tokens.toml",
+        "UPTAKE_COLLECTOR_WEBHOOKS": "/etc/uptake/webhooks.toml",
         "UPTAKE_EVENTS_TOPIC": "events.x",
     }
-    config = CollectorConfig.from_env(env, Settings.from_env(env), port=9001, max_events=None)
+    config = CollectorConfig.from_env(Settings.from_env(env), port=9001, max_events=None)
     assert (config.port, config.rate, config.max_events) == (9001, 50.0, 1000)
     assert config.tokens_file == Path("/etc/uptake/tokens.toml")
+    assert config.webhooks_file == Path("/etc/uptake/webhooks.toml")
     assert config.events_topic == "events.x"
     assert config.bucket_size == 1000  # max(rate, max_events)
-    with pytest.raises(SettingsError, match="UPTAKE_COLLECTOR_RATE"):
-        CollectorConfig.from_env({"UPTAKE_COLLECTOR_RATE": "fast"}, Settings.from_env({}))
-    with pytest.raises(SettingsError, match="--max-events"):
-        CollectorConfig.from_env({}, Settings.from_env({}), max_events=0)
+    with pytest.raises(SettingsError, match="UPTAKE_COLLECTOR_RATE='fast' is not a valid float"):
+        Settings.from_env({"UPTAKE_COLLECTOR_RATE": "fast"})
+    with pytest.raises(SettingsError, match="UPTAKE_COLLECTOR_MAX_EVENTS / --max-events"):
+        CollectorConfig.from_env(Settings.from_env({}), max_events=0)
+
+
+def test_config_without_variables_has_the_settings_defaults() -> None:
+    config = CollectorConfig.from_env(Settings.from_env({}))
+    defaults = Settings()
+    assert config.host == defaults.collector_host == "127.0.0.1"
+    assert config.port == defaults.collector_port == 8080
+    assert (config.tokens_file, config.webhooks_file) == (None, None)  # "" means no file
+    assert config.max_body_bytes == defaults.collector_max_body_bytes == 1024 * 1024
+    assert config.max_events == defaults.collector_max_events == 1000
+    assert config.rate == defaults.collector_rate == 1000.0
+    assert config.burst is None and defaults.collector_burst == 0.0
+    assert config.kafka_timeout_s == defaults.collector_kafka_timeout_s == 10.0
+    assert config == CollectorConfig(
+        limits=config.limits
+    )  # the dataclass defaults are the same ones
+    assert config.limits.max_lateness.total_seconds() == defaults.max_lateness_s
+
+
+def test_config_reads_the_environment_only_through_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("UPTAKE_COLLECTOR_PORT", "9100")
+    monkeypatch.setenv("UPTAKE_COLLECTOR_BURST", "0")
+    config = CollectorConfig.from_env()
+    assert (config.port, config.burst) == (9100, None)
+    package = Path(inspect.getfile(CollectorConfig)).parent
+    for module in package.glob("*.py"):  # no module of the collector even imports os
+        tree = ast.parse(module.read_text())
+        imported = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        imported |= {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert "os" not in imported, module.name
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "words"),
+    [
+        ("UPTAKE_COLLECTOR_PORT", "70000", "UPTAKE_COLLECTOR_PORT must be a port number"),
+        ("UPTAKE_COLLECTOR_MAX_BODY_BYTES", "0", "UPTAKE_COLLECTOR_MAX_BODY_BYTES must be at"),
+        ("UPTAKE_COLLECTOR_MAX_EVENTS", "0", "UPTAKE_COLLECTOR_MAX_EVENTS must be at least 1"),
+        ("UPTAKE_COLLECTOR_RATE", "-1", "UPTAKE_COLLECTOR_RATE must be a finite number >= 0"),
+        ("UPTAKE_COLLECTOR_RATE", "nan", "UPTAKE_COLLECTOR_RATE must be a finite number >= 0"),
+        ("UPTAKE_COLLECTOR_BURST", "0.5", "UPTAKE_COLLECTOR_BURST must be 0 (the default size)"),
+        ("UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S", "0", "UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S must be a"),
+        ("UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S", "inf", "UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S must be a"),
+        ("UPTAKE_COLLECTOR_PORT", "http", "UPTAKE_COLLECTOR_PORT='http' is not a valid int"),
+    ],
+)
+def test_a_bad_collector_variable_is_named_precisely(variable: str, raw: str, words: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: raw})
+    assert str(caught.value).startswith(words), str(caught.value)
+
+
+def test_flags_are_validated_with_their_variable_and_flag() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(SettingsError, match=r"UPTAKE_COLLECTOR_RATE / --rate .* not nan"):
+        CollectorConfig.from_env(settings, rate=float("nan"))
+    with pytest.raises(SettingsError, match="UPTAKE_COLLECTOR_BURST / --burst"):
+        CollectorConfig.from_env(settings, burst=0.5)
+    assert CollectorConfig.from_env(settings, burst=0).burst is None  # 0: the default size
+    with pytest.raises(TypeError, match="no option colour"):
+        CollectorConfig.from_env(settings, colour="blue")
