@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit bench broker-start broker-stop clean help
+.PHONY: demo test lint unit bench broker-start broker-stop clean help system-deps
 .DEFAULT_GOAL := help
 
 help:
@@ -34,7 +35,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check pipeline
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+# promtool and a Prometheus server for tests/observability (Debian's prometheus package).
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "installing Debian's prometheus package (promtool and a Prometheus server for the tests)"; \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; \
+	} || { \
+	  echo "error: could not install the 'prometheus' package (promtool, prometheus) with apt-get;"; \
+	  echo "       install it yourself (Debian/Ubuntu: apt-get install prometheus) and run make test again"; \
+	  exit 1; \
+	}
+
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q
 
 unit: $(STAMP)

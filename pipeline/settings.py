@@ -118,6 +118,21 @@ class Settings:
         default=9464,
         metadata=_env("UPTAKE_METRICS_PORT", "port of the worker's /metrics (0 disables it)"),
     )
+    adoption_gauges_refresh_s: float = field(
+        default=60.0,
+        metadata=_env(
+            "UPTAKE_ADOPTION_GAUGES_REFRESH_S",
+            "how often the worker reads the adoption gauges from ClickHouse at most (seconds; "
+            "0 turns them off)",
+        ),
+    )
+    adoption_per_team_max_series: int = field(
+        default=0,
+        metadata=_env(
+            "UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES",
+            "export per-team adoption and DORA series, at most this many (0: off)",
+        ),
+    )
     chaos_fail_inserts: int = field(
         default=0,
         metadata=_env(
@@ -227,6 +242,14 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.adoption_gauges_refresh_s != 0 and not 1 <= self.adoption_gauges_refresh_s < 1e9:
+            raise SettingsError(
+                "UPTAKE_ADOPTION_GAUGES_REFRESH_S must be 0 (off) or at least 1 second"
+            )
+        if self.adoption_per_team_max_series < 0:
+            raise SettingsError(
+                "UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES must be 0 (off) or a positive number of series"
+            )
         if self.topic_partitions < 1:
             raise SettingsError("UPTAKE_TOPIC_PARTITIONS must be at least 1")
         if self.batch_max_messages < 1:

@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,12 +30,15 @@ from pipeline import metrics
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import event_type_of
 from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.observability.consumer_lag import ConsumerLagSampler
+from pipeline.observability.faust_sensor import UptakeMonitor
 from pipeline.settings import Settings
-from pipeline.worker.sink import ClickHouseSink, SinkStopped
+from pipeline.worker.sink import REJECTED, ClickHouseSink, SinkStopped
 
 log = logging.getLogger("uptake.worker")
 
 EXIT_SINK_FAILED = 75  # EX_TEMPFAIL: the batch was not written and was not committed
+LAG_SAMPLE_INTERVAL_S = 5.0  # uptake_consumer_lag_messages: one ListOffsets request per sample
 
 
 @dataclass
@@ -60,9 +63,29 @@ class Progress:
         )
 
 
-def record(batch: DecodedBatch, progress: Progress) -> None:
-    """Count the batch in the metrics and the progress (consumed = accepted + rejected)."""
+def record(
+    batch: DecodedBatch,
+    progress: Progress,
+    *,
+    messages: int = 0,
+    written: Mapping[str, int] | None = None,
+    dead_lettered: bool = False,
+) -> None:
+    """Count a written batch in the metrics and the progress (consumed = accepted + rejected).
+
+    `messages` is how many Kafka messages the batch came from, `written` the rows each table's
+    insert wrote (the sink's answer) and `dead_lettered` whether the sink has a dead-letter
+    publisher: it publishes exactly the rejections it writes to `rejected_events` (not those a
+    replay skips), right before that insert.
+    """
+    metrics.MESSAGES_CONSUMED.inc(messages)
     metrics.EVENTS_CONSUMED.inc(batch.consumed)
+    if dead_lettered:
+        published = written.get(REJECTED.table, 0) if written is not None else len(batch.rejections)
+        metrics.DEAD_LETTERS.inc(published)
+    for table, rows in (written or {}).items():
+        if rows:  # 0: every row was a replay and no insert was sent
+            metrics.INSERT_BATCH_ROWS.labels(table).observe(rows)
     by_type: dict[str, int] = {}
     for event in batch.events:
         tag = event_type_of(event)
@@ -108,6 +131,7 @@ def build_app(
         broker=kafka_url(settings.kafka_bootstrap),
         web_enabled=False,
         store="memory://",
+        datadir=str(settings.home / "faust"),  # faust's own folder, never the working directory
         value_serializer="raw",
         key_serializer="raw",
         consumer_auto_offset_reset="earliest",
@@ -127,6 +151,8 @@ def build_app(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         producer_acks=-1,
+        # faust's default sensor plus Uptake's metrics for commits, rebalances, full buffers.
+        Monitor=UptakeMonitor,
     )
     topic = app.topic(
         settings.events_topic, value_type=bytes, value_serializer="raw", key_serializer="raw"
@@ -158,9 +184,15 @@ def build_app(
             progress.in_flight = True
             batch = decoder.decode(messages)
             batch.user_keys = pseudonyms.keys([e.user for e in batch.events])
-            await _write_or_die(writer.submit(sink.write, batch), sink)
+            written = await _write_or_die(writer.submit(sink.write, batch), sink)
             progress.in_flight = False
-            record(batch, progress)
+            record(
+                batch,
+                progress,
+                messages=len(messages),
+                written=written,
+                dead_lettered=sink.dead_letters is not None,
+            )
             if on_batch is not None:  # benchmarks and tests observe batches here
                 on_batch(batch, started, time.time())
             progress.last_batch = time.monotonic()
@@ -176,6 +208,12 @@ def build_app(
             log.info("no new events for %.0fs: stopping", exit_when_idle_s)
             progress.last_batch = float("inf")  # signal once
             os.kill(os.getpid(), signal.SIGTERM)
+
+    lag = ConsumerLagSampler(lambda: app.consumer, settings.events_topic)
+
+    @app.timer(LAG_SAMPLE_INTERVAL_S)
+    async def sample_consumer_lag() -> None:
+        await lag.sample()
 
     async def forget(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         # Another worker may write these partitions next: re-read watermarks when they return.

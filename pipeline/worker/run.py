@@ -11,6 +11,8 @@ import faust
 from prometheus_client import start_http_server
 
 from pipeline import metrics
+from pipeline.observability.adoption import start_adoption_gauges
+from pipeline.observability.config import ObservabilitySettings
 from pipeline.settings import Settings, redact_url
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import ensure_topics
@@ -39,8 +41,12 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         {settings.events_topic: settings.topic_partitions, settings.dlq_topic: 1},
     )
     metrics.set_build_info(warehouse.kind)
+    observability = ObservabilitySettings.from_settings(settings)
+    adoption = None
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=metrics.REGISTRY)
+        # Its own connection, read in the background: scrapes never query the warehouse.
+        adoption = start_adoption_gauges(settings.warehouse_url, observability)
     dead_letters = DeadLetterPublisher(make_producer(settings.kafka_bootstrap), settings.dlq_topic)
     sink = ClickHouseSink(warehouse, dead_letters=dead_letters)
     if settings.chaos_fail_inserts:
@@ -72,6 +78,9 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = int(exc.code or 0)
+    finally:
+        if adoption is not None:
+            adoption.stop()
     print(f"worker stopped: {progress.line()}", file=sys.stderr, flush=True)
     return code
 

@@ -1,0 +1,283 @@
+"""Adoption and DORA gauges: the figures against the real engine, the cache, the per-team cap."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline import metrics
+from pipeline.observability.adoption import (
+    AdoptionCollector,
+    AdoptionFigures,
+    Dora,
+    TeamAdoption,
+    families,
+    read_figures,
+)
+from pipeline.observability.config import ObservabilitySettings
+from pipeline.warehouse.connection import Warehouse, connect
+from pipeline.warehouse.migrations import migrate
+
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def _event(
+    team: str,
+    capability: str,
+    days_ago: float,
+    *,
+    event_type: str = "api_call",
+    data: dict[str, Any] | None = None,
+    event_id: uuid.UUID | None = None,
+) -> tuple[Any, ...]:
+    occurred = NOW - timedelta(days=days_ago)
+    body = data or {"api": "orders", "operation": "GET /x", "status_code": 200, "latency_ms": 1}
+    return (
+        event_id or uuid.uuid4(),
+        event_type,
+        int(occurred.timestamp() * 1000),
+        team,
+        capability,
+        json.dumps(body),
+    )
+
+
+def _deploy(
+    team: str,
+    days_ago: float,
+    status: str,
+    *,
+    environment: str = "production",
+    commits_hours_before: tuple[float, ...] = (),
+    offset: str = "Z",
+    event_id: uuid.UUID | None = None,
+) -> tuple[Any, ...]:
+    deployed = NOW - timedelta(days=days_ago)
+    tz = UTC if offset == "Z" else datetime.strptime(offset, "%z").tzinfo
+    commits = [
+        {
+            "sha": "abcdef1",
+            "committed_at": (deployed - timedelta(hours=h)).astimezone(tz).isoformat(),
+        }
+        for h in commits_hours_before
+    ]
+    body = {
+        "deployment_id": f"dep-{uuid.uuid4().hex[:6]}",
+        "service": f"{team}-api",
+        "environment": environment,
+        "status": status,
+        "commits": commits,
+    }
+    return _event(
+        team, "deploy-pipeline", days_ago, event_type="deploy", data=body, event_id=event_id
+    )
+
+
+DUPLICATE = uuid.uuid4()
+ROWS = [
+    _event("payments", "api-gateway", 1),
+    _event("payments", "feature-store", 10),
+    _event("search", "api-gateway", 3),
+    _event("search", "api-gateway", 4),
+    _event("risk", "feature-store", 20),
+    _event("risk", "ml-training", 40),  # outside 28 days
+    _event("legacy", "api-gateway", 35),  # a team not seen for 28 days is not known
+    _event("", "api-gateway", 1),  # attributed to a service only: no team to count
+    # Production deploys in the last 28 days: 4 (one sent twice), 2 of them failures.
+    _deploy("search", 2, "succeeded", commits_hours_before=(1, 3), event_id=DUPLICATE),
+    _deploy("search", 5, "failed", commits_hours_before=(50,)),
+    _deploy("search", 1, "succeeded", environment="staging", commits_hours_before=(99,)),
+    _deploy("payments", 6, "rolled_back", commits_hours_before=(2,)),
+    _deploy("payments", 8, "succeeded", commits_hours_before=(0.5,), offset="+0100"),
+    _deploy("payments", 30, "succeeded", commits_hours_before=(9,)),  # outside 28 days
+]
+COLUMNS = ["event_id", "event_type", "occurred_at", "team", "capability", "data"]
+WIRE = ["UUID", "String", "DateTime64(3, 'UTC')", "String", "String", "String"]
+
+
+@pytest.fixture
+def warehouse(inprocess_warehouse_url: str) -> Iterator[Warehouse]:
+    with connect(inprocess_warehouse_url, create_database=True) as wh:
+        migrate(wh, progress=lambda line: None)
+        # The duplicate in its own insert: one block would be folded on insert already.
+        for rows in (ROWS, [ROWS[7]]):
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            wh.insert_columns("events", columns, COLUMNS, wire_types=WIRE)
+        yield wh
+
+
+def samples(collector: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """What a scrape of `collector` shows, keyed by (name, sorted labels)."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+class Fixed:
+    """A collector over fixed figures (what a scrape of given figures shows)."""
+
+    def __init__(self, figures: AdoptionFigures, per_team_max_series: int = 0) -> None:
+        self.out = families(figures, per_team_max_series)
+
+    def collect(self) -> Any:
+        return self.out
+
+
+@pytest.mark.integration
+def test_adoption_and_dora_figures_from_the_warehouse(warehouse: Warehouse) -> None:
+    figures = read_figures(warehouse, NOW.timestamp(), per_team=False)
+    assert figures.known_teams == 3  # payments, search, risk
+    assert figures.active_teams == {
+        "api-gateway": {"7d": 2, "28d": 2},
+        "feature-store": {"7d": 0, "28d": 2},
+        "deploy-pipeline": {"7d": 2, "28d": 2},
+    }
+    assert figures.dora.deployments == 4, "the duplicate deploy counts once, staging not at all"
+    assert figures.dora.failures == 2
+    # Lead times of succeeded production deploys: 1 h, 3 h (search), 0.5 h (payments, +01:00).
+    assert figures.dora.lead_time_median_s == pytest.approx(3600)
+    assert figures.teams == []
+
+    scraped = samples(Fixed(figures))
+    assert scraped["uptake_adoption_known_teams", ()] == 3
+    key = (("capability", "api-gateway"), ("window", "7d"))
+    assert scraped["uptake_adoption_active_teams", key] == 2
+    assert scraped["uptake_adoption_rate", key] == pytest.approx(2 / 3)
+    assert scraped["uptake_adoption_rate", (("capability", "feature-store"), ("window", "7d"))] == 0
+    assert scraped["uptake_dora_deployment_frequency_per_week", ()] == 1.0  # 4 in 4 weeks
+    assert scraped["uptake_dora_change_failure_ratio", ()] == 0.5
+    assert scraped["uptake_dora_lead_time_seconds", ()] == pytest.approx(3600)
+    assert not any(name.startswith("uptake_dora_team") for name, _ in scraped)
+
+
+@pytest.mark.integration
+def test_per_team_series_are_capped_most_active_team_first(warehouse: Warehouse) -> None:
+    figures = read_figures(warehouse, NOW.timestamp(), per_team=True)
+    by_team = {t.team: t for t in figures.teams}
+    assert [t.team for t in figures.teams] == ["search", "payments", "risk"]  # 5+, 4, 1 events
+    assert by_team["search"].active_7d == {"api-gateway": True, "deploy-pipeline": True}
+    assert by_team["search"].dora == Dora(2, 1, 7200.0)  # median of 1 h and 3 h
+    assert by_team["payments"].dora == Dora(2, 1, 1800.0)
+    assert by_team["risk"].dora is None
+    assert [t.series() for t in figures.teams] == [7, 9, 2]
+
+    everything = samples(Fixed(figures, per_team_max_series=100))
+    team_series = [
+        k for k in everything if k[0].startswith(("uptake_adoption_team_a", "uptake_dora_team"))
+    ]
+    assert len(team_series) == 18
+    assert everything["uptake_adoption_team_series_omitted", ()] == 0
+    feature_store_7d = (("capability", "feature-store"), ("team", "payments"), ("window", "7d"))
+    assert everything["uptake_adoption_team_active", feature_store_7d] == 0
+    assert everything["uptake_dora_team_change_failure_ratio", (("team", "search"),)] == 0.5
+
+    # 10 series: search (7) fits, payments (9) does not, risk (2) still does.
+    capped = samples(Fixed(figures, per_team_max_series=10))
+    teams = {dict(labels).get("team") for _, labels in capped} - {None}
+    assert teams == {"search", "risk"}
+    assert capped["uptake_adoption_team_series_omitted", ()] == 9
+    assert sum(1 for k in capped if "team" in dict(k[1])) <= 10
+
+
+class CountingWarehouse:
+    """A warehouse that answers the adoption queries with fixed rows and counts them."""
+
+    def __init__(self) -> None:
+        self.queries = 0
+        self.closed = False
+
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        self.queries += 1
+        if "uniqExactIf" in sql:
+            return [("api-gateway", 1, 2)]
+        if "count(), quantile" in sql:
+            return [(0, float("nan"))]
+        if "deployments" in sql:
+            return []
+        return [(4,)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_scrapes_serve_the_cache_and_never_query_the_warehouse() -> None:
+    fake = CountingWarehouse()
+    collector = AdoptionCollector(lambda: fake, ObservabilitySettings(), clock=NOW.timestamp)  # type: ignore[arg-type, return-value]
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)  # uses describe(): no query
+    assert fake.queries == 0
+    assert "uptake_adoption_active_teams{" not in generate_latest(registry).decode()
+
+    assert collector.refresh()
+    per_refresh = fake.queries
+    for _ in range(20):
+        text = generate_latest(registry).decode()
+    assert fake.queries == per_refresh, "a scrape queried the warehouse"
+    assert 'uptake_adoption_active_teams{capability="api-gateway",window="28d"} 2.0' in text
+    assert 'uptake_adoption_rate{capability="api-gateway",window="7d"} 0.25' in text
+    assert "\nuptake_dora_lead_time_seconds " not in text, "no commits: no lead time series"
+    assert metrics.ADOPTION_REFRESHED._value.get() == NOW.timestamp()
+
+
+def test_a_failed_refresh_keeps_the_previous_figures_and_counts_an_error() -> None:
+    fake = CountingWarehouse()
+    answers: list[Any] = [fake, ConnectionError("ClickHouse is down"), fake]
+
+    def connect_once() -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    collector = AdoptionCollector(connect_once, ObservabilitySettings())
+    assert collector.refresh()
+    before = list(collector.collect())
+    errors = metrics.ADOPTION_REFRESH_ERRORS._value.get()
+
+    def timing_out(sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        raise TimeoutError("query timed out")
+
+    fake.rows = timing_out  # type: ignore[method-assign]
+    assert not collector.refresh()
+    assert fake.closed, "a broken connection is closed and opened again next time"
+    assert list(collector.collect()) == before
+    assert not collector.refresh()  # connecting fails
+    assert metrics.ADOPTION_REFRESH_ERRORS._value.get() == errors + 2
+
+
+def test_the_background_thread_refreshes_and_stops() -> None:
+    fake = CountingWarehouse()
+    collector = AdoptionCollector(lambda: fake, ObservabilitySettings(adoption_refresh_s=1))  # type: ignore[arg-type, return-value]
+    collector.start()
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=5)
+        while not list(collector.collect()) and datetime.now(UTC) < deadline:
+            pass
+        assert list(collector.collect()), "the first refresh runs at start"
+    finally:
+        collector.stop()
+    assert fake.closed
+
+
+def test_per_team_families_are_off_by_default() -> None:
+    figures = AdoptionFigures(
+        known_teams=1,
+        active_teams={"api-gateway": {"7d": 1, "28d": 1}},
+        teams=[TeamAdoption("payments", 3, {"api-gateway": True})],
+    )
+    names = {family.name for family in families(figures)}
+    assert not any("team_" in name for name in names)
+    collector = AdoptionCollector(lambda: None, ObservabilitySettings())  # type: ignore[arg-type, return-value]
+    assert not any("team_" in f.name for f in collector.describe())
