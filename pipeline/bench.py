@@ -163,7 +163,9 @@ def run_bench(config: BenchConfig, warehouse_url: str | None = None) -> dict[str
     _say(f"produced in {time.perf_counter() - started:.1f}s")
 
     figures.pipeline_seconds = _run_pipeline(settings, warehouse, config, figures)
-    stored = warehouse.rows(f"SELECT count() FROM events WHERE _topic = '{topic}'")[0][0]
+    stored = warehouse.rows(
+        "SELECT count() FROM events WHERE _topic = {topic:String}", {"topic": topic}
+    )[0][0]
     if stored != config.events + len(figures.freshness):
         raise RuntimeError(f"pipeline stored {stored} events, expected {config.events}")
     _say(f"pipeline: {config.events / figures.pipeline_seconds:,.0f} events/s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import os
 import secrets
@@ -240,4 +241,12 @@ def _collector(args: argparse.Namespace) -> int:
             "get 503 until a broker answers.",
             file=sys.stderr,
         )
-    return serve(config, tokens, webhooks=webhooks)
+    try:
+        return serve(config, tokens, webhooks=webhooks)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise SettingsError(
+            f"cannot listen on {config.host}:{config.port}: the address is in use; choose "
+            "another with --port or UPTAKE_COLLECTOR_PORT"
+        ) from exc

@@ -13,7 +13,7 @@ from prometheus_client import start_http_server
 from pipeline import metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
-from pipeline.settings import Settings, redact_url
+from pipeline.settings import Settings, SettingsError, redact_url
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import ensure_topics
 from pipeline.warehouse.connection import connect
@@ -44,7 +44,13 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     observability = ObservabilitySettings.from_settings(settings)
     adoption = None
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=metrics.REGISTRY)
+        try:
+            start_http_server(settings.metrics_port, registry=metrics.REGISTRY)
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot serve /metrics on port {settings.metrics_port} ({exc.strerror}): another "
+                "worker may be running; set UPTAKE_METRICS_PORT to a free port, or 0 to disable it"
+            ) from exc
         # Its own connection, read in the background: scrapes never query the warehouse.
         adoption = start_adoption_gauges(settings.warehouse_url, observability)
     dead_letters = DeadLetterPublisher(make_producer(settings.kafka_bootstrap), settings.dlq_topic)
