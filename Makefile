@@ -8,13 +8,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit bench broker-start broker-stop clean help system-deps
+.PHONY: demo test lint unit reliability bench broker-start broker-stop clean help system-deps
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo    run the whole pipeline once and print a per-team adoption summary"
 	@echo "make test    ruff + mypy + the whole test suite (real Kafka, real ClickHouse engine)"
 	@echo "make unit    only the tests that need no services"
+	@echo "make reliability  the fault suite with soak-sized iteration counts"
 	@echo "make bench   uptake bench: pipeline throughput vs a raw baseline, one JSON line"
 	@echo "make lint    ruff and mypy"
 	@echo "make clean   remove the virtualenv and local state (.uptake/)"
@@ -48,6 +49,10 @@ system-deps:
 
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q
+
+# The reliability suite with soak-sized iteration counts (make test runs it CI-sized).
+reliability: $(STAMP)
+	UPTAKE_RELIABILITY_KILLS=$${UPTAKE_RELIABILITY_KILLS:-60} $(BIN)/python -m pytest -q -s -m reliability
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"

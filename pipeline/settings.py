@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+KILL_POINTS = ("", "before_insert", "mid_batch", "after_insert")
+
 
 class SettingsError(ValueError):
     """A setting has a value Uptake cannot use; the message names the variable."""
@@ -140,6 +142,27 @@ class Settings:
             "fault injection for tests and drills: fail this many ClickHouse inserts (-1: all)",
         ),
     )
+    chaos_kill_at: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_CHAOS_KILL_AT",
+            "fault injection: SIGKILL the worker at before_insert, mid_batch (between the "
+            "events and rejects inserts) or after_insert (before the offset commit)",
+        ),
+    )
+    chaos_kill_after_batches: int = field(
+        default=0,
+        metadata=_env(
+            "UPTAKE_CHAOS_KILL_AFTER_BATCHES", "fault injection: batches to finish before the kill"
+        ),
+    )
+    chaos_ignore_watermarks: bool = field(
+        default=False,
+        metadata=_env(
+            "UPTAKE_CHAOS_IGNORE_WATERMARKS",
+            "negative control for tests only: the sink forgets what it stored (double counts)",
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_env("UPTAKE_LOG_LEVEL", "log level: debug, info, warn, error"),
@@ -242,6 +265,11 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.chaos_kill_at not in KILL_POINTS:
+            raise SettingsError(
+                f"UPTAKE_CHAOS_KILL_AT must be one of {', '.join(p for p in KILL_POINTS if p)} "
+                f"(or empty), not {self.chaos_kill_at!r}"
+            )
         if self.adoption_gauges_refresh_s != 0 and not 1 <= self.adoption_gauges_refresh_s < 1e9:
             raise SettingsError(
                 "UPTAKE_ADOPTION_GAUGES_REFRESH_S must be 0 (off) or at least 1 second"

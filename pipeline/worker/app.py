@@ -33,6 +33,7 @@ from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.observability.consumer_lag import ConsumerLagSampler
 from pipeline.observability.faust_sensor import UptakeMonitor
 from pipeline.settings import Settings
+from pipeline.worker.chaos import KillSwitch
 from pipeline.worker.sink import REJECTED, ClickHouseSink, SinkStopped
 
 log = logging.getLogger("uptake.worker")
@@ -124,6 +125,7 @@ def build_app(
     progress: Progress | None = None,
     exit_when_idle_s: float | None = None,
     on_batch: Callable[[DecodedBatch, float, float], None] | None = None,
+    kill_switch: KillSwitch | None = None,
 ) -> faust.App:
     """The faust app that runs decode → sink for every batch of the events topic."""
     app = faust.App(
@@ -182,9 +184,13 @@ def build_app(
             ]
             started = time.time()
             progress.in_flight = True
+            if kill_switch is not None:
+                kill_switch.batch_started()
             batch = decoder.decode(messages)
             batch.user_keys = pseudonyms.keys([e.user for e in batch.events])
             written = await _write_or_die(writer.submit(sink.write, batch), sink)
+            if kill_switch is not None:
+                kill_switch.after_write()
             progress.in_flight = False
             record(
                 batch,

@@ -19,6 +19,7 @@ from pipeline.topics import ensure_topics
 from pipeline.warehouse.connection import connect
 from pipeline.warehouse.migrations import require_current
 from pipeline.worker.app import Progress, build_app
+from pipeline.worker.chaos import KillSwitch
 from pipeline.worker.dead_letters import DeadLetterPublisher
 from pipeline.worker.sink import ClickHouseSink
 
@@ -57,9 +58,28 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     sink = ClickHouseSink(warehouse, dead_letters=dead_letters)
     if settings.chaos_fail_inserts:
         sink.fault = failing_inserts(settings.chaos_fail_inserts)
+    kill_switch = None
+    if settings.chaos_kill_at:
+        kill_switch = KillSwitch(settings.chaos_kill_at, settings.chaos_kill_after_batches)
+        sink.fault = _chain(sink.fault, kill_switch.before_insert)
+        sink.inserted = kill_switch.after_insert
+        log.warning(
+            "fault injection: SIGKILL %s after %d batches",
+            settings.chaos_kill_at,
+            settings.chaos_kill_after_batches,
+        )
+    if settings.chaos_ignore_watermarks:
+        log.warning("negative control: the sink ignores its watermarks and will double count")
+        sink.ignore_watermarks = True
 
     progress = Progress()
-    app = build_app(settings, sink, progress=progress, exit_when_idle_s=exit_when_idle_s)
+    app = build_app(
+        settings,
+        sink,
+        progress=progress,
+        exit_when_idle_s=exit_when_idle_s,
+        kill_switch=kill_switch,
+    )
     print(
         f"worker: {settings.kafka_bootstrap} topic {settings.events_topic} -> "
         f"{redact_url(settings.warehouse_url)}"
@@ -114,3 +134,14 @@ def failing_inserts(count: int) -> Callable[[str], None]:
 
     log.warning("fault injection: failing %s inserts", "all" if count < 0 else count)
     return fault
+
+
+def _chain(
+    first: Callable[[str], None] | None, then: Callable[[str], None]
+) -> Callable[[str], None]:
+    def both(table: str) -> None:
+        if first is not None:
+            first(table)
+        then(table)
+
+    return both
