@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 KILL_POINTS = ("", "before_insert", "mid_batch", "after_insert")
 
@@ -32,13 +32,18 @@ class Secret(str):
 
 
 def redact_url(url: str) -> str:
-    """`http://user:pass@host/db` -> `http://user:***@host/db`; other URLs unchanged."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
+    """`http://user:pass@host/db` -> `http://user:***@host/db`; other URLs unchanged.
+
+    Works on the text, not on a parsed URL: a password with an unencoded `/`, `#` or `?` would
+    make a URL parser split it into path or query and show it.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, host = rest.rpartition("@")
     if not at or ":" not in userinfo:
         return url
-    netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 @dataclass(frozen=True)
@@ -287,9 +292,9 @@ class Settings:
         if not 0 <= self.metrics_port <= 65535:
             raise SettingsError("UPTAKE_METRICS_PORT must be a port number (0 disables)")
         self._validate_collector()
-        parts = urlsplit(self.warehouse_url)
-        scheme = parts.scheme
         try:
+            parts = urlsplit(self.warehouse_url)
+            scheme = parts.scheme
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
             raise SettingsError(

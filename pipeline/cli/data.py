@@ -94,9 +94,9 @@ def _query(args: argparse.Namespace) -> int:
 
         print(msgspec.json.encode([dict(zip(names, r, strict=True)) for r in shown]).decode())
     elif args.format == "tsv":
-        print("\t".join(names))
+        print("\t".join(_tsv(n) for n in names))
         for row in shown:
-            print("\t".join(_cell(v) for v in row))
+            print("\t".join(_tsv(_cell(v)) for v in row))
     else:
         print(format_table(names, shown))
     if len(rows) > len(shown):
@@ -114,6 +114,14 @@ def _settings(args: argparse.Namespace) -> int:
     for name, value, help_ in rows:
         print(f"{name:{width}}  {value}\n{'':{width}}  {help_}")
     return 0
+
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
+def _tsv(text: str) -> str:
+    """Escape a TSV field as ClickHouse's own TabSeparated output does."""
+    return text.translate(_TSV_ESCAPES)
 
 
 def _cell(value: Any) -> str:

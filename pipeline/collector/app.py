@@ -33,6 +33,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.adapters import ROUTE_PREFIX, WebhookAdapter, routes
@@ -184,6 +185,8 @@ async def read_body(request: web.Request, advice: str) -> bytes | web.Response:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return too_large
+    except RequestPayloadError as exc:  # e.g. a gzip body that does not decompress
+        return json_error(400, "bad_body", f"the body could not be read: {exc}")
 
 
 def kafka_unavailable(config: CollectorConfig, exc: Exception, what: str) -> web.Response:
@@ -215,6 +218,8 @@ async def post_events(request: web.Request) -> web.Response:
         return body
     try:
         items = split_body(body, ndjson=request.content_type in NDJSON_TYPES)
+    except RecursionError:
+        return json_error(400, "too_deep", "the body is nested too deeply to hold events")
     except BodyError as exc:
         return json_error(400, exc.code, str(exc))
     if len(items) > config.max_events:
@@ -239,7 +244,10 @@ async def post_events(request: web.Request) -> web.Response:
             {"Retry-After": str(retry_after)},
         )
 
-    judgement = judge(items, source, state.decoder, MESSAGE_EVENTS)
+    try:
+        judgement = judge(items, source, state.decoder, MESSAGE_EVENTS)
+    except RecursionError:
+        return json_error(400, "too_deep", "an event is nested too deeply")
     accepted, rejected = judgement.accepted, judgement.rejected
     m.EVENTS.labels("events", "rejected").inc(rejected)
     if judgement.messages:

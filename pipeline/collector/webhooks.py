@@ -317,7 +317,10 @@ async def post_webhook(request: web.Request, adapter: WebhookAdapter) -> web.Res
         return web.json_response({"accepted": 0, "ignored": ignored}, status=202, dumps=_dumps)
 
     items = [msgspec.json.encode(event) for event in result.events]
-    judgement = judge(items, adapter.name, state.decoder, MESSAGE_EVENTS)
+    try:
+        judgement = judge(items, adapter.name, state.decoder, MESSAGE_EVENTS)
+    except RecursionError:
+        return json_error(400, "too_deep", "an event is nested too deeply")
     accepted, rejected = judgement.accepted, judgement.rejected
     m.EVENTS.labels("webhook", "rejected").inc(rejected)
     payload: dict[str, Any] = {

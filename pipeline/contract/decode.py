@@ -78,6 +78,7 @@ class Limits:
     max_lateness: timedelta = timedelta(days=7)
 
 
+_TOO_DEEP = "the JSON is nested too deeply to be an event - at `$`"
 _PATH = re.compile(r" - at `(?P<path>[^`]*)`$")
 _INT_GOT_FLOAT = "Expected `int`, got `float`"
 _MAX_EXACT_INT = 2**53
@@ -118,7 +119,10 @@ class BatchDecoder:
             try:
                 decoded = decode(value)
             except msgspec.ValidationError:
-                self._decode_slowly(batch, message, value, newest, oldest)
+                self._decode_guarded(batch, message, value, newest, oldest)
+                continue
+            except RecursionError:
+                self._reject(batch, message, 0, value, Reason.SCHEMA_VIOLATION, _TOO_DEEP)
                 continue
             except msgspec.DecodeError as exc:
                 self._reject(batch, message, 0, value, Reason.NOT_JSON, str(exc))
@@ -134,7 +138,7 @@ class BatchDecoder:
                 )
             elif any(self._violation(event, newest, oldest) for event in events):
                 # Rare: split the message so each rejection keeps its own original bytes.
-                self._decode_slowly(batch, message, value, newest, oldest)
+                self._decode_guarded(batch, message, value, newest, oldest)
             else:
                 self._accept(batch, message, events)
         return batch
@@ -173,6 +177,35 @@ class BatchDecoder:
                 "older events need a backfill (UPTAKE_MAX_LATENESS_S sets the limit)",
             )
         return None
+
+    def _decode_guarded(
+        self,
+        batch: DecodedBatch,
+        message: SourceMessage,
+        value: bytes,
+        newest: datetime,
+        oldest: datetime,
+    ) -> None:
+        """`_decode_slowly`, but a message it cannot split is rejected whole, never raised.
+
+        Whatever the slow path added for this message before it failed is taken back, so the
+        message still counts exactly once (e.g. a truncated array `[{...}, {...`).
+        """
+        marks = (len(batch.events), len(batch.rejections))
+        try:
+            self._decode_slowly(batch, message, value, newest, oldest)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            del batch.events[marks[0] :], batch.partitions[marks[0] :]
+            del batch.offsets[marks[0] :], batch.topics[marks[0] :]
+            del batch.rejections[marks[1] :]
+            if isinstance(exc, RecursionError):
+                reason, detail = Reason.SCHEMA_VIOLATION, _TOO_DEEP
+            elif isinstance(exc, UnicodeDecodeError):
+                reason = Reason.NOT_JSON
+                detail = f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}"
+            else:
+                reason, detail = Reason.NOT_JSON, str(exc)
+            self._reject(batch, message, 0, value, reason, detail)
 
     def _decode_slowly(
         self,
