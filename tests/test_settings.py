@@ -80,14 +80,20 @@ def test_each_variable_is_parsed_to_the_field_type(
 def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
     """Settings added later get at least a generic check: a valid value keeps the type."""
     samples = {int: "3", float: "2.5", str: "text"}
+    choices = {"chaos_kill_at": "mid_batch"}  # fields with a closed set of values
     covered = {name for _, _, name, _ in EXPLICIT}
     for name, f in FIELDS.items():
         if name in covered:
             continue
         kind = type(f.default)
-        raw = samples.get(kind, "/tmp/x")
+        raw = choices.get(name) or samples.get(kind, "/tmp/x")
         value = getattr(Settings.from_env({ENV_OF[name]: raw}), name)
         assert type(value) is kind, (name, value)
+
+
+def test_an_unknown_kill_point_is_refused_with_the_choices() -> None:
+    with pytest.raises(SettingsError, match="before_insert, mid_batch, after_insert"):
+        Settings.from_env({"UPTAKE_CHAOS_KILL_AT": "sometimes"})
 
 
 def test_an_empty_variable_means_the_default() -> None:
