@@ -114,6 +114,22 @@ def record(
     progress.batches += 1
 
 
+def unique_offsets(messages: list[SourceMessage]) -> list[SourceMessage]:
+    """Drop messages at or below an offset already seen for their partition in this batch.
+
+    After a consumer re-joins its group, one batch can hold records fetched before the
+    rebalance and the same offsets fetched again; writing both would count them twice.
+    """
+    newest: dict[tuple[str, int], int] = {}
+    kept = []
+    for message in messages:
+        key = (message.topic, message.partition)
+        if message.offset > newest.get(key, -1):
+            newest[key] = message.offset
+            kept.append(message)
+    return kept
+
+
 def kafka_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
 
@@ -178,10 +194,12 @@ def build_app(
         async for events in stream.take_events(
             settings.batch_max_messages, within=settings.flush_interval_s
         ):
-            messages = [
-                SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.value)
-                for e in events
-            ]
+            messages = unique_offsets(
+                [
+                    SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.value)
+                    for e in events
+                ]
+            )
             started = time.time()
             progress.in_flight = True
             if kill_switch is not None:

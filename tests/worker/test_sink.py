@@ -152,3 +152,13 @@ def test_user_keys_are_stored_instead_of_user_ids(warehouse: Warehouse) -> None:
     keys = [row[0] for row in warehouse.rows("SELECT DISTINCT user_key FROM events")]
     assert keys and all(len(k) == 32 and "user" not in k for k in keys)
     assert sorted(keys) == sorted(set(PSEUDONYMS.keys([f"user-{i}" for i in range(30)])))
+
+
+def test_a_batch_that_holds_offsets_twice_keeps_each_once() -> None:
+    from pipeline.worker.app import unique_offsets
+
+    def m(partition: int, offset: int) -> SourceMessage:
+        return SourceMessage("events", partition, offset, b"{}")
+
+    batch = [m(0, 5), m(0, 6), m(1, 2), m(0, 5), m(0, 6), m(0, 7), m(1, 2)]
+    assert unique_offsets(batch) == [m(0, 5), m(0, 6), m(1, 2), m(0, 7)]
