@@ -70,6 +70,12 @@ REPLAYED_ROWS_SKIPPED = Counter(
     ["table"],
     registry=REGISTRY,
 )
+DUPLICATE_EVENTS_SKIPPED = Counter(
+    "uptake_sink_duplicate_events_skipped",
+    "Accepted events not inserted because the sink wrote the same event_id recently "
+    "(an emitter or producer re-send arriving as a new Kafka record).",
+    registry=REGISTRY,
+)
 # Histogram, seconds, by table: one column-oriented INSERT, retries excluded.
 INSERT_DURATION = Histogram(
     "uptake_clickhouse_insert_duration_seconds",

@@ -121,6 +121,13 @@ class Settings:
         default=7 * 24 * 3600.0,
         metadata=_env("UPTAKE_MAX_LATENESS_S", "oldest occurred_at accepted, as an age (seconds)"),
     )
+    dedup_window: int = field(
+        default=1_000_000,
+        metadata=_env(
+            "UPTAKE_DEDUP_WINDOW",
+            "event ids the sink remembers to skip an event sent twice (0: off; ~90 bytes each)",
+        ),
+    )
     metrics_port: int = field(
         default=9464,
         metadata=_env("UPTAKE_METRICS_PORT", "port of the worker's /metrics (0 disables it)"),
@@ -285,6 +292,8 @@ class Settings:
             )
         if self.topic_partitions < 1:
             raise SettingsError("UPTAKE_TOPIC_PARTITIONS must be at least 1")
+        if self.dedup_window < 0:
+            raise SettingsError("UPTAKE_DEDUP_WINDOW must be 0 (off) or a positive number of ids")
         if self.batch_max_messages < 1:
             raise SettingsError("UPTAKE_BATCH_MAX_MESSAGES must be at least 1")
         if self.flush_interval_s <= 0:

@@ -55,7 +55,7 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         # Its own connection, read in the background: scrapes never query the warehouse.
         adoption = start_adoption_gauges(settings.warehouse_url, observability)
     dead_letters = DeadLetterPublisher(make_producer(settings.kafka_bootstrap), settings.dlq_topic)
-    sink = ClickHouseSink(warehouse, dead_letters=dead_letters)
+    sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
     if settings.chaos_fail_inserts:
         sink.fault = failing_inserts(settings.chaos_fail_inserts)
     kill_switch = None

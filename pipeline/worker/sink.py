@@ -10,6 +10,9 @@ Contract of the step:
   after every failed insert) and skips rows at or below it. A replay after a crash, a restart,
   a rebalance or an insert whose acknowledgement was lost therefore writes nothing twice. This
   relies on one insert per table being atomic and on offsets growing within a partition.
+- An event whose id the sink wrote recently (the same event sent twice as two Kafka records)
+  is skipped (`RecentIds`, pipeline/worker/dedup.py): materialized views on `events` count what
+  is inserted, so a duplicate must not reach the insert.
 - Rejections go to the dead-letter topic (when a publisher is given) right before their insert
   into `rejected_events`, inside the same retry loop.
 - Not thread-safe: one thread calls `write`; `stop()` may be called from any thread.
@@ -32,6 +35,7 @@ from pipeline.contract.decode import DecodedBatch
 from pipeline.contract.events import EVENT_CLASSES, Envelope
 from pipeline.warehouse.connection import Warehouse
 from pipeline.worker.dead_letters import DeadLetterPublisher
+from pipeline.worker.dedup import DEFAULT_CAPACITY, RecentIds
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +185,11 @@ class ClickHouseSink:
         tables: Sequence[TableWriter] = DEFAULT_TABLES,
         retry: RetryPolicy | None = None,
         dead_letters: DeadLetterPublisher | None = None,
+        recent_ids: int = DEFAULT_CAPACITY,
     ) -> None:
         self.warehouse = warehouse
+        self.recent_ids = RecentIds(recent_ids)
+        self.unique_ids_table = EVENTS.table  # rows of this table are unique by event_id
         self.dead_letters = dead_letters
         self.ignore_watermarks = False
         self.tables = tuple(tables)
@@ -199,6 +206,7 @@ class ClickHouseSink:
     def forget_watermarks(self) -> None:
         """Drop cached watermarks (after a rebalance another worker may have written)."""
         self._watermarks.clear()
+        self.recent_ids.clear()  # re-read with the watermarks: the other worker's ids count too
 
     def write(self, batch: DecodedBatch) -> dict[str, int]:
         """Write the batch to every table; returns rows written per table."""
@@ -234,6 +242,19 @@ class ClickHouseSink:
         if skipped:
             metrics.REPLAYED_ROWS_SKIPPED.labels(writer.table).inc(skipped)
         columns = rows.columns if keep is None else [[c[i] for i in keep] for c in rows.columns]
+        ids: list[int] = []
+        if (
+            writer.table == self.unique_ids_table
+            and self.recent_ids.capacity
+            and not self.ignore_watermarks  # the negative control turns off all dedup
+        ):
+            column = columns[writer.column_names.index("event_id")]
+            ids = [event_id.int for event_id in column]
+            first = self.recent_ids.first_sightings(ids)
+            if first is not None:
+                metrics.DUPLICATE_EVENTS_SKIPPED.inc(len(ids) - len(first))
+                columns = [[c[i] for i in first] for c in columns]
+                ids = [ids[i] for i in first]
         if not columns[0]:
             return 0
         if self.fault is not None:
@@ -250,6 +271,7 @@ class ClickHouseSink:
         if self.inserted is not None:
             self.inserted(writer.table)
         metrics.INSERT_ROWS.labels(writer.table).inc(len(columns[0]))
+        self.recent_ids.remember(ids)  # only now: a retried insert must not see its own ids
         # Offsets grow within a partition, so the last row of a partition holds its highest.
         newest = dict(
             zip(zip(rows.topics, rows.partitions, strict=True), rows.offsets, strict=True)
@@ -269,7 +291,19 @@ class ClickHouseSink:
             )
             marks = {(str(t), int(p)): int(o) for t, p, o in rows}
             self._watermarks[table] = marks
+            if table == self.unique_ids_table and self.recent_ids.capacity:
+                self._seed_recent_ids()
         return marks
+
+    def _seed_recent_ids(self) -> None:
+        """Remember the newest ids already in the table (written before a restart or by another
+        worker before a rebalance), oldest first."""
+        newest = self.warehouse.rows(
+            f"SELECT event_id FROM {self.unique_ids_table} "
+            f"ORDER BY ingested_at DESC LIMIT {int(self.recent_ids.capacity)}"
+        )
+        self.recent_ids.clear()
+        self.recent_ids.remember(row[0].int for row in reversed(newest))
 
 
 def _new_rows(rows: Rows, marks: dict[tuple[str, int], int]) -> list[int] | None:

@@ -69,7 +69,7 @@ def test_negative_control_without_watermarks_a_replay_double_counts(
     """Shows the replay test above can fail: with watermarks disabled the counts double."""
     messages = api_call_messages(100, per_message=10, teams=3)
     batch = batch_of(messages)
-    blind = ClickHouseSink(warehouse)
+    blind = ClickHouseSink(warehouse, recent_ids=0)  # the id window would fold it too
     blind._watermarks_of = lambda table: {}  # type: ignore[method-assign]
     blind.write(batch)
     blind.write(batch)
@@ -162,3 +162,38 @@ def test_a_batch_that_holds_offsets_twice_keeps_each_once() -> None:
 
     batch = [m(0, 5), m(0, 6), m(1, 2), m(0, 5), m(0, 6), m(0, 7), m(1, 2)]
     assert unique_offsets(batch) == [m(0, 5), m(0, 6), m(1, 2), m(0, 7)]
+
+
+def test_an_event_sent_twice_as_new_records_is_written_once(warehouse: Warehouse) -> None:
+    messages = api_call_messages(400, per_message=10, teams=3)
+    sink = ClickHouseSink(warehouse)
+    sink.write(batch_of(messages[:20]))
+    # The emitter re-sends messages 10..19 (new offsets 20..29) together with new ones, and one
+    # message appears twice inside the same batch.
+    again = messages[10:20] + messages[20:30] + [messages[25]]
+    written = sink.write(batch_of(again, first_offset=20))
+    assert written == {"events": 100}
+    # A restarted worker (fresh sink) reads the newest ids back from the warehouse.
+    written = ClickHouseSink(warehouse).write(batch_of(messages[25:], first_offset=41))
+    assert written == {"events": 100}, "messages 25..29 were stored before the restart"
+    assert count(warehouse) == 400
+    assert warehouse.rows("SELECT uniqExact(event_id) FROM events")[0][0] == 400
+
+
+def test_without_the_id_window_a_resent_event_is_inserted_twice(warehouse: Warehouse) -> None:
+    messages = api_call_messages(100, per_message=10, teams=3)
+    sink = ClickHouseSink(warehouse, recent_ids=0)
+    sink.write(batch_of(messages))
+    sink.write(batch_of(messages[:5], first_offset=10))
+    assert count(warehouse) == 150, "the negative control: the id window is what folds it"
+
+
+def test_the_id_window_forgets_the_oldest_ids() -> None:
+    from pipeline.worker.dedup import RecentIds
+
+    recent = RecentIds(capacity=3)
+    recent.remember([1, 2, 3, 4])
+    assert 1 not in recent and 4 in recent and len(recent) == 3
+    assert recent.first_sightings([4, 5, 5, 1]) == [1, 3]
+    assert recent.first_sightings([6, 7]) is None
+    assert RecentIds(0).first_sightings([1, 1]) is None
