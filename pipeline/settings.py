@@ -99,6 +99,29 @@ class Settings:
             "secret key of the user pseudonyms (default: a random key in <home>/pseudonym.key)",
         ),
     )
+    # Catalog paths are `str` with "" meaning the repository's config/ (see the properties).
+    team_catalog: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_TEAM_CATALOG",
+            "team catalog: Backstage catalog-info .yaml files, ownership .csv files and folders "
+            f"of them, separated by '{os.pathsep}' (default: config/teams)",
+        ),
+    )
+    capabilities: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_CAPABILITIES",
+            "capability catalog file (default: config/capabilities.yaml)",
+        ),
+    )
+    catalog_reload_s: float = field(
+        default=10.0,
+        metadata=_env(
+            "UPTAKE_CATALOG_RELOAD_S",
+            "how often the worker checks the catalog files for changes (seconds; 0: never)",
+        ),
+    )
     batch_max_messages: int = field(
         default=5000,
         metadata=_env("UPTAKE_BATCH_MAX_MESSAGES", "Kafka messages per worker batch at most"),
@@ -245,6 +268,20 @@ class Settings:
         return f"chdb://{(self.home / 'warehouse').resolve()}"
 
     @property
+    def team_catalog_paths(self) -> tuple[Path, ...]:
+        """The team catalog's files and folders: UPTAKE_TEAM_CATALOG, else config/teams."""
+        if self.team_catalog:
+            return tuple(Path(p) for p in self.team_catalog.split(os.pathsep) if p.strip())
+        return (_default_config("teams"),)
+
+    @property
+    def capabilities_path(self) -> Path:
+        """The capability catalog file: UPTAKE_CAPABILITIES, else config/capabilities.yaml."""
+        if self.capabilities:
+            return Path(self.capabilities)
+        return _default_config("capabilities.yaml")
+
+    @property
     def pseudonym_key_file(self) -> Path:
         return self.home / "pseudonym.key"
 
@@ -292,6 +329,7 @@ class Settings:
             )
         if self.topic_partitions < 1:
             raise SettingsError("UPTAKE_TOPIC_PARTITIONS must be at least 1")
+        self._validate_catalogs()
         if self.dedup_window < 0:
             raise SettingsError("UPTAKE_DEDUP_WINDOW must be 0 (off) or a positive number of ids")
         if self.batch_max_messages < 1:
@@ -314,6 +352,23 @@ class Settings:
             raise SettingsError(
                 f"UPTAKE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
                 f"not {scheme or 'nothing'}:// ({redact_url(self.warehouse_url)})"
+            )
+
+    def _validate_catalogs(self) -> None:
+        reload_s = self.catalog_reload_s
+        if not math.isfinite(reload_s) or reload_s < 0:
+            raise SettingsError(
+                f"UPTAKE_CATALOG_RELOAD_S must be 0 (never reload) or a number of seconds > 0, "
+                f"not {reload_s:g}"
+            )
+        if self.team_catalog and not self.team_catalog_paths:
+            raise SettingsError(
+                f"UPTAKE_TEAM_CATALOG names no path: give files or folders separated by "
+                f"'{os.pathsep}', or leave it empty for config/teams"
+            )
+        if self.capabilities and self.capabilities != self.capabilities.strip():
+            raise SettingsError(
+                f"UPTAKE_CAPABILITIES has leading or trailing spaces: {self.capabilities!r}"
             )
 
     def _validate_collector(self) -> None:
@@ -358,8 +413,24 @@ class Settings:
                 shown = str(value)
             if f.name == "clickhouse_url" and not value:
                 shown = f"(default) {self.warehouse_url}"
+            if f.name == "team_catalog" and not value:
+                shown = "(default) " + os.pathsep.join(map(str, self.team_catalog_paths))
+            if f.name == "capabilities" and not value:
+                shown = f"(default) {self.capabilities_path}"
             rows.append((spec.name, shown, spec.help))
         return rows
+
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_config(name: str) -> Path:
+    """`config/<name>` of the working directory when there is one (an installed package run in
+    a checkout), else of the checkout this package was installed from (editable install)."""
+    here = Path("config") / name
+    if here.exists():
+        return here.resolve()
+    return _REPO_ROOT / "config" / name
 
 
 def _parse(name: str, raw: str, default: object) -> object:
