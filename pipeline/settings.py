@@ -15,6 +15,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 KILL_POINTS = ("", "before_insert", "mid_batch", "after_insert")
+BACKFILL_MAX_AGE_LIMIT_DAYS = 2500
+"""One insert may touch at most 100 monthly partitions (ClickHouse's
+max_partitions_per_insert_block): ~82 months of history keeps a backfill batch under it."""
 
 
 class SettingsError(ValueError):
@@ -75,6 +78,14 @@ class Settings:
     dlq_topic: str = field(
         default="uptake.events.dlq",
         metadata=_env("UPTAKE_DLQ_TOPIC", "dead-letter topic for rejected events"),
+    )
+    backfill_topic: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_BACKFILL_TOPIC",
+            "topic `uptake backfill` sends old events to; the worker reads it without the "
+            "lateness limit (default: <UPTAKE_EVENTS_TOPIC>.backfill)",
+        ),
     )
     topic_partitions: int = field(
         default=4,
@@ -143,6 +154,14 @@ class Settings:
     max_lateness_s: float = field(
         default=7 * 24 * 3600.0,
         metadata=_env("UPTAKE_MAX_LATENESS_S", "oldest occurred_at accepted, as an age (seconds)"),
+    )
+    backfill_max_age_s: float = field(
+        default=730 * 24 * 3600.0,
+        metadata=_env(
+            "UPTAKE_BACKFILL_MAX_AGE_S",
+            "oldest occurred_at `uptake backfill` and the backfill topic accept, as an age "
+            f"(seconds; at most {BACKFILL_MAX_AGE_LIMIT_DAYS} days)",
+        ),
     )
     dedup_window: int = field(
         default=1_000_000,
@@ -313,7 +332,21 @@ class Settings:
         settings.validate()
         return settings
 
+    def __post_init__(self) -> None:
+        if not self.backfill_topic:  # derived, so a private events topic gets its own
+            object.__setattr__(self, "backfill_topic", f"{self.events_topic}.backfill")
+
     def validate(self) -> None:
+        if not 0 < self.backfill_max_age_s <= BACKFILL_MAX_AGE_LIMIT_DAYS * 86400:
+            raise SettingsError(
+                f"UPTAKE_BACKFILL_MAX_AGE_S must be more than 0 and at most "
+                f"{BACKFILL_MAX_AGE_LIMIT_DAYS} days ({BACKFILL_MAX_AGE_LIMIT_DAYS * 86400} s), "
+                f"not {self.backfill_max_age_s:g}"
+            )
+        if self.backfill_topic in (self.events_topic, self.dlq_topic):
+            raise SettingsError(
+                "UPTAKE_BACKFILL_TOPIC must differ from UPTAKE_EVENTS_TOPIC and UPTAKE_DLQ_TOPIC"
+            )
         if self.chaos_kill_at not in KILL_POINTS:
             raise SettingsError(
                 f"UPTAKE_CHAOS_KILL_AT must be one of {', '.join(p for p in KILL_POINTS if p)} "

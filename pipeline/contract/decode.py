@@ -65,17 +65,28 @@ class DecodedBatch:
     topics: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     user_keys: list[str] = field(default_factory=list)  # set by the enrich step
+    teams: list[str] = field(default_factory=list)  # resolved teams, set by the enrich step
 
     @property
     def consumed(self) -> int:
         return len(self.events) + len(self.rejections)
 
 
+LIVE_TOO_OLD_HINT = (
+    "UPTAKE_MAX_LATENESS_S sets the limit; load older events with `uptake backfill` "
+    "(docs/events.md#late-events-and-backfill)"
+)
+
+
 @dataclass(frozen=True)
 class Limits:
+    """The clock and size rules of the worker; `too_old_hint` ends an `occurred_at_too_old`
+    detail (the live topic points at `uptake backfill`, the backfill topic at its own limit)."""
+
     max_message_bytes: int = 1024 * 1024
     max_future_skew: timedelta = timedelta(minutes=5)
     max_lateness: timedelta = timedelta(days=7)
+    too_old_hint: str = LIVE_TOO_OLD_HINT
 
 
 _TOO_DEEP = "the JSON is nested too deeply to be an event - at `$`"
@@ -151,9 +162,8 @@ class BatchDecoder:
         batch.offsets.extend([message.offset] * count)
         batch.topics.extend([message.topic] * count)
 
-    @staticmethod
     def _violation(
-        event: Envelope, newest: datetime, oldest: datetime
+        self, event: Envelope, newest: datetime, oldest: datetime
     ) -> tuple[Reason, str] | None:
         """Rules a type cannot express; None when the event satisfies all of them."""
         event_type = event_type_of(event)
@@ -173,8 +183,8 @@ class BatchDecoder:
         if event.occurred_at < oldest:
             return (
                 Reason.OCCURRED_TOO_OLD,
-                f"occurred_at {event.occurred_at.isoformat()} is before {oldest.isoformat()}; "
-                "older events need a backfill (UPTAKE_MAX_LATENESS_S sets the limit)",
+                f"occurred_at {event.occurred_at.isoformat()} is before {oldest.isoformat()}, "
+                f"more than {_age(self.limits.max_lateness)} ago; {self.limits.too_old_hint}",
             )
         return None
 
@@ -326,6 +336,16 @@ class BatchDecoder:
                 event_type,
             )
         )
+
+
+def _age(span: timedelta) -> str:
+    """`7 days`, `36 hours`, `90 seconds`: a limit as a person reads it."""
+    seconds = span.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if (seconds >= size and seconds % size == 0) or unit == "second":
+            count = seconds / size
+            return f"{count:g} {unit}{'' if count == 1 else 's'}"
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _as_ints(value: object) -> object:

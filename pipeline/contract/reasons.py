@@ -27,4 +27,4 @@ class Reason(StrEnum):
     OCCURRED_IN_FUTURE = "occurred_at_in_future"
     """`occurred_at` lies further in the future than UPTAKE_MAX_FUTURE_SKEW_S."""
     OCCURRED_TOO_OLD = "occurred_at_too_old"
-    """`occurred_at` is older than UPTAKE_MAX_LATENESS_S (a backfill command is planned)."""
+    """`occurred_at` is older than UPTAKE_MAX_LATENESS_S; load those with `uptake backfill`."""
