@@ -137,9 +137,10 @@ class UndeclaredCapabilities:
     def __repr__(self) -> str:
         return f"UndeclaredCapabilities({sorted(self.seen())!r})"
 
-    def record(self, name: str) -> None:
+    def record(self, name: str, count: int = 1) -> None:
+        """Count `count` uses of the undeclared capability `name`."""
         with self._lock:
-            self._counts[name] += 1
+            self._counts[name] += count
 
     def seen(self) -> frozenset[str]:
         with self._lock:

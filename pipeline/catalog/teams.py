@@ -23,8 +23,8 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Literal, get_args
 
@@ -183,6 +183,39 @@ class TeamSnapshot:
     def declared_groups(self) -> frozenset[str]:
         """Names of the groups the snapshot declares (kind "team" facts)."""
         return frozenset(f.name for f in self.facts if f.kind == "team")
+
+    def undated_since(self, since: datetime, now: datetime) -> TeamSnapshot:
+        """This snapshot with its undated facts taken as true since `since`, for a first load
+        without stored history ("the files were true since then", so that late events find
+        their owner).
+
+        A fact without `valid_from` then starts at `since`, or, when the name has dated facts
+        that ended by `now`, where the last of them ended: what a file dates explicitly is
+        never overridden by a fact that does not say when it began.
+        """
+        since, now = to_millis(min(since, now)), to_millis(now)
+        last_end: dict[tuple[Kind, str], datetime] = {}
+        for fact in self.facts:
+            end = fact.valid_to
+            if fact.valid_from is not None and end is not None and end <= now:
+                key = (fact.kind, fact.name)
+                last_end[key] = max(end, last_end.get(key, end))
+        facts = []
+        for fact in self.facts:
+            if fact.valid_from is None:
+                start = max(since, last_end.get((fact.kind, fact.name), since))
+                if fact.valid_to is None or fact.valid_to > start:
+                    fact = replace(fact, valid_from=start)
+            facts.append(fact)
+        return TeamSnapshot(tuple(facts), self.sources)
+
+    def with_user_names(self, rename: Callable[[str], str]) -> TeamSnapshot:
+        """This snapshot with every user renamed (e.g. to the pseudonymous key that events and
+        the warehouse know them by); teams, services and groups unchanged."""
+        return TeamSnapshot(
+            tuple(replace(f, name=rename(f.name)) if f.kind == "user" else f for f in self.facts),
+            self.sources,
+        )
 
     def check_references(self) -> None:
         """Every team a fact names must be a declared group, when the snapshot declares any.

@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from pipeline import metrics
+from pipeline.catalog.teams import UNOWNED
 from pipeline.contract.decode import DecodedBatch
 from pipeline.contract.events import EVENT_CLASSES, Envelope
 from pipeline.warehouse.connection import Warehouse
@@ -101,13 +102,20 @@ def _user_keys(batch: DecodedBatch) -> list[str]:
 def _event_rows(batch: DecodedBatch) -> Rows:
     events = batch.events
     encode = msgspec.json.encode
+    reported = [e.team or "" for e in events]
+    # The team the enrich step resolved (pipeline/enrich/teams.py); a batch that was not
+    # enriched is resolved against an empty catalog: its own team, else unowned.
+    teams = batch.teams
+    if len(teams) != len(events):
+        teams = [team or UNOWNED for team in reported]
     columns: list[list[Any]] = [
         [e.event_id for e in events],
         [_TAG[type(e)] for e in events],
         [e.schema_version for e in events],
         [_millis(e.occurred_at) for e in events],
         [e.source for e in events],
-        [e.team or "" for e in events],
+        teams,
+        reported,
         [e.service or "" for e in events],
         _user_keys(batch),
         [e.capability for e in events],
@@ -128,6 +136,7 @@ EVENTS = TableWriter(
         ("occurred_at", "DateTime64(3, 'UTC')"),
         ("source", "String"),
         ("team", "String"),
+        ("reported_team", "String"),
         ("service", "String"),
         ("user_key", "String"),
         ("capability", "String"),
