@@ -2,6 +2,10 @@
 
     Kafka ──take_events(N, within)──► BatchDecoder ──► Pseudonymizer ──► ClickHouseSink ──► ack
 
+The agent reads the live events topic and the backfill topic (`uptake backfill`); messages of
+the backfill topic are judged without the live lateness limit (pipeline/backfill.py), everything
+after decoding is the same.
+
 Offsets move only after the write: `Stream.take_events()` acks a batch when the loop body
 returns, and faust commits acked offsets. faust-streaming 0.15.3 also acks when the body
 *raises* (the ack sits in a `finally`), so nothing may escape the body: a failing insert is
@@ -27,6 +31,7 @@ from typing import Any
 import faust
 
 from pipeline import metrics
+from pipeline.backfill import backfill_limits
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import event_type_of
 from pipeline.enrich.pseudonym import Pseudonymizer
@@ -71,13 +76,15 @@ def record(
     messages: int = 0,
     written: Mapping[str, int] | None = None,
     dead_lettered: bool = False,
+    backfill_topic: str | None = None,
 ) -> None:
     """Count a written batch in the metrics and the progress (consumed = accepted + rejected).
 
     `messages` is how many Kafka messages the batch came from, `written` the rows each table's
     insert wrote (the sink's answer) and `dead_lettered` whether the sink has a dead-letter
     publisher: it publishes exactly the rejections it writes to `rejected_events` (not those a
-    replay skips), right before that insert.
+    replay skips), right before that insert. Events of `backfill_topic` stay out of the
+    event-delay histogram: they are old on purpose, not late.
     """
     metrics.MESSAGES_CONSUMED.inc(messages)
     metrics.EVENTS_CONSUMED.inc(batch.consumed)
@@ -106,8 +113,11 @@ def record(
         newest = max(newest, batch.events[-1].occurred_at)
         metrics.NEWEST_EVENT.set(max(metrics.NEWEST_EVENT._value.get(), newest.timestamp()))
         step = max(1, len(batch.events) // 100)  # a sample keeps the histogram cheap
-        for event in batch.events[::step]:
-            metrics.EVENT_DELAY.observe(max(0.0, now - event.occurred_at.timestamp()))
+        topics = batch.topics if backfill_topic and len(batch.topics) == len(batch.events) else []
+        for i in range(0, len(batch.events), step):
+            if topics and topics[i] == backfill_topic:
+                continue
+            metrics.EVENT_DELAY.observe(max(0.0, now - batch.events[i].occurred_at.timestamp()))
     progress.consumed += batch.consumed
     progress.accepted += len(batch.events)
     progress.rejected += len(batch.rejections)
@@ -130,6 +140,32 @@ def unique_offsets(messages: list[SourceMessage]) -> list[SourceMessage]:
     return kept
 
 
+def decode_by_topic(
+    messages: list[SourceMessage], live: BatchDecoder, by_topic: Mapping[str, BatchDecoder]
+) -> DecodedBatch:
+    """Decode each message with its topic's decoder (`live` for topics not in `by_topic`).
+
+    One decoder call when the batch comes from one topic, the common case; otherwise one per
+    decoder, concatenated (order within each topic and partition is kept, as the sink needs).
+    """
+    groups: dict[int, tuple[BatchDecoder, list[SourceMessage]]] = {}
+    for message in messages:
+        decoder = by_topic.get(message.topic, live)
+        groups.setdefault(id(decoder), (decoder, []))[1].append(message)
+    if len(groups) <= 1:
+        only = next(iter(groups.values()))[0] if groups else live
+        return only.decode(messages)
+    merged = DecodedBatch()
+    for decoder, group in groups.values():
+        part = decoder.decode(group)
+        merged.events.extend(part.events)
+        merged.partitions.extend(part.partitions)
+        merged.offsets.extend(part.offsets)
+        merged.topics.extend(part.topics)
+        merged.rejections.extend(part.rejections)
+    return merged
+
+
 def kafka_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
 
@@ -143,7 +179,7 @@ def build_app(
     on_batch: Callable[[DecodedBatch, float, float], None] | None = None,
     kill_switch: KillSwitch | None = None,
 ) -> faust.App:
-    """The faust app that runs decode → sink for every batch of the events topic."""
+    """The faust app that runs decode → sink for every batch of the events and backfill topics."""
     app = faust.App(
         settings.consumer_group,
         broker=kafka_url(settings.kafka_bootstrap),
@@ -173,7 +209,11 @@ def build_app(
         Monitor=UptakeMonitor,
     )
     topic = app.topic(
-        settings.events_topic, value_type=bytes, value_serializer="raw", key_serializer="raw"
+        settings.events_topic,
+        settings.backfill_topic,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
     )
     decoder = BatchDecoder(
         Limits(
@@ -182,6 +222,7 @@ def build_app(
             max_lateness=timedelta(seconds=settings.max_lateness_s),
         )
     )
+    decoders = {settings.backfill_topic: BatchDecoder(backfill_limits(settings))}
     pseudonyms = Pseudonymizer.from_secret_or_file(
         settings.pseudonym_key.reveal(), settings.pseudonym_key_file
     )
@@ -204,7 +245,7 @@ def build_app(
             progress.in_flight = True
             if kill_switch is not None:
                 kill_switch.batch_started()
-            batch = decoder.decode(messages)
+            batch = decode_by_topic(messages, decoder, decoders)
             batch.user_keys = pseudonyms.keys([e.user for e in batch.events])
             written = await _write_or_die(writer.submit(sink.write, batch), sink)
             if kill_switch is not None:
@@ -216,6 +257,7 @@ def build_app(
                 messages=len(messages),
                 written=written,
                 dead_lettered=sink.dead_letters is not None,
+                backfill_topic=settings.backfill_topic,
             )
             if on_batch is not None:  # benchmarks and tests observe batches here
                 on_batch(batch, started, time.time())

@@ -39,7 +39,11 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     require_current(warehouse)
     ensure_topics(
         settings.kafka_bootstrap,
-        {settings.events_topic: settings.topic_partitions, settings.dlq_topic: 1},
+        {
+            settings.events_topic: settings.topic_partitions,
+            settings.backfill_topic: settings.topic_partitions,
+            settings.dlq_topic: 1,
+        },
     )
     metrics.set_build_info(warehouse.kind)
     observability = ObservabilitySettings.from_settings(settings)
@@ -81,7 +85,8 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         kill_switch=kill_switch,
     )
     print(
-        f"worker: {settings.kafka_bootstrap} topic {settings.events_topic} -> "
+        f"worker: {settings.kafka_bootstrap} topics {settings.events_topic}, "
+        f"{settings.backfill_topic} -> "
         f"{redact_url(settings.warehouse_url)}"
         + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
         file=sys.stderr,
