@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import pipeline
-from pipeline.cli import broker, collector, data, run
+from pipeline.cli import backfill, broker, collector, data, run
 from pipeline.settings import SettingsError
 
 EXIT_ERROR = 1
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register_dlq(subparsers)
     run.register(subparsers)
     collector.register(subparsers)
+    backfill.register(subparsers)
     return parser
 
 
