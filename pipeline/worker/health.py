@@ -87,7 +87,7 @@ def wsgi_app(health: Health, registry: CollectorRegistry) -> Callable[..., Itera
             body = (why + "\n").encode()
             start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
             return [body]
-        return metrics(environ, start_response)  # type: ignore[no-any-return]
+        return metrics(environ, start_response)
 
     return app
 
