@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit reliability bench broker-start broker-stop clean help system-deps
+.PHONY: demo test lint unit reliability bench broker-start broker-stop clean help system-deps dashboards
 .DEFAULT_GOAL := help
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make reliability  the fault suite with soak-sized iteration counts"
 	@echo "make bench   uptake bench: pipeline throughput vs a raw baseline, one JSON line"
 	@echo "make lint    ruff and mypy"
+	@echo "make dashboards  regenerate dashboards/*.json from pipeline/dashboards/"
 	@echo "make clean   remove the virtualenv and local state (.uptake/)"
 
 $(STAMP): pyproject.toml
@@ -46,6 +47,14 @@ system-deps:
 	  echo "       install it yourself (Debian/Ubuntu: apt-get install prometheus) and run make test again"; \
 	  exit 1; \
 	}
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium package (headless browser for the uptake report test)"; \
+	  $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; \
+	} || { \
+	  echo "error: could not install the 'chromium' package with apt-get;"; \
+	  echo "       install it yourself (Debian: apt-get install chromium) and run make test again"; \
+	  exit 1; \
+	}
 
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q
@@ -56,6 +65,9 @@ reliability: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not integration"
+
+dashboards: $(STAMP)
+	$(BIN)/uptake dashboards generate
 
 bench: $(STAMP)
 	$(BIN)/uptake broker start

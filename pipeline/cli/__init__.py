@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import pipeline
-from pipeline.cli import backfill, broker, collector, data, run
+from pipeline.cli import backfill, broker, collector, dashboards, data, run
 from pipeline.settings import SettingsError
 
 EXIT_ERROR = 1
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(subparsers)
     collector.register(subparsers)
     backfill.register(subparsers)
+    dashboards.register(subparsers)
     return parser
 
 

@@ -1,0 +1,217 @@
+"""Uptake's dashboard vocabulary on top of grafana-foundation-sdk: datasources, targets, layout.
+
+The SDK gives typed builders for the classic dashboard JSON (schemaVersion 41) and every core
+panel; it has no model for the ClickHouse plugin's query, so `ClickHouseQuery` below is one (the
+fields the plugin's SQL editor saves). `Board` adds what the SDK's automatic layout lacks: panels
+flow left to right and wrap *before* they would overflow the 24-column grid, rows start a new
+line, and every panel gets a stable id (Grafana would number them itself, differently on every
+import, which would break links and the committed-JSON check).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Self
+
+from grafana_foundation_sdk.builders import dashboard as sdk
+from grafana_foundation_sdk.builders import prometheus as sdk_prometheus
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as model
+
+# Fixed uids: deploy/grafana/provisioning/datasources/uptake.yml provisions them, every panel
+# refers to them, so imported dashboards work without a datasource prompt.
+CLICKHOUSE_UID = "uptake-clickhouse"
+CLICKHOUSE_TYPE = "grafana-clickhouse-datasource"
+PROMETHEUS_UID = "uptake-prometheus"
+PROMETHEUS_TYPE = "prometheus"
+
+CLICKHOUSE = model.DataSourceRef(type_val=CLICKHOUSE_TYPE, uid=CLICKHOUSE_UID)
+PROMETHEUS = model.DataSourceRef(type_val=PROMETHEUS_TYPE, uid=PROMETHEUS_UID)
+
+GRID_COLUMNS = 24
+
+# The plugin's query formats (the backend's sqlutil.FormatQueryOption).
+Format = Literal["timeseries", "table"]
+_FORMAT_CODE = {"timeseries": 0, "table": 1}
+
+
+class ClickHouseQuery(cogvariants.Dataquery):
+    """A `grafana-clickhouse-datasource` target written in its SQL editor."""
+
+    def __init__(self, sql: str, fmt: Format, ref_id: str = "A") -> None:
+        self.sql = sql.strip()
+        self.fmt = fmt
+        self.ref_id = ref_id
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "datasource": {"type": CLICKHOUSE_TYPE, "uid": CLICKHOUSE_UID},
+            "editorType": "sql",
+            "format": _FORMAT_CODE[self.fmt],
+            "queryType": "timeseries" if self.fmt == "timeseries" else "table",
+            "rawSql": self.sql,
+            "refId": self.ref_id,
+        }
+
+
+class ClickHouseTarget(cogbuilder.Builder[cogvariants.Dataquery]):
+    """Builder for `ClickHouseQuery`, so it plugs into the SDK's `with_target()`."""
+
+    def __init__(self, sql: str, fmt: Format = "table", ref_id: str = "A") -> None:
+        self._query = ClickHouseQuery(sql, fmt, ref_id)
+
+    def build(self) -> cogvariants.Dataquery:
+        return self._query
+
+
+def clickhouse(sql: str, fmt: Format = "table", ref_id: str = "A") -> ClickHouseTarget:
+    return ClickHouseTarget(sql, fmt, ref_id)
+
+
+def promql(expr: str, legend: str = "", ref_id: str = "A") -> sdk_prometheus.Dataquery:
+    """A Prometheus range query (the pipeline-health dashboard)."""
+    query = (
+        sdk_prometheus.Dataquery()
+        .expr(" ".join(expr.split()))
+        .range()
+        .ref_id(ref_id)
+        .datasource(PROMETHEUS)
+    )
+    return query.legend_format(legend) if legend else query
+
+
+class PanelBuilder(Protocol):
+    """What every panel builder of the SDK has (they share no base class beyond Builder)."""
+
+    def id(self, id_val: int) -> Self: ...
+
+    def grid_pos(self, grid_pos: model.GridPos) -> Self: ...
+
+    def build(self) -> model.Panel: ...
+
+
+class _Built(cogbuilder.Builder[model.Panel]):
+    def __init__(self, panel: model.Panel) -> None:
+        self._panel = panel
+
+    def build(self) -> model.Panel:
+        return self._panel
+
+
+@dataclass
+class _Cursor:
+    x: int = 0
+    y: int = 0
+    line_height: int = 0
+
+    def place(self, width: int, height: int) -> model.GridPos:
+        if width > GRID_COLUMNS:
+            raise ValueError(f"a panel is at most {GRID_COLUMNS} columns wide")
+        if self.x + width > GRID_COLUMNS:
+            self.newline()
+        pos = model.GridPos(h=height, w=width, x=self.x, y=self.y)
+        self.x += width
+        self.line_height = max(self.line_height, height)
+        return pos
+
+    def newline(self) -> None:
+        self.y += self.line_height
+        self.x, self.line_height = 0, 0
+
+
+@dataclass
+class Board:
+    """One dashboard: metadata, variables, rows and panels in reading order."""
+
+    uid: str
+    title: str
+    description: str
+    tags: tuple[str, ...] = ("uptake",)
+    time_from: str = "now-90d"
+    refresh: str = "15m"
+    _builder: sdk.Dashboard = field(init=False)
+    _cursor: _Cursor = field(default_factory=_Cursor, init=False)
+    _next_id: int = field(default=1, init=False)
+
+    def __post_init__(self) -> None:
+        self._builder = (
+            sdk.Dashboard(self.title)
+            .uid(self.uid)
+            .description(self.description)
+            .tags(list(self.tags))
+            .time(self.time_from, "now")
+            .timezone("utc")
+            .refresh(self.refresh)
+            .tooltip(model.DashboardCursorSync.CROSSHAIR)
+            .editable()
+            .link(
+                sdk.DashboardLink("Uptake dashboards")
+                .type(model.DashboardLinkType.DASHBOARDS)
+                .tags(["uptake"])
+                .as_dropdown(True)
+                .include_vars(True)
+                .keep_time(True)
+            )
+        )
+
+    def variable(self, variable: cogbuilder.Builder[model.VariableModel]) -> Board:
+        self._builder.with_variable(variable)
+        return self
+
+    def row(self, title: str) -> Board:
+        """Start a new line with a (non-collapsible) row header."""
+        if self._cursor.x or self._cursor.line_height:
+            self._cursor.newline()
+        pos = self._cursor.place(GRID_COLUMNS, 1)
+        self._cursor.newline()
+        row = sdk.Row(title).id(self._take_id()).grid_pos(pos)
+        self._builder.with_row(row)
+        return self
+
+    def add(self, panel: PanelBuilder, width: int, height: int) -> Board:
+        """Place `panel` at the next free spot of the grid, `width` columns wide."""
+        panel.id(self._take_id()).grid_pos(self._cursor.place(width, height))
+        self._builder.with_panel(_Built(panel.build()))
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """The dashboard as Grafana's classic JSON model (a fresh dict on every call)."""
+        text = json.dumps(self._builder.build(), cls=JSONEncoder, sort_keys=True)
+        data: dict[str, Any] = json.loads(text)
+        return data
+
+    def _take_id(self) -> int:
+        taken = self._next_id
+        self._next_id += 1
+        return taken
+
+
+def query_variable(
+    name: str,
+    label: str,
+    sql: str,
+    *,
+    multi: bool = False,
+    include_all: bool = False,
+    description: str = "",
+) -> sdk.QueryVariable:
+    """A variable whose options come from a ClickHouse query (first column, sorted)."""
+    text = " ".join(sql.split())
+    variable = (
+        sdk.QueryVariable(name)
+        .label(label)
+        .datasource(CLICKHOUSE)
+        .query(text)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .multi(multi)
+        .include_all(include_all)
+    )
+    if description:
+        variable.description(description)
+    if include_all:
+        variable.current(model.VariableOption(text="All", value=["$__all"], selected=True))
+    return variable
