@@ -98,7 +98,8 @@ class TeamCatalogBuilder:
 class SyncSummary:
     """What one write of the catalogs stored."""
 
-    teams: int  # kind team rows valid at the time of writing
+    teams: int  # leaf teams at the time of writing (TeamCatalog.teams_at)
+    groups: int  # every group then, leaf teams included
     services: int
     users: int
     team_rows: int
@@ -113,7 +114,8 @@ class SyncSummary:
             else ""
         )
         return (
-            f"{TEAM_TABLE}: {self.teams} teams, {self.services} services, {self.users} users "
+            f"{TEAM_TABLE}: {self.teams} teams ({self.groups} groups), {self.services} services, "
+            f"{self.users} users "
             f"({self.team_rows} rows, {self.retracted_rows} retracted); "
             f"{CAPABILITY_TABLE}: {self.capabilities} capabilities{undeclared}"
         )
@@ -157,7 +159,8 @@ class CatalogStore:
         self._stored_teams = teams
         declared, undeclared = self._write_capabilities(capabilities, teams, version)
         return SyncSummary(
-            teams=_count_valid(team_rows, "team", version),
+            teams=len(teams.teams_at(version)),
+            groups=_count_valid(team_rows, "team", version),
             services=_count_valid(team_rows, "service", version),
             users=_count_valid(team_rows, "user", version),
             team_rows=len(team_rows),

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import pipeline
-from pipeline.cli import backfill, broker, collector, dashboards, data, run
+from pipeline.cli import backfill, broker, catalog, collector, dashboards, data, run
 from pipeline.settings import SettingsError
 
 EXIT_ERROR = 1
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     collector.register(subparsers)
     backfill.register(subparsers)
     dashboards.register(subparsers)
+    catalog.register(subparsers)
     return parser
 
 

@@ -1,6 +1,7 @@
 """The faust worker, composed in one place: take a batch → decode → write → ack (commit).
 
-    Kafka ──take_events(N, within)──► BatchDecoder ──► Pseudonymizer ──► ClickHouseSink ──► ack
+    Kafka ──take_events(N, within)──► BatchDecoder ──► Pseudonymizer ──► TeamResolver
+          ──► ClickHouseSink ──► ack
 
 The agent reads the live events topic and the backfill topic (`uptake backfill`); messages of
 the backfill topic are judged without the live lateness limit (pipeline/backfill.py), everything
@@ -38,6 +39,7 @@ from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.observability.consumer_lag import ConsumerLagSampler
 from pipeline.observability.faust_sensor import UptakeMonitor
 from pipeline.settings import Settings
+from pipeline.worker.catalogs import WorkerCatalogs
 from pipeline.worker.chaos import KillSwitch
 from pipeline.worker.sink import REJECTED, ClickHouseSink, SinkStopped
 
@@ -178,8 +180,12 @@ def build_app(
     exit_when_idle_s: float | None = None,
     on_batch: Callable[[DecodedBatch, float, float], None] | None = None,
     kill_switch: KillSwitch | None = None,
+    catalogs: WorkerCatalogs | None = None,
 ) -> faust.App:
-    """The faust app that runs decode → sink for every batch of the events and backfill topics."""
+    """The faust app: decode → enrich → sink for every batch of the events and backfill topics.
+
+    Without `catalogs` every event counts for the team it reports (else 'unowned').
+    """
     app = faust.App(
         settings.consumer_group,
         broker=kafka_url(settings.kafka_bootstrap),
@@ -227,6 +233,8 @@ def build_app(
         settings.pseudonym_key.reveal(), settings.pseudonym_key_file
     )
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-sink")
+    if catalogs is not None:
+        catalogs.start(writer.submit)  # catalog rows are written on the sink's thread
     progress = progress or Progress()
     progress.last_batch = time.monotonic()
 
@@ -247,6 +255,8 @@ def build_app(
                 kill_switch.batch_started()
             batch = decode_by_topic(messages, decoder, decoders)
             batch.user_keys = pseudonyms.keys([e.user for e in batch.events])
+            if catalogs is not None:
+                catalogs.enrich(batch)  # resolved teams: needs the user keys above
             written = await _write_or_die(writer.submit(sink.write, batch), sink)
             if kill_switch is not None:
                 kill_switch.after_write()
@@ -287,6 +297,8 @@ def build_app(
 
     async def stopping(app: faust.App, **kwargs: Any) -> None:
         sink.stop()
+        if catalogs is not None:
+            catalogs.stop()
 
     # faust's signal typing wants a `signal` keyword parameter that it passes in **kwargs.
     app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]

@@ -11,6 +11,8 @@ import faust
 from prometheus_client import start_http_server
 
 from pipeline import metrics
+from pipeline.catalog.store import CatalogStore
+from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.settings import Settings, SettingsError, redact_url
@@ -19,6 +21,7 @@ from pipeline.topics import ensure_topics
 from pipeline.warehouse.connection import connect
 from pipeline.warehouse.migrations import require_current
 from pipeline.worker.app import Progress, build_app
+from pipeline.worker.catalogs import WorkerCatalogs
 from pipeline.worker.chaos import KillSwitch
 from pipeline.worker.dead_letters import DeadLetterPublisher
 from pipeline.worker.sink import ClickHouseSink
@@ -35,8 +38,17 @@ def tune_gc() -> None:
 
 def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> int:
     """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error."""
+    _log_to_stderr(settings.log_level)
     warehouse = connect(settings.warehouse_url)
     require_current(warehouse)
+    # Both catalogs before anything else: a broken catalog file stops the worker here.
+    catalogs = WorkerCatalogs.load(
+        settings,
+        CatalogStore(warehouse),
+        Pseudonymizer.from_secret_or_file(
+            settings.pseudonym_key.reveal(), settings.pseudonym_key_file
+        ).key_of,
+    )
     ensure_topics(
         settings.kafka_bootstrap,
         {
@@ -83,6 +95,7 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         progress=progress,
         exit_when_idle_s=exit_when_idle_s,
         kill_switch=kill_switch,
+        catalogs=catalogs,
     )
     print(
         f"worker: {settings.kafka_bootstrap} topics {settings.events_topic}, "
