@@ -3,6 +3,16 @@
 Teams own services and have engineers; each team adopts each platform capability at its own
 moment (or never), so adoption grows over the simulated window. The generator yields contract
 events in time order together with the ground truth the tests compare the warehouse against.
+
+Two worlds:
+- without a `Scenario` (the default of `generate`), a team uses a capability only from the
+  moment it adopted it: the flat, fast stream the pipeline and reliability tests use;
+- with a `Scenario` (what `uptake simulate` sends), every team also deploys and has incidents
+  during the whole window. Before it adopts `deploy-pipeline` (`incident-response`) those events
+  name the tool it used before, an undeclared capability; from adoption on they name the
+  platform capability, and lead time, change failure rate and time to restore change by the
+  scenario's factors. That is what lets DORA before/after adoption and adopters against
+  non-adopters be measured, and the scenario says what the analyst views must recover.
 """
 
 from __future__ import annotations
@@ -70,27 +80,6 @@ class Team:
     adopts_at: dict[str, float]  # capability -> fraction of the window when adopted
 
 
-@dataclass
-class GroundTruth:
-    """What was generated: counts per (team, event_type) and per (team, capability)."""
-
-    by_team_type: Counter[tuple[str, str]] = field(default_factory=Counter)
-    by_team_capability: Counter[tuple[str, str]] = field(default_factory=Counter)
-    first_seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
-    last_seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_team_type.values())
-
-    def add(self, team: str, event_type: str, capability: str, at: datetime) -> None:
-        self.by_team_type[team, event_type] += 1
-        self.by_team_capability[team, capability] += 1
-        key = (team, event_type)
-        self.first_seen.setdefault(key, at)
-        self.last_seen[key] = at
-
-
 @dataclass(frozen=True)
 class Organisation:
     teams: tuple[Team, ...]
@@ -116,6 +105,237 @@ class Organisation:
         return cls(tuple(made))
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """The effects the simulated organisation is built with: what the analyst views recover.
+
+    Factors multiply a team's figure from the moment it adopts (first uses) the capability:
+    `lead_time_factor` every commit's lead time and `change_failure_factor` the probability
+    that a deploy fails or is rolled back (deploy-pipeline); `restore_factor` the time to restore
+    (incident-response). A team registers no model until `registration_delay_days` after its
+    first training run; after that a successful run registers one with `registration_rate`.
+    """
+
+    lead_time_factor: float = 0.5
+    change_failure_factor: float = 0.6
+    restore_factor: float = 0.7
+    change_failure_rate: float = 0.15  # before adopting deploy-pipeline
+    lead_time_hours: float = 24.0  # median commit-to-deploy before adopting, times a team factor
+    restore_minutes: float = 90.0  # median time to restore before adopting incident-response
+    registration_delay_days: float = 3.0
+    registration_rate: float = 0.3
+    production_share: float = 0.7
+    legacy_deploy_capability: str = "self-managed-ci"
+    legacy_incident_capability: str = "legacy-paging"
+
+    def __post_init__(self) -> None:
+        for name in ("lead_time_factor", "change_failure_factor", "restore_factor"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0")
+        if not 0 <= self.change_failure_rate * max(1.0, self.change_failure_factor) <= 1:
+            raise ValueError("change_failure_rate (times change_failure_factor) must be in 0..1")
+        if self.registration_delay_days < 0:
+            raise ValueError("registration_delay_days must be 0 or more")
+
+
+DEPLOY_PIPELINE = "deploy-pipeline"
+INCIDENT_RESPONSE = "incident-response"
+ML_TRAINING = "ml-training"
+
+
+def _ms(at: datetime) -> datetime:
+    """The time as the events carry it: truncated to the millisecond."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@dataclass
+class Bucket:
+    """What one rollup row (team, capability, event type, bucket) must hold."""
+
+    events: int = 0
+    users: set[str] = field(default_factory=set)
+    errors: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    production_deploys: int = 0
+    production_failures: int = 0
+    models_registered: int = 0
+    gpu_hours: float = 0.0
+    durations: int = 0
+    duration_s_sum: float = 0.0
+    outcome_count: Counter[str] = field(default_factory=Counter)
+    outcome_value: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, other: Bucket) -> None:
+        self.events += other.events
+        self.users |= other.users
+        self.errors += other.errors
+        for at in (other.first_seen, other.last_seen):
+            if at is not None:
+                self._seen(at)
+        self.latencies += other.latencies
+        self.statuses.update(other.statuses)
+        self.production_deploys += other.production_deploys
+        self.production_failures += other.production_failures
+        self.models_registered += other.models_registered
+        self.gpu_hours += other.gpu_hours
+        self.durations += other.durations
+        self.duration_s_sum += other.duration_s_sum
+        self.outcome_count.update(other.outcome_count)
+        for key, value in other.outcome_value.items():
+            self.outcome_value[key] = self.outcome_value.get(key, 0.0) + value
+
+    def _seen(self, at: datetime) -> None:
+        if self.first_seen is None or at < self.first_seen:
+            self.first_seen = at
+        if self.last_seen is None or at > self.last_seen:
+            self.last_seen = at
+
+    def add(self, event: dict[str, Any], at: datetime) -> None:
+        """Count one event the way the rollup's materialized view does (0003)."""
+        kind, data = event["event_type"], event["data"]
+        self.events += 1
+        if event.get("user"):
+            self.users.add(event["user"])
+        self._seen(at)
+        status = data.get("status", "")
+        if kind == "api_call":
+            self.errors += data["status_code"] >= 500
+            self.latencies.append(float(data["latency_ms"]))
+            outcome = data.get("outcome")
+            if outcome:
+                key = f"{outcome['name']}/{outcome.get('decision') or ''}"
+                self.outcome_count[key] += 1
+                self.outcome_value[key] = self.outcome_value.get(key, 0.0) + outcome["value"]
+            return
+        self.statuses[status] += 1
+        if kind == "deploy":
+            failed = status in ("failed", "rolled_back")
+            self.errors += failed
+            if data["environment"] == "production":
+                self.production_deploys += 1
+                self.production_failures += failed
+            if data.get("started_at"):
+                self._duration((at - _parse(data["started_at"])).total_seconds())
+        elif kind == "model_training":
+            self.errors += status == "failed"
+            self.models_registered += bool(data.get("registered_model"))
+            self.gpu_hours += data.get("gpu_hours", 0.0)
+            self._duration(data["duration_s"])
+        elif kind == "incident" and data.get("resolved_at"):
+            opened, resolved = _parse(data["opened_at"]), _parse(data["resolved_at"])
+            self._duration((resolved - opened).total_seconds())
+
+    def _duration(self, seconds: float) -> None:
+        self.durations += 1
+        self.duration_s_sum += seconds
+
+
+GRAINS = {
+    "minute": lambda at: at.replace(second=0, microsecond=0),
+    "hour": lambda at: at.replace(minute=0, second=0, microsecond=0),
+    "day": lambda at: at.replace(hour=0, minute=0, second=0, microsecond=0),
+}
+
+
+@dataclass
+class GroundTruth:
+    """What was generated: counts per (team, event_type) and per (team, capability).
+
+    With `detailed=True` it also records what the rollups, fact tables and views must hold:
+    per-minute buckets (`rollup(grain)` sums them to hours and days), every deployment, training
+    and incident, each team's first use of each capability (`first_use`) and the scenario.
+    Times are as the events carry them (milliseconds).
+    """
+
+    by_team_type: Counter[tuple[str, str]] = field(default_factory=Counter)
+    by_team_capability: Counter[tuple[str, str]] = field(default_factory=Counter)
+    first_seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    last_seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    detailed: bool = False
+    scenario: Scenario | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    teams: tuple[str, ...] = ()
+    planned_adoption: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    first_use: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    minutes: dict[tuple[str, str, str, datetime], Bucket] = field(default_factory=dict)
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    trainings: list[dict[str, Any]] = field(default_factory=list)
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_team_type.values())
+
+    def add(self, team: str, event_type: str, capability: str, at: datetime) -> None:
+        self.by_team_type[team, event_type] += 1
+        self.by_team_capability[team, capability] += 1
+        key = (team, event_type)
+        self.first_seen.setdefault(key, at)
+        self.last_seen[key] = at
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Record an event in the detailed truth (its fields decide, as in the warehouse)."""
+        at = _parse(event["occurred_at"])
+        team, capability, kind = event["team"], event["capability"], event["event_type"]
+        first = self.first_use.get((team, capability))
+        if first is None or at < first:
+            self.first_use[team, capability] = at
+        key = (team, capability, kind, GRAINS["minute"](at))
+        bucket = self.minutes.get(key)
+        if bucket is None:
+            bucket = self.minutes[key] = Bucket()
+        bucket.add(event, at)
+        data = event["data"]
+        fact = {"event_id": event["event_id"], "team": team, "capability": capability, **data}
+        fact["at"] = at
+        if kind == "deploy":
+            self.deployments.append(fact)
+        elif kind == "model_training":
+            self.trainings.append(fact)
+        elif kind == "incident":
+            self.incidents.append(fact)
+
+    def rollup(self, grain: str) -> dict[tuple[str, str, str, datetime], Bucket]:
+        """The expected rows of usage_<grain>, keyed (team, capability, event_type, bucket)."""
+        if grain == "minute":
+            return self.minutes
+        truncate = GRAINS[grain]
+        rows: dict[tuple[str, str, str, datetime], Bucket] = {}
+        for (team, capability, kind, minute), bucket in self.minutes.items():
+            key = (team, capability, kind, truncate(minute))
+            if key not in rows:
+                rows[key] = Bucket()
+            rows[key].merge(bucket)
+        return rows
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """What a pool entry emits: `capability`, or `before` until the team adopted it."""
+
+    team: Team
+    capability: Capability
+    before: Capability | None = None
+    adopted: float = 0.0  # fraction of the window
+
+
+@dataclass
+class _World:
+    """Per-team state of a scenario run."""
+
+    scenario: Scenario
+    lead_scale: dict[str, float]
+    first_training: dict[str, datetime] = field(default_factory=dict)
+
+
 def generate(
     org: Organisation,
     events: int,
@@ -123,41 +343,98 @@ def generate(
     end: datetime | None = None,
     window: timedelta = timedelta(days=6),
     truth: GroundTruth | None = None,
+    scenario: Scenario | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield `events` contract events in time order over `window` ending at `end` (now)."""
+    """Yield `events` contract events over `window` ending at `end` (now), in time order.
+
+    With a `scenario` (module docstring) an incident is sent twice, when opened and when
+    resolved: the opened event carries the earlier time, so it arrives a little late.
+    """
     rng = random.Random(seed ^ 0x5EED)
     end = end or datetime.now(UTC)
     start = end - window
     span = window.total_seconds()
     by_name = {c.name: c for c in org.capabilities}
+    world = None
+    background = (DEPLOY_PIPELINE, INCIDENT_RESPONSE) if scenario is not None else ()
+    pool: list[_Stream] = []  # streams of adopted capabilities
+    cum_weights: list[float] = []
+    steady: list[_Stream] = []  # scenario: every team's deploys and incidents, all window long
+    steady_weights: list[float] = []
+    steady_share = 0.0
+
+    def join(stream: _Stream, streams: list[_Stream], weights: list[float]) -> None:
+        streams.append(stream)
+        weight = stream.team.activity * stream.capability.weight
+        weights.append((weights[-1] if weights else 0.0) + weight)
+
+    if scenario is not None:
+        world = _World(scenario, {team.name: rng.uniform(0.5, 2.0) for team in org.teams})
+        legacy = {
+            DEPLOY_PIPELINE: scenario.legacy_deploy_capability,
+            INCIDENT_RESPONSE: scenario.legacy_incident_capability,
+        }
+        for team in org.teams:
+            for name in background:
+                now = by_name[name]
+                before = Capability(legacy[name], now.event_type, "", (), now.weight)
+                join(
+                    _Stream(team, now, before, team.adopts_at.get(name, math.inf)),
+                    steady,
+                    steady_weights,
+                )
+        # A constant share of the events, so a team deploys at the same rate all window long
+        # (the other streams' share grows with adoption).
+        adopting = sum(
+            team.activity * by_name[cap].weight
+            for team in org.teams
+            for cap in team.adopts_at
+            if cap not in background
+        )
+        steady_share = steady_weights[-1] / (steady_weights[-1] + adopting)
     # Adoption moments in order; the pool of (team, capability) in use grows as time passes.
     adoptions = sorted(
         (adopted, team.name, team, by_name[cap])
         for team in org.teams
         for cap, adopted in team.adopts_at.items()
+        if cap not in background
     )
-    pool: list[tuple[Team, Capability]] = []
-    cum_weights: list[float] = []
+    if truth is not None:
+        truth.scenario, truth.start, truth.end = scenario, start, end
+        truth.teams = tuple(team.name for team in org.teams)
+        truth.planned_adoption = {
+            (team.name, cap): start + window * adopted
+            for team in org.teams
+            for cap, adopted in team.adopts_at.items()
+        }
     next_adoption = 0
-    for i in range(events):
-        fraction = (i + rng.random()) / events
+    produced = 0
+    while produced < events:
+        fraction = (produced + rng.random()) / events
         at = start + timedelta(seconds=span * fraction)
         while next_adoption < len(adoptions) and (
-            adoptions[next_adoption][0] <= fraction or not pool
+            adoptions[next_adoption][0] <= fraction or not (pool or steady)
         ):
             _, _, adopter, adopted_capability = adoptions[next_adoption]
-            pool.append((adopter, adopted_capability))
-            weight = adopter.activity * adopted_capability.weight
-            cum_weights.append((cum_weights[-1] if cum_weights else 0.0) + weight)
+            join(_Stream(adopter, adopted_capability), pool, cum_weights)
             next_adoption += 1
-        if pool:
-            team, capability = rng.choices(pool, cum_weights=cum_weights)[0]
+        if steady and (not pool or rng.random() < steady_share):
+            stream = rng.choices(steady, cum_weights=steady_weights)[0]
+        elif pool:
+            stream = rng.choices(pool, cum_weights=cum_weights)[0]
         else:
-            team, capability = org.teams[0], org.capabilities[0]
-        event = _event(rng, team, capability, at)
-        if truth is not None:
-            truth.add(team.name, capability.event_type, capability.name, at)
-        yield event
+            stream = _Stream(org.teams[0], org.capabilities[0])
+        adopted = fraction >= stream.adopted
+        capability = stream.capability if adopted or stream.before is None else stream.before
+        made = _events(rng, stream.team, capability, at, world, adopted, events - produced)
+        for event in made:
+            if truth is not None:
+                moment = at if len(made) == 1 else _parse(event["occurred_at"])
+                truth.add(stream.team.name, capability.event_type, capability.name, moment)
+                if truth.detailed:
+                    truth.record(event)
+            yield event
+        produced += len(made)
 
 
 def _uuid(rng: random.Random) -> str:
@@ -166,6 +443,94 @@ def _uuid(rng: random.Random) -> str:
 
 def _iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def _events(
+    rng: random.Random,
+    team: Team,
+    capability: Capability,
+    at: datetime,
+    world: _World | None,
+    adopted: bool,
+    budget: int,
+) -> list[dict[str, Any]]:
+    """The events of one moment: one, or an incident's opened and resolved events."""
+    if world is None or capability.event_type == "api_call":
+        return [_event(rng, team, capability, at)]
+    service = rng.choice(team.services)
+    event: dict[str, Any] = {
+        "event_id": _uuid(rng),
+        "event_type": capability.event_type,
+        "schema_version": 1,
+        "occurred_at": _iso(at),
+        "source": "uptake-simulator",
+        "team": team.name,
+        "service": service,
+        "user": rng.choice(team.users),
+        "capability": capability.name,
+    }
+    scenario = world.scenario
+    kind = capability.event_type
+    if kind == "deploy":
+        lead_hours = scenario.lead_time_hours * world.lead_scale[team.name]
+        lead_hours *= math.exp(rng.gauss(0.0, 0.5)) * (scenario.lead_time_factor if adopted else 1)
+        failure = scenario.change_failure_rate * (scenario.change_failure_factor if adopted else 1)
+        event["data"] = {
+            "deployment_id": f"dep-{_uuid(rng)[:13]}",
+            "service": service,
+            "environment": "production" if rng.random() < scenario.production_share else "staging",
+            "status": rng.choice(["failed", "rolled_back"])
+            if rng.random() < failure
+            else "succeeded",
+            "started_at": _iso(at - timedelta(seconds=rng.uniform(60, 1800))),
+            "commits": [
+                {
+                    "sha": f"{rng.getrandbits(160):040x}",
+                    "committed_at": _iso(at - timedelta(hours=lead_hours * rng.uniform(0.3, 1))),
+                }
+                for _ in range(rng.randint(1, 3))
+            ],
+        }
+        return [event]
+    if kind == "model_training":
+        first = world.first_training.setdefault(team.name, at)
+        duration = rng.uniform(120, 4 * 3600)
+        roll = rng.random()
+        status = "succeeded" if roll < 0.8 else "failed" if roll < 0.95 else "cancelled"
+        data: dict[str, Any] = {
+            "run_id": f"run-{_uuid(rng)[:13]}",
+            "model": f"{team.name}-{rng.choice(['ranker', 'classifier', 'forecaster'])}",
+            "status": status,
+            "duration_s": round(duration, 1),
+            "gpu_hours": round(duration / 3600 * rng.choice([0, 1, 2, 4]), 3),
+        }
+        registrable = at - first >= timedelta(days=scenario.registration_delay_days)
+        if status == "succeeded" and registrable and rng.random() < scenario.registration_rate:
+            data["registered_model"] = data["model"]
+        event["data"] = data
+        return [event]
+    # An incident: opened, then resolved after the time to restore.
+    minutes = scenario.restore_minutes * math.exp(rng.gauss(0.0, 0.7))
+    opened = at - timedelta(minutes=minutes * (scenario.restore_factor if adopted else 1))
+    event["user"] = None  # incident tooling reports on its own
+    body = {
+        "incident_id": f"inc-{_uuid(rng)[:13]}",
+        "service": service,
+        "severity": rng.choice(["sev1", "sev2", "sev3", "sev4"]),
+        "status": "resolved",
+        "opened_at": _iso(opened),
+        "resolved_at": _iso(at),
+    }
+    event["data"] = body
+    if budget < 2:
+        return [event]
+    opening = {
+        **event,
+        "event_id": _uuid(rng),
+        "occurred_at": body["opened_at"],
+        "data": {**body, "status": "opened", "resolved_at": None},
+    }
+    return [opening, event]
 
 
 def _event(rng: random.Random, team: Team, capability: Capability, at: datetime) -> dict[str, Any]:
