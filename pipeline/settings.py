@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 KILL_POINTS = ("", "before_insert", "mid_batch", "after_insert")
 BACKFILL_MAX_AGE_LIMIT_DAYS = 2500
+WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
 """One insert may touch at most 100 monthly partitions (ClickHouse's
 max_partitions_per_insert_block): ~82 months of history keeps a backfill batch under it."""
 
@@ -101,6 +102,29 @@ class Settings:
             "UPTAKE_CLICKHOUSE_URL",
             "warehouse: chdb:///path (embedded, default <home>/warehouse) or "
             "http(s)://user:password@host:port/database",
+        ),
+    )
+    clickhouse_cluster: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_CLICKHOUSE_CLUSTER",
+            "ClickHouse cluster (remote_servers) for ON CLUSTER DDL: Replicated tables behind "
+            "Distributed ones (empty: one server or the embedded engine; docs/deploy.md)",
+        ),
+    )
+    writer: str = field(
+        default="direct",
+        metadata=_env(
+            "UPTAKE_WRITER",
+            "who writes to ClickHouse: direct (each worker) or kafka (workers publish enriched "
+            "batches to UPTAKE_WRITER_TOPIC and one `uptake writer` inserts; docs/deploy.md)",
+        ),
+    )
+    writer_topic: str = field(
+        default="uptake.enriched",
+        metadata=_env(
+            "UPTAKE_WRITER_TOPIC",
+            "internal topic from the workers to `uptake writer` when UPTAKE_WRITER=kafka",
         ),
     )
     pseudonym_key: Secret = field(
@@ -337,6 +361,10 @@ class Settings:
             object.__setattr__(self, "backfill_topic", f"{self.events_topic}.backfill")
 
     def validate(self) -> None:
+        if self.writer not in WRITERS:
+            raise SettingsError(
+                f"UPTAKE_WRITER must be one of {', '.join(WRITERS)}, not {self.writer!r}"
+            )
         if not 0 < self.backfill_max_age_s <= BACKFILL_MAX_AGE_LIMIT_DAYS * 86400:
             raise SettingsError(
                 f"UPTAKE_BACKFILL_MAX_AGE_S must be more than 0 and at most "
