@@ -73,7 +73,11 @@ def _migrate(args: argparse.Namespace) -> int:
                 state = "applied" if migration.version in done else "pending"
                 print(f"{migration.path.name:40} {state}")
             return 0
-        ran = migrate(warehouse, progress=lambda line: print(line, file=sys.stderr))
+        ran = migrate(
+            warehouse,
+            progress=lambda line: print(line, file=sys.stderr),
+            cluster=settings.clickhouse_cluster,
+        )
         if ran:
             print(f"migrated {redact_url(url)} to version {ran[-1].version}")
         else:
