@@ -82,10 +82,16 @@ def migrate(
     warehouse: Warehouse,
     directory: Path = MIGRATIONS_DIR,
     progress: Callable[[str], None] = print,
+    cluster: str = "",
 ) -> list[Migration]:
-    """Apply the pending migrations in order; returns those applied (empty when up to date)."""
+    """Apply the pending migrations in order; returns those applied (empty when up to date).
+
+    With `cluster` (UPTAKE_CLICKHOUSE_CLUSTER) every statement runs `ON CLUSTER`, rewritten for
+    Replicated tables behind Distributed ones (pipeline/warehouse/cluster.py).
+    """
     known = available(directory)
-    warehouse.command(LEDGER_DDL)
+    run = _runner(warehouse, known, cluster)
+    run(LEDGER_DDL)
     done = applied(warehouse)
     newest_known = max((m.version for m in known), default=0)
     ahead = [v for v in done if v > newest_known]
@@ -104,13 +110,32 @@ def migrate(
     for migration in pending:
         progress(f"applying {migration.path.name}")
         for statement in migration.statements():
-            warehouse.command(statement)
+            run(statement)
         warehouse.client.insert(
             "schema_migrations",
             [[migration.version, migration.name, migration.checksum]],
             column_names=["version", "name", "checksum"],
         )
     return pending
+
+
+def _runner(warehouse: Warehouse, known: list[Migration], cluster: str) -> Callable[[str], None]:
+    """Runs a migration statement: as written, or rewritten for the cluster."""
+    if not cluster:
+        return warehouse.command
+    from pipeline.warehouse.cluster import ClusterDDL, use_cluster
+
+    use_cluster(warehouse, cluster, create_database=True)
+    ddl = ClusterDDL(cluster, warehouse.database)
+    ddl.learn([LEDGER_DDL])
+    for migration in known:
+        ddl.learn(migration.statements())
+
+    def run(statement: str) -> None:
+        for rewritten in ddl.transform(statement):
+            warehouse.command(rewritten)
+
+    return run
 
 
 def require_current(warehouse: Warehouse, directory: Path = MIGRATIONS_DIR) -> int:
