@@ -195,6 +195,7 @@ CREATE TABLE IF NOT EXISTS deployments
     commit_times Array(DateTime64(3, 'UTC')) COMMENT 'committed_at of every commit shipped',
     first_commit_at Nullable(DateTime64(3, 'UTC')) COMMENT 'earliest commit; NULL without commits',
     lead_time_s Nullable(Float64) COMMENT 'deployed_at - first_commit_at (>= 0); NULL without commits',
+    commit_lead_times_s Array(Float64) COMMENT 'deployed_at - committed_at of every commit (>= 0): DORA lead time for changes',
     user_key String,
     event_id UUID
 )
@@ -219,6 +220,8 @@ SELECT
         NULL,
         greatest(0, dateDiff('millisecond', arrayMin(commit_times), occurred_at) / 1000.0)
     ) AS lead_time_s,
+    arrayMap(t -> greatest(0, dateDiff('millisecond', t, occurred_at) / 1000.0), commit_times)
+        AS commit_lead_times_s,
     user_key,
     event_id
 FROM
