@@ -14,7 +14,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
-KILL_POINTS = ("", "before_insert", "mid_batch", "after_insert")
+KILL_POINTS = (
+    "",
+    "before_insert",
+    "mid_batch",
+    "after_insert",
+    "lifecycle_after_state",
+    "lifecycle_after_emit",
+)
 BACKFILL_MAX_AGE_LIMIT_DAYS = 2500
 WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
 """One insert may touch at most 100 monthly partitions (ClickHouse's
@@ -225,7 +232,8 @@ class Settings:
         metadata=_env(
             "UPTAKE_CHAOS_KILL_AT",
             "fault injection: SIGKILL the worker at before_insert, mid_batch (between the "
-            "events and rejects inserts) or after_insert (before the offset commit)",
+            "events and rejects inserts) or after_insert (before the offset commit); "
+            "lifecycle_after_state or lifecycle_after_emit in a lifecycle batch",
         ),
     )
     chaos_kill_after_batches: int = field(
@@ -244,6 +252,39 @@ class Settings:
     log_level: str = field(
         default="info",
         metadata=_env("UPTAKE_LOG_LEVEL", "log level: debug, info, warn, error"),
+    )
+    # --- the adoption lifecycle (docs/lifecycle.md) -------------------------------------------
+    lifecycle_enabled: bool = field(
+        default=True,
+        metadata=_env(
+            "UPTAKE_LIFECYCLE",
+            "maintain the adoption lifecycle (milestones per team x capability) in the worker",
+        ),
+    )
+    activation_days: int = field(
+        default=3,
+        metadata=_env(
+            "UPTAKE_ACTIVATION_DAYS", "lifecycle: distinct active days that make an activation"
+        ),
+    )
+    activation_window_days: int = field(
+        default=14,
+        metadata=_env(
+            "UPTAKE_ACTIVATION_WINDOW_DAYS",
+            "lifecycle: ... within this many days from the first use (days)",
+        ),
+    )
+    churn_days: int = field(
+        default=28,
+        metadata=_env("UPTAKE_CHURN_DAYS", "lifecycle: days without use that make a churn (days)"),
+    )
+    lifecycle_allowed_lateness_days: int = field(
+        default=7,
+        metadata=_env(
+            "UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS",
+            "lifecycle: days the event-time watermark trails the newest day seen; a churn waits "
+            "for the watermark (days)",
+        ),
     )
     # --- the HTTP collector (`uptake collector`; its flags override these) ---------------------
     # Files are `str` with "" meaning none: a `Path` default cannot be empty (Path("") is ".").
@@ -379,6 +420,16 @@ class Settings:
             raise SettingsError(
                 f"UPTAKE_CHAOS_KILL_AT must be one of {', '.join(p for p in KILL_POINTS if p)} "
                 f"(or empty), not {self.chaos_kill_at!r}"
+            )
+        if not 1 <= self.activation_days <= self.activation_window_days:
+            raise SettingsError(
+                "UPTAKE_ACTIVATION_DAYS must be at least 1 and at most "
+                "UPTAKE_ACTIVATION_WINDOW_DAYS"
+            )
+        if self.churn_days < 1 or self.lifecycle_allowed_lateness_days < 0:
+            raise SettingsError(
+                "UPTAKE_CHURN_DAYS must be at least 1 and "
+                "UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS at least 0"
             )
         if self.adoption_gauges_refresh_s != 0 and not 1 <= self.adoption_gauges_refresh_s < 1e9:
             raise SettingsError(
