@@ -125,6 +125,8 @@ class Scenario:
     registration_delay_days: float = 3.0
     registration_rate: float = 0.3
     production_share: float = 0.7
+    deploy_share: float = 0.1  # of all events, spread over the teams by activity
+    incident_share: float = 0.01  # of all events (an incident sends two)
     legacy_deploy_capability: str = "self-managed-ci"
     legacy_incident_capability: str = "legacy-paging"
 
@@ -134,18 +136,14 @@ class Scenario:
                 raise ValueError(f"{name} must be more than 0")
         if not 0 <= self.change_failure_rate * max(1.0, self.change_failure_factor) <= 1:
             raise ValueError("change_failure_rate (times change_failure_factor) must be in 0..1")
+        if not 0 < self.deploy_share + self.incident_share < 1:
+            raise ValueError("deploy_share + incident_share must be between 0 and 1")
         if self.registration_delay_days < 0:
             raise ValueError("registration_delay_days must be 0 or more")
 
 
 DEPLOY_PIPELINE = "deploy-pipeline"
 INCIDENT_RESPONSE = "incident-response"
-ML_TRAINING = "ml-training"
-
-
-def _ms(at: datetime) -> datetime:
-    """The time as the events carry it: truncated to the millisecond."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def _parse(text: str) -> datetime:
@@ -365,7 +363,7 @@ def generate(
 
     def join(stream: _Stream, streams: list[_Stream], weights: list[float]) -> None:
         streams.append(stream)
-        weight = stream.team.activity * stream.capability.weight
+        weight = stream.capability.weight * (1.0 if streams is steady else stream.team.activity)
         weights.append((weights[-1] if weights else 0.0) + weight)
 
     if scenario is not None:
@@ -374,24 +372,22 @@ def generate(
             DEPLOY_PIPELINE: scenario.legacy_deploy_capability,
             INCIDENT_RESPONSE: scenario.legacy_incident_capability,
         }
+        shares = {
+            DEPLOY_PIPELINE: scenario.deploy_share,
+            INCIDENT_RESPONSE: scenario.incident_share,
+        }
+        activity = sum(team.activity for team in org.teams)
         for team in org.teams:
             for name in background:
                 now = by_name[name]
-                before = Capability(legacy[name], now.event_type, "", (), now.weight)
-                join(
-                    _Stream(team, now, before, team.adopts_at.get(name, math.inf)),
-                    steady,
-                    steady_weights,
-                )
+                weight = shares[name] * team.activity / activity
+                now = Capability(now.name, now.event_type, now.platform, now.apis, weight)
+                before = Capability(legacy[name], now.event_type, "", (), weight)
+                stream = _Stream(team, now, before, team.adopts_at.get(name, math.inf))
+                join(stream, steady, steady_weights)
         # A constant share of the events, so a team deploys at the same rate all window long
         # (the other streams' share grows with adoption).
-        adopting = sum(
-            team.activity * by_name[cap].weight
-            for team in org.teams
-            for cap in team.adopts_at
-            if cap not in background
-        )
-        steady_share = steady_weights[-1] / (steady_weights[-1] + adopting)
+        steady_share = scenario.deploy_share + scenario.incident_share
     # Adoption moments in order; the pool of (team, capability) in use grows as time passes.
     adoptions = sorted(
         (adopted, team.name, team, by_name[cap])
