@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 
@@ -41,11 +41,25 @@ from pipeline.observability.faust_sensor import UptakeMonitor
 from pipeline.settings import Settings
 from pipeline.worker.catalogs import WorkerCatalogs
 from pipeline.worker.chaos import KillSwitch
-from pipeline.worker.sink import REJECTED, ClickHouseSink, SinkStopped
+from pipeline.worker.sink import REJECTED, SinkStopped
 
 log = logging.getLogger("uptake.worker")
 
 EXIT_SINK_FAILED = 75  # EX_TEMPFAIL: the batch was not written and was not committed
+
+
+class BatchSink(Protocol):
+    """Where the agent hands each batch: `ClickHouseSink` (UPTAKE_WRITER=direct) or the
+    writer-topic publisher (UPTAKE_WRITER=kafka, pipeline/worker/remote.py). `write` blocks until
+    the batch is safe (or raises `SinkStopped` after `stop()`); offsets are committed after it."""
+
+    dead_letters: Any  # a DeadLetterPublisher when this process dead-letters rejections
+
+    def write(self, batch: DecodedBatch) -> dict[str, int]: ...
+
+    def stop(self) -> None: ...
+
+    def forget_watermarks(self) -> None: ...
 LAG_SAMPLE_INTERVAL_S = 5.0  # uptake_consumer_lag_messages: one ListOffsets request per sample
 
 
@@ -174,7 +188,7 @@ def kafka_url(bootstrap: str) -> str:
 
 def build_app(
     settings: Settings,
-    sink: ClickHouseSink,
+    sink: BatchSink,
     *,
     progress: Progress | None = None,
     exit_when_idle_s: float | None = None,
