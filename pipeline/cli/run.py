@@ -72,6 +72,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.set_defaults(func=_worker)
 
     cmd = subparsers.add_parser(
+        "writer",
+        help="write the workers' batches to ClickHouse (UPTAKE_WRITER=kafka: scale-out)",
+        description=(
+            "With UPTAKE_WRITER=kafka the workers publish decoded, pseudonymised batches to "
+            "UPTAKE_WRITER_TOPIC instead of inserting; this one process resolves teams, writes "
+            "them to the warehouse (each source offset once) and commits after ClickHouse "
+            "acknowledged. Run exactly one per warehouse. Stops on Ctrl-C / SIGTERM."
+        ),
+    )
+    cmd.add_argument(
+        "--exit-when-idle",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after no new batches arrived for this long (for batch runs and tests)",
+    )
+    cmd.set_defaults(func=_writer)
+
+    cmd = subparsers.add_parser(
         "demo",
         help="the whole pipeline once: broker, migrate, simulate, worker, summary",
         description=(
@@ -173,6 +192,12 @@ def _worker(args: argparse.Namespace) -> int:
     from pipeline.worker.run import run_worker
 
     return run_worker(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
+
+
+def _writer(args: argparse.Namespace) -> int:
+    from pipeline.writer import run_writer
+
+    return run_writer(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
 
 
 def _bench(args: argparse.Namespace) -> int:

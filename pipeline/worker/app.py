@@ -320,7 +320,7 @@ def build_app(
     return app
 
 
-async def _write_or_die(future: Future[dict[str, int]], sink: ClickHouseSink) -> dict[str, int]:
+async def _write_or_die(future: Future[dict[str, int]], sink: BatchSink) -> dict[str, int]:
     """Await the sink's write; if it fails or we are cancelled mid-write, never let it ack."""
     try:
         return await asyncio.shield(asyncio.wrap_future(future))
