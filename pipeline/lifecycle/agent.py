@@ -269,10 +269,8 @@ def attach(
     table = app.Table(
         TABLE_NAME,
         partitions=partitions,
-        key_type=bytes,
+        key_type=bytes,  # bytes types make faust's changelog serializers "raw"
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         help="adoption lifecycle state per team x capability (pipeline/lifecycle/engine.py)",
     )
     store = TableStore(table)

@@ -36,6 +36,7 @@ from pipeline.backfill import backfill_limits
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import event_type_of
 from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.lifecycle.agent import attach as attach_lifecycle
 from pipeline.observability.consumer_lag import ConsumerLagSampler
 from pipeline.observability.faust_sensor import UptakeMonitor
 from pipeline.settings import Settings
@@ -251,6 +252,10 @@ def build_app(
         catalogs.start(writer.submit)  # catalog rows are written on the sink's thread
     progress = progress or Progress()
     progress.last_batch = time.monotonic()
+    # Adoption lifecycle (pipeline/lifecycle): its own agent, fed each written batch's activity.
+    lifecycle = (
+        attach_lifecycle(app, settings, progress=progress) if settings.lifecycle_enabled else None
+    )
 
     @app.agent(topic, name="uptake.ingest")
     async def ingest(stream: Any) -> None:
@@ -274,6 +279,8 @@ def build_app(
             written = await _write_or_die(writer.submit(sink.write, batch), sink)
             if kill_switch is not None:
                 kill_switch.after_write()
+            if lifecycle is not None:  # the batch's activity, published before faust acks it
+                await _write_or_die(writer.submit(lifecycle.publish, batch), sink)
             progress.in_flight = False
             record(
                 batch,
