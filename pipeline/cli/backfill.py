@@ -18,7 +18,9 @@ lateness limit (UPTAKE_BACKFILL_MAX_AGE_S applies instead, default 730 days); in
 listed as FILE:LINE: reason: detail. Then the valid events are sent to the backfill topic
 (UPTAKE_BACKFILL_TOPIC, default <events topic>.backfill), which the worker reads with the same
 enrichment and sink as the live topic: events land in the hour and day of their occurred_at.
-Re-running the same file does not count events twice (they keep their event_id).
+Events keep their event_id: re-running a file folds in `events`, and the rollups count a
+re-sent event once while the worker's id window (UPTAKE_DEDUP_WINDOW) remembers it
+(docs/backfill.md states exactly when). `uptake backfill` only sends: a worker loads them.
 """
 
 EPILOG = """\

@@ -36,6 +36,7 @@ COMMANDS = [
     "demo",
     "bench",
     "collector",
+    "backfill",
 ]
 BROKER_COMMANDS = ["start", "stop", "status"]
 ENV_NAMES = [f.metadata["env"].name for f in dataclasses.fields(Settings)]
@@ -97,6 +98,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "bench": "measure pipeline throughput against a raw baseline",
         "dlq": "inspect and replay the dead-letter topic",
         "collector": "run the HTTP collector: POST /v1/events with a bearer token -> Kafka",
+        "backfill": "load old events from JSONL files (past the 7-day lateness limit)",
     }
     assert set(helps) == set(COMMANDS)
     for name, help_ in helps.items():
