@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pipeline.settings import Settings, SettingsError
 
@@ -70,6 +70,7 @@ def _sync(args: argparse.Namespace) -> int:
     from pipeline.catalog.store import CatalogStore, TeamCatalogBuilder
     from pipeline.enrich.pseudonym import Pseudonymizer
     from pipeline.warehouse.connection import opened
+    from pipeline.worker.catalogs import first_load_lookback
 
     settings = Settings.from_env()
     pseudonyms = Pseudonymizer.from_secret_or_file(
@@ -82,7 +83,7 @@ def _sync(args: argparse.Namespace) -> int:
         build = TeamCatalogBuilder(
             store.read_team_history(),
             pseudonyms.key_of,
-            timedelta(seconds=settings.max_lateness_s),
+            first_load_lookback(settings),
         )
         try:
             teams = build(read_files(settings.team_catalog_paths), now, None)

@@ -42,6 +42,12 @@ log = logging.getLogger("uptake.catalog")
 Submit = Callable[[Callable[[], None]], "Future[Any]"]
 
 
+def first_load_lookback(settings: Settings) -> timedelta:
+    """How far back a first load without stored history takes the team files as true: as far
+    back as an event may be (the live lateness, or the backfill's age limit)."""
+    return timedelta(seconds=max(settings.max_lateness_s, settings.backfill_max_age_s))
+
+
 def _counts(teams: TeamCatalog) -> str:
     now = datetime.now(UTC)
     return (
@@ -84,7 +90,7 @@ class WorkerCatalogs:
         builder = TeamCatalogBuilder(
             history=store.read_team_history(),
             user_key=user_key,
-            lookback=timedelta(seconds=settings.max_lateness_s),
+            lookback=first_load_lookback(settings),
         )
         interval = settings.catalog_reload_s or 1.0  # unused when reloading is off
         catalogs: WorkerCatalogs
