@@ -142,7 +142,7 @@ def deployments(truth: GroundTruth) -> dict[str, dict[str, Any]]:
             "deployed_at": millis(d["at"]),
             "commits": len(commits),
             "first_commit_at": millis(commits[0]) if commits else None,  # type: ignore[arg-type]
-            "lead_time_s": leads[-1] if leads else None,
+            "lead_time_s": max(leads) if leads else None,
             "lead_times": sorted(leads),
         }
     return out
