@@ -451,7 +451,7 @@ class TeamCatalog:
         """Rows of `previous` whose (kind, name, valid_from) key no longer exists here.
 
         Only an explicit correction of the past retracts a row; the warehouse should mark these
-        deleted (the `is_deleted` column) when it stores this catalog.
+        retracted (the `retracted` column of `team_catalog`) when it stores this catalog.
         """
         keys = {(a.kind, a.name, a.valid_from) for a in self.assignments}
         return [
