@@ -127,6 +127,8 @@ class BackfillReport:
         out += [f"  {r:24} {n:10,}" for r, n in sorted(self.invalid_by_reason.items())]
         if self.dry_run:
             out.append("dry run: nothing was sent")
+        elif not self.valid and not self.invalid:
+            out.append("nothing to send: the input holds no events")
         elif self.invalid and not self.skip_invalid:
             out.append(
                 f"nothing was sent: fix the invalid lines and run again, or pass --skip-invalid "

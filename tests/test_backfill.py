@@ -430,3 +430,17 @@ def test_invalid_lines_stop_the_send_unless_skipped(
     assert {topic for topic, _, _ in producer.sent} == {"uptake.events.backfill"}
     assert producer.closed
     assert any("sent 7 events" in line for line in skipped.summary())
+
+
+def test_an_empty_input_sends_nothing_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.topics
+
+    monkeypatch.setattr(pipeline.topics, "ensure_topics", lambda *a, **k: [])
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"\n\n")
+    producer = FakeProducer()
+    report = run_backfill(settings(), [str(path)], producer_factory=lambda: producer)
+    assert (report.lines, report.exit_code, producer.sent) == (0, EXIT_OK, [])
+    assert report.summary()[-1] == "nothing to send: the input holds no events"
