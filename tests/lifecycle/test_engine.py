@@ -4,11 +4,16 @@ publishes equals the rules applied to the final set of active days (tests/lifecy
 from __future__ import annotations
 
 import random
+import uuid
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.contract.decode import DecodedBatch
+from pipeline.contract.events import ApiCall, ApiCallEvent
+from pipeline.lifecycle.activity import activity_of
 from pipeline.lifecycle.engine import (
     Activity,
     LifecycleEngine,
@@ -18,7 +23,7 @@ from pipeline.lifecycle.engine import (
     encode_record,
     key_of,
 )
-from pipeline.lifecycle.rules import Rules
+from pipeline.lifecycle.rules import Rules, day_of
 from tests.lifecycle.brute import brute_force
 from tests.lifecycle.harness import CrashingStore, Model
 
@@ -167,3 +172,31 @@ def test_negative_control_without_the_outbox_a_crash_loses_milestones() -> None:
         watermark = max(day for _, _, day in activity) - 3 - 1
         lost += model.outputs.live() != truth(activity, watermark)
     assert lost > 0
+
+
+def test_activity_of_a_batch_counts_utc_days_and_resolved_teams() -> None:
+    def event(at: datetime, team: str | None) -> ApiCallEvent:
+        return ApiCallEvent(
+            event_id=uuid.uuid4(),
+            schema_version=1,
+            occurred_at=at,
+            source="t",
+            capability="api",
+            team=team,
+            data=ApiCall(api="a", operation="GET /", status_code=200, latency_ms=1.0),
+        )
+
+    late_evening = datetime(2024, 5, 1, 23, 30, tzinfo=timezone(timedelta(hours=-2)))  # May 2 UTC
+    batch = DecodedBatch(
+        events=[
+            event(datetime(2024, 5, 1, 1, tzinfo=UTC), "a"),
+            event(datetime(2024, 5, 1, 22, tzinfo=UTC), "a"),
+            event(late_evening, None),
+        ]
+    )
+    may1 = day_of(datetime(2024, 5, 1, tzinfo=UTC))
+    records, newest = activity_of(batch)
+    assert records == [Activity("a", "api", may1), Activity("unowned", "api", may1 + 1)]
+    assert newest == may1 + 1
+    batch.teams = ["x", "x", "y"]  # resolved by the enrich step: these count
+    assert activity_of(batch)[0] == [Activity("x", "api", may1), Activity("y", "api", may1 + 1)]
