@@ -37,6 +37,7 @@ COMMANDS = [
     "bench",
     "collector",
     "backfill",
+    "catalog",
 ]
 BROKER_COMMANDS = ["start", "stop", "status"]
 ENV_NAMES = [f.metadata["env"].name for f in dataclasses.fields(Settings)]
@@ -99,6 +100,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "dlq": "inspect and replay the dead-letter topic",
         "collector": "run the HTTP collector: POST /v1/events with a bearer token -> Kafka",
         "backfill": "load old events from JSONL files (past the 7-day lateness limit)",
+        "catalog": "load the team and capability catalogs into the warehouse, or show them",
     }
     assert set(helps) == set(COMMANDS)
     for name, help_ in helps.items():
