@@ -1,4 +1,4 @@
-"""`uptake dashboards generate|check`: the Grafana dashboards as code."""
+"""`uptake dashboards generate|check` and `uptake report`: what Uptake shows to people."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+
+from pipeline.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +33,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         )
     generate.set_defaults(func=_generate)
     check.set_defaults(func=_check)
+
+    report = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report of adoption, impact and the ML platform",
+        description=(
+            "For people without Grafana: one HTML file with the charts of the adoption, impact "
+            "and ML platform dashboards for a period, computed from the warehouse "
+            "(UPTAKE_CLICKHOUSE_URL). No network access is needed to open it."
+        ),
+        epilog="example: uptake report --from 2025-01-01 --to 2025-03-31 --output report.html",
+    )
+    report.add_argument(
+        "--from",
+        dest="start",
+        type=_day_or_time,
+        default=None,
+        help="first day (YYYY-MM-DD, or an ISO time in UTC; default: 90 days before --to)",
+    )
+    report.add_argument(
+        "--to",
+        dest="end",
+        type=_day_or_time_end,
+        default=None,
+        help="last day, included (YYYY-MM-DD, or an ISO time in UTC; default: now)",
+    )
+    report.add_argument(
+        "--output", type=Path, default=Path("report.html"), help="file to write (report.html)"
+    )
+    report.add_argument("--title", default="Platform adoption report", help="the report's title")
+    report.set_defaults(func=_report)
 
 
 def _day_or_time_end(text: str) -> datetime:
@@ -72,4 +104,18 @@ def _check(args: argparse.Namespace) -> int:
         print("run `uptake dashboards generate` and commit dashboards/", file=sys.stderr)
         return 1
     print(f"{len(generate.DASHBOARDS)} dashboards up to date")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pipeline.report import write_report
+
+    end = args.end or datetime.now(UTC)
+    start = args.start or end - timedelta(days=90)
+    if start >= end:
+        print("error: --from must be before --to", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    path = write_report(settings.warehouse_url, start, end, args.output, title=args.title)
+    print(f"wrote {path}")
     return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.dashboards import pipeline_health
+from pipeline.dashboards import adoption, impact, ml_platform, pipeline_health, team
 from pipeline.dashboards.board import Board
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +28,10 @@ class DashboardFile:
 
 
 DASHBOARDS: tuple[DashboardFile, ...] = (
+    DashboardFile("adoption-overview.json", adoption.build),
+    DashboardFile("platform-impact.json", impact.build),
+    DashboardFile("ml-platform.json", ml_platform.build),
+    DashboardFile("team-drilldown.json", team.build),
     DashboardFile("pipeline-health.json", pipeline_health.build),
 )
 

@@ -237,6 +237,9 @@ def _format(value: str | list[str], fmt: str | None) -> str:
     raise UnsupportedSql(f"variable format {fmt!r} is not supported here")
 
 
+_BUILTIN_NAMES = ("__from", "__to", "__interval", "__interval_ms", "__range_s", "__rate_interval")
+
+
 def _builtins(time_range: TimeRange, interval: timedelta) -> dict[str, str]:
     return {
         "__from": str(_epoch_ms(time_range.start)),
@@ -469,9 +472,9 @@ def to_clickhouse_parameters(
         fmt = match[3] or match[6]
         variable = variables.get(name)
         if variable is None:
-            if name.startswith("__"):
+            if name in _BUILTIN_NAMES:
                 raise UnsupportedSql(f"{match[0]} has no parameterized form")
-            return match[0]
+            return match[0]  # a macro, bound below
         if variable.is_all or isinstance(variable.value, tuple):
             raise UnsupportedSql(f"${name}: only single values can be bound as parameters")
         params[name] = variable.value
@@ -498,6 +501,12 @@ def to_clickhouse_parameters(
         elif use.name == "timeFilter_ms":
             column = use.args[0]
             out.append(f"{column} >= {bound['fromTime_ms']} AND {column} <= {bound['toTime_ms']}")
+        elif use.name == "dateFilter":
+            column = use.args[0]
+            out.append(
+                f"{column} >= toDate(toDateTime({{from_s:Int64}}, 'UTC')) AND "
+                f"{column} <= toDate(toDateTime({{to_s:Int64}}, 'UTC'))"
+            )
         elif use.name == "timeInterval":
             out.append(
                 f"toStartOfInterval(toDateTime({use.args[0]}), "

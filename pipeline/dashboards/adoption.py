@@ -1,0 +1,384 @@
+"""Platform adoption overview (platform PMs): who adopts which capability, how fast, who churns.
+
+Reads the analyst views of schemas/clickhouse/0004_views.sql (adoption_*, team_*) and the
+lifecycle of 0005_lifecycle.sql (adoption_milestones_current, adoption_funnel). Only declared
+capabilities (capability_catalog) are shown: the tools teams used before the platform are
+counted under their own names in the warehouse, but they are not the platform's adoption.
+"""
+
+from __future__ import annotations
+
+from pipeline.dashboards import panels
+from pipeline.dashboards.board import Board, clickhouse, query_variable
+
+UID = "uptake-adoption"
+
+DECLARED = "capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)"
+CHOSEN = "$__conditionalAll(capability IN (${capability:singlequote}), $capability)"
+CAPABILITIES = f"{DECLARED} AND {CHOSEN}"
+# Whole weeks (Monday) that overlap the time range.
+WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
+
+
+def build() -> Board:
+    board = Board(
+        uid=UID,
+        title="Uptake — Platform adoption overview",
+        description=(
+            "Which teams adopt which platform capability, how fast, how broadly and who churns. "
+            "A team adopts a capability with its first use; activation and churn follow the "
+            "lifecycle rules of docs/lifecycle.md. Target teams (the adoption rate's "
+            "denominator) come from the capability catalog."
+        ),
+        tags=("uptake", "adoption"),
+    )
+    board.variable(
+        query_variable(
+            "capability",
+            "Capability",
+            "SELECT name FROM capability_catalog FINAL WHERE declared = 1 ORDER BY name",
+            multi=True,
+            include_all=True,
+            description="Declared platform capabilities (config/capabilities.yaml).",
+        )
+    )
+
+    board.row("In the selected period")
+    board.add(
+        panels.stat(
+            "Teams using the platform",
+            "Teams that used at least one of the chosen capabilities in the period.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT uniqExact(team) AS teams
+                    FROM usage_day_counted
+                    WHERE $__dateFilter(bucket) AND {CAPABILITIES}
+                    """
+                )
+            ],
+        ),
+        4,
+        4,
+    )
+    board.add(
+        panels.stat(
+            "Teams that have adopted",
+            "Share of the catalog's teams that had used at least one chosen capability by the "
+            "end of the period (first use).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        uniqExactIf(team, team IN (SELECT team FROM catalog_teams))
+                            / (SELECT count() FROM catalog_teams) AS adopted
+                    FROM adoption_first_use
+                    WHERE first_used_at <= $__toTime AND {CAPABILITIES}
+                    """
+                )
+            ],
+            unit="percentunit",
+            decimals=0,
+        ),
+        4,
+        4,
+    )
+    board.add(
+        panels.stat(
+            "New adopters",
+            "First uses in the period: (team, capability) pairs whose first use fell in it.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT count() AS new_adopters
+                    FROM adoption_first_use
+                    WHERE $__timeFilter(first_used_at) AND {CAPABILITIES}
+                    """
+                )
+            ],
+            thresholds=((None, "green"),),
+        ),
+        4,
+        4,
+    )
+    board.add(
+        panels.stat(
+            "Activated",
+            "Activations in the period: a team used a capability on enough distinct days "
+            "(UPTAKE_ACTIVATION_DAYS within UPTAKE_ACTIVATION_WINDOW_DAYS).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT count() AS activated
+                    FROM adoption_milestones_current
+                    WHERE milestone = 'activated' AND $__dateFilter(occurred_at)
+                        AND {CAPABILITIES}
+                    """
+                )
+            ],
+            thresholds=((None, "green"),),
+        ),
+        4,
+        4,
+    )
+    board.add(
+        panels.stat(
+            "Churned",
+            "Churns in the period: a team stopped using a capability for UPTAKE_CHURN_DAYS.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT count() AS churned
+                    FROM adoption_milestones_current
+                    WHERE milestone = 'churned' AND $__dateFilter(occurred_at) AND {CAPABILITIES}
+                    """
+                )
+            ],
+            thresholds=((None, "green"), (1, "orange")),
+        ),
+        4,
+        4,
+    )
+    board.add(
+        panels.stat(
+            "Median time to first use",
+            "Days from a capability's first use by any team to a later team's first use, "
+            "median over the teams that adopted in the period.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT quantileExactInclusive(0.5)(days_since_launch) AS days
+                    FROM adoption_first_use
+                    WHERE adoption_order > 1 AND $__timeFilter(first_used_at) AND {CAPABILITIES}
+                    """
+                )
+            ],
+            unit="d",
+            decimals=1,
+            no_value="no adopter",
+        ),
+        4,
+        4,
+    )
+
+    board.row("Adoption over time")
+    board.add(
+        panels.timeseries(
+            "Teams using each capability",
+            "Teams that used each capability per week (Monday).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT week AS time, capability, active_teams AS teams
+                    FROM adoption_weekly
+                    WHERE {WEEKS} AND {CAPABILITIES}
+                    ORDER BY time, capability
+                    """,
+                    "timeseries",
+                )
+            ],
+            decimals=0,
+        ),
+        12,
+        9,
+    )
+    board.add(
+        panels.timeseries(
+            "Adoption rate",
+            "Share of each capability's target teams that had adopted it (first use) by each "
+            "day: adopted target teams / target teams.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT day AS time, capability, adoption_rate
+                    FROM adoption_daily
+                    WHERE $__dateFilter(day) AND {CAPABILITIES}
+                    ORDER BY time, capability
+                    """,
+                    "timeseries",
+                )
+            ],
+            unit="percentunit",
+            max_value=1,
+        ),
+        12,
+        9,
+    )
+    board.add(
+        panels.timeseries(
+            "New adopters, activations, churns",
+            "Per week: first uses (new adopters), activations, churns and reactivations of "
+            "the chosen capabilities, counted per team and capability.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT week AS time, kind, count() AS teams
+                    FROM
+                    (
+                        SELECT toMonday(first_use_day) AS week, 'new adopters' AS kind
+                        FROM adoption_first_use
+                        WHERE {CAPABILITIES}
+                        UNION ALL
+                        SELECT toMonday(occurred_at) AS week, milestone AS kind
+                        FROM adoption_milestones_current
+                        WHERE milestone IN ('activated', 'churned', 'reactivated')
+                            AND {CAPABILITIES}
+                    )
+                    WHERE {WEEKS}
+                    GROUP BY time, kind
+                    ORDER BY time, kind
+                    """,
+                    "timeseries",
+                )
+            ],
+            bars=True,
+            stack=True,
+            decimals=0,
+        ),
+        24,
+        8,
+    )
+
+    board.row("Breadth and depth")
+    board.add(
+        panels.table(
+            "Teams x capabilities",
+            "Events that count as use of each capability by each team in the period (blank: "
+            "not used). A row with many cells is a team that uses the platform broadly.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT team, capability, sum(events) AS events
+                    FROM team_depth_weekly
+                    WHERE {WEEKS} AND {CAPABILITIES}
+                    GROUP BY team, capability
+                    ORDER BY team, capability
+                    """
+                )
+            ],
+            heat=True,
+            transformations=[
+                panels.transformation(
+                    "groupingToMatrix",
+                    columnField="capability",
+                    rowField="team",
+                    valueField="events",
+                    emptyValue="empty",
+                )
+            ],
+        ),
+        12,
+        10,
+    )
+    board.add(
+        panels.heatmap(
+            "Breadth per team",
+            "Declared capabilities each team used per week: darker is broader adoption.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT week AS time, team, declared_capabilities AS capabilities
+                    FROM team_breadth_weekly
+                    WHERE {WEEKS}
+                    ORDER BY time, team
+                    """,
+                    "timeseries",
+                )
+            ],
+            min_interval="1w",
+        ),
+        12,
+        10,
+    )
+
+    board.row("Time to first use and retention")
+    board.add(
+        panels.barchart(
+            "Time to first use",
+            "Days from a capability's first use by any team to each later team's first use: "
+            "median and slowest, over the teams that had adopted by the end of the period.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        capability,
+                        quantileExactInclusive(0.5)(days_since_launch) AS median,
+                        max(days_since_launch) AS slowest
+                    FROM adoption_first_use
+                    WHERE adoption_order > 1 AND first_used_at <= $__toTime AND {CAPABILITIES}
+                    GROUP BY capability
+                    ORDER BY capability
+                    """
+                )
+            ],
+            x_field="capability",
+            unit="d",
+            horizontal=True,
+            decimals=1,
+        ),
+        12,
+        9,
+    )
+    board.add(
+        panels.table(
+            "Cohort retention",
+            "Of the teams that first used a chosen capability in a week (the cohort), the share "
+            "still using it N weeks later.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        toString(cohort_week) AS cohort,
+                        concat('week ', toString(weeks_since_adoption)) AS age,
+                        sum(retained_teams) / sum(cohort_teams) AS retention
+                    FROM adoption_retention
+                    WHERE cohort_week >= toMonday(toDate($__fromTime))
+                        AND cohort_week <= toDate($__toTime) AND {CAPABILITIES}
+                    GROUP BY cohort_week, weeks_since_adoption
+                    ORDER BY cohort_week, weeks_since_adoption
+                    """
+                )
+            ],
+            unit="percentunit",
+            decimals=0,
+            heat=True,
+            transformations=[
+                panels.transformation(
+                    "groupingToMatrix",
+                    columnField="age",
+                    rowField="cohort",
+                    valueField="retention",
+                    emptyValue="empty",
+                )
+            ],
+        ),
+        12,
+        9,
+    )
+    board.add(
+        panels.barchart(
+            "Lifecycle now",
+            "Per capability, as of the newest data: teams that ever used it, activated it, used "
+            "it in the last 28 days, and that are churned now (docs/lifecycle.md).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        capability,
+                        teams_used AS used,
+                        teams_activated AS activated,
+                        teams_active_28d AS active_28d,
+                        teams_churned_now AS churned
+                    FROM adoption_funnel
+                    WHERE {CAPABILITIES}
+                    ORDER BY capability
+                    """
+                )
+            ],
+            x_field="capability",
+            decimals=0,
+        ),
+        24,
+        9,
+    )
+    return board

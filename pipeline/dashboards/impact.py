@@ -1,0 +1,260 @@
+"""Platform impact (platform PMs): what adoption changes for delivery, and the north stars.
+
+DORA before vs after each team's adoption (impact_summary, impact_before_after), adopters
+against non-adopters week by week (impact_adopters_weekly) for one capability, and the
+north-star metric of every business-capability platform per adopting team (north_star_daily).
+Before/after figures cover all the data in the warehouse (a team's "before" starts with the
+oldest data), not only the selected period; the weekly panels follow the time picker.
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import barchart, timeseries
+from grafana_foundation_sdk.models import dashboard as model
+
+from pipeline.dashboards import panels
+from pipeline.dashboards.board import Board, clickhouse, query_variable
+
+UID = "uptake-impact"
+DEFAULT_CAPABILITY = "deploy-pipeline"
+DECLARED = "capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)"
+CHOSEN = "capability = ${capability:singlequote}"
+WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
+COHORTS = "cohort IN ('adopters', 'non_adopters')"
+
+
+def _before_after(
+    title: str, description: str, before: str, after: str, unit: str
+) -> barchart.Panel:
+    return panels.barchart(
+        title,
+        description,
+        [
+            clickhouse(
+                f"""
+                SELECT capability, {before} AS before, {after} AS after
+                FROM impact_summary
+                WHERE {DECLARED}
+                ORDER BY capability
+                """
+            )
+        ],
+        x_field="capability",
+        unit=unit,
+        horizontal=True,
+        decimals=2 if unit == "percentunit" else 1,
+    )
+
+
+def _cohort_series(title: str, description: str, value: str, unit: str) -> timeseries.Panel:
+    return panels.timeseries(
+        title,
+        description,
+        [
+            clickhouse(
+                f"""
+                SELECT week AS time, cohort, {value} AS value
+                FROM impact_adopters_weekly
+                WHERE {CHOSEN} AND {COHORTS} AND {WEEKS}
+                ORDER BY time, cohort
+                """,
+                "timeseries",
+            )
+        ],
+        unit=unit,
+    )
+
+
+def build() -> Board:
+    board = Board(
+        uid=UID,
+        title="Uptake — Platform impact",
+        description=(
+            "What adopting the platform changes for delivery: the DORA metrics of each team "
+            "before and after its first use of a capability, adopters against non-adopters week "
+            "by week, and the north-star metric of each business capability per adopting team "
+            "(docs/analysts.md defines every figure)."
+        ),
+        tags=("uptake", "impact", "dora"),
+    )
+    variable = query_variable(
+        "capability",
+        "Capability",
+        "SELECT name FROM capability_catalog FINAL WHERE declared = 1 ORDER BY name",
+        description="The capability whose adopters and non-adopters the weekly panels compare.",
+    )
+    variable.current(
+        model.VariableOption(text=DEFAULT_CAPABILITY, value=DEFAULT_CAPABILITY, selected=True)
+    )
+    board.variable(variable)
+
+    board.row("DORA before vs after adoption (all data, teams that deployed before and after)")
+    board.add(
+        _before_after(
+            "Lead time for changes",
+            "Median time from commit to successful production deployment, pooled over the "
+            "commits of the adopting teams before and after their first use of the capability.",
+            "lead_time_median_s_before",
+            "lead_time_median_s_after",
+            "s",
+        ),
+        8,
+        9,
+    )
+    board.add(
+        _before_after(
+            "Change failure rate",
+            "Production deployments that failed or were rolled back / all, pooled over the "
+            "adopting teams, before and after their first use.",
+            "change_failure_rate_before",
+            "change_failure_rate_after",
+            "percentunit",
+        ),
+        8,
+        9,
+    )
+    board.add(
+        _before_after(
+            "Time to restore service",
+            "Median time from an incident's opening to its resolution, pooled over the "
+            "adopting teams' incidents, before and after their first use.",
+            "time_to_restore_median_s_before",
+            "time_to_restore_median_s_after",
+            "s",
+        ),
+        8,
+        9,
+    )
+    board.add(
+        panels.table(
+            "Per team: before and after",
+            "Each team's deployment frequency, change failure rate, lead time and time to "
+            "restore before and after its first use of the chosen capability. Ratios are "
+            "after / before (below 1: better).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        team,
+                        adopted_at,
+                        deploys_per_week_before,
+                        deploys_per_week_after,
+                        change_failure_rate_before,
+                        change_failure_rate_after,
+                        lead_time_median_s_before,
+                        lead_time_median_s_after,
+                        lead_time_ratio,
+                        time_to_restore_median_s_before,
+                        time_to_restore_median_s_after
+                    FROM impact_before_after
+                    WHERE {CHOSEN} AND deployments_before > 0 AND deployments_after > 0
+                    ORDER BY lead_time_ratio
+                    """
+                )
+            ],
+            decimals=2,
+            column_units={
+                "change_failure_rate_before": "percentunit",
+                "change_failure_rate_after": "percentunit",
+                "lead_time_median_s_before": "s",
+                "lead_time_median_s_after": "s",
+                "time_to_restore_median_s_before": "s",
+                "time_to_restore_median_s_after": "s",
+            },
+        ),
+        24,
+        9,
+    )
+
+    board.row("Adopters vs non-adopters of the chosen capability, per week")
+    board.add(
+        _cohort_series(
+            "Lead time: adopters vs non-adopters",
+            "Median commit-to-production time of the teams that had adopted the capability "
+            "before the week (adopters) and of those that had not (non_adopters).",
+            "lead_time_median_s",
+            "s",
+        ),
+        12,
+        8,
+    )
+    board.add(
+        _cohort_series(
+            "Change failure rate: adopters vs non-adopters",
+            "Failed or rolled back production deployments / all, adopters against non-adopters.",
+            "change_failure_rate",
+            "percentunit",
+        ),
+        12,
+        8,
+    )
+    board.add(
+        _cohort_series(
+            "Deployment frequency: adopters vs non-adopters",
+            "Production deployments per deploying team and week, adopters against non-adopters.",
+            "deployments / teams",
+            "short",
+        ),
+        12,
+        8,
+    )
+    board.add(
+        _cohort_series(
+            "Time to restore: adopters vs non-adopters",
+            "Median time to restore the incidents opened that week, adopters against non-adopters.",
+            "time_to_restore_median_s",
+            "s",
+        ),
+        12,
+        8,
+    )
+
+    board.row("North-star metrics of business capabilities, per adopting team")
+    board.add(
+        panels.timeseries(
+            "North star per team",
+            "The north-star metric each business capability declares (capability catalog), "
+            "per adopting team and day, e.g. the value of the transactions risk-scoring "
+            "approved. Measures: count, value_sum (in the declared unit), decision_rate (0-1).",
+            [
+                clickhouse(
+                    """
+                    SELECT day AS time, concat(north_star, ' (', unit, ')') AS metric, team, value
+                    FROM north_star_daily
+                    WHERE $__dateFilter(day)
+                    ORDER BY time, metric, team
+                    """,
+                    "timeseries",
+                )
+            ],
+            stack=True,
+            bars=True,
+        ),
+        16,
+        9,
+    )
+    board.add(
+        panels.barchart(
+            "North star in the period",
+            "Each adopting team's north-star figure over the period: the sum of a count or "
+            "value_sum measure, the mean of a daily decision_rate.",
+            [
+                clickhouse(
+                    """
+                    SELECT
+                        concat(team, ' · ', north_star) AS team_metric,
+                        if(any(measure) = 'decision_rate', avg(value), sum(value)) AS value
+                    FROM north_star_daily
+                    WHERE $__dateFilter(day)
+                    GROUP BY team, north_star
+                    ORDER BY value DESC
+                    """
+                )
+            ],
+            x_field="team_metric",
+            horizontal=True,
+        ),
+        8,
+        9,
+    )
+    return board
