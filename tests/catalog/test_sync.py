@@ -21,6 +21,7 @@ from pipeline.catalog.errors import CatalogError
 from pipeline.catalog.sources import read_files
 from pipeline.catalog.store import CatalogStore, TeamCatalogBuilder
 from pipeline.catalog.teams import OPEN_END, UNOWNED, TeamCatalog
+from pipeline.cli import main as uptake
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.settings import Settings, SettingsError
@@ -356,3 +357,43 @@ def test_reload_without_restart_and_undeclared_capabilities(
     assert [(r[0], r[3]) for r in rows] == [("payments", 0), ("checkout", 0)]
     assert abs(rows[1][1] - reloaded_at) < timedelta(seconds=5)
     assert not catalogs.reload_now(), "unchanged files are not reloaded"
+
+
+# -- uptake catalog ------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_uptake_catalog_sync_and_show(
+    warehouse: Warehouse,
+    inprocess_warehouse_url: str,
+    catalog_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("UPTAKE_CLICKHOUSE_URL", inprocess_warehouse_url)
+    monkeypatch.setenv("UPTAKE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("UPTAKE_TEAM_CATALOG", str(catalog_dir / "teams"))
+    summary = (
+        "team_catalog: 22 teams (30 groups), 105 services, 184 users (322 rows, 0 retracted); "
+        "capability_catalog: 6 capabilities\n"
+    )
+
+    assert uptake(["catalog", "sync"]) == 0
+    assert capsys.readouterr().out.endswith(summary)
+    assert uptake(["catalog", "sync"]) == 0
+    assert capsys.readouterr().out.endswith(summary), "a second sync changes nothing"
+    assert warehouse.rows("SELECT count() FROM team_catalog FINAL") == [(322,)]
+
+    assert uptake(["catalog", "show", "--at", "2025-02-01", "--team", "risk"]) == 0
+    out = capsys.readouterr().out
+    assert "risk | engineering > product > " in out
+    assert "fraud-stream" in out  # risk owned it until the 2025-03-01 re-org
+    assert uptake(["catalog", "show", "--team", "risk"]) == 0
+    assert "fraud-stream" not in capsys.readouterr().out
+
+    path = catalog_dir / "teams" / "ownership.csv"
+    path.write_text(path.read_text() + "service,fraud-stream,risk,2025-13-01,\n")
+    assert uptake(["catalog", "sync"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: UPTAKE_TEAM_CATALOG: the catalog cannot be used: {path}:")
