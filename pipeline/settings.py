@@ -227,6 +227,14 @@ class Settings:
             "fault injection for tests and drills: fail this many ClickHouse inserts (-1: all)",
         ),
     )
+    chaos_fail_inserts_file: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_CHAOS_FAIL_INSERTS_FILE",
+            "fault injection for tests and drills: every ClickHouse insert fails while this "
+            "file exists (a warehouse outage switched on and off by creating and deleting it)",
+        ),
+    )
     chaos_kill_at: str = field(
         default="",
         metadata=_env(
