@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -74,6 +75,8 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
     if settings.chaos_fail_inserts:
         sink.fault = failing_inserts(settings.chaos_fail_inserts)
+    if settings.chaos_fail_inserts_file:
+        sink.fault = _chain(sink.fault, failing_while_exists(settings.chaos_fail_inserts_file))
     kill_switch = None
     if settings.chaos_kill_at:
         kill_switch = KillSwitch(settings.chaos_kill_at, settings.chaos_kill_after_batches)
@@ -151,6 +154,18 @@ def failing_inserts(count: int) -> Callable[[str], None]:
         raise ConnectionError(f"injected failure of the insert into {table} (chaos setting)")
 
     log.warning("fault injection: failing %s inserts", "all" if count < 0 else count)
+    return fault
+
+
+def failing_while_exists(path: str) -> Callable[[str], None]:
+    """A sink fault that fails every insert while the file `path` exists: a warehouse outage
+    a drill or a test switches on and off (the worker retries as it would for a real one)."""
+
+    def fault(table: str) -> None:
+        if os.path.exists(path):
+            raise ConnectionError(f"injected failure of the insert into {table} ({path} exists)")
+
+    log.warning("fault injection: inserts fail while %s exists", path)
     return fault
 
 
