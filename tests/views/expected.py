@@ -76,13 +76,13 @@ def _bucket_diff(got: dict[str, Any], want: Bucket) -> list[str]:
         out.append(f"first_seen {got['first_seen']} != {millis(want.first_seen)}")
     if int(got["last_seen"]) != millis(want.last_seen):
         out.append(f"last_seen {got['last_seen']} != {millis(want.last_seen)}")
-    for name, value in (
+    for name, total in (
         ("gpu_hours", want.gpu_hours),
         ("duration_s_sum", want.duration_s_sum),
         ("latency_ms_sum", sum(want.latencies)),
     ):
-        if not close(float(got[name]), value):
-            out.append(f"{name} {got[name]} != {value}")
+        if not close(float(got[name]), total):
+            out.append(f"{name} {got[name]} != {total}")
     if {k: int(v) for k, v in got["statuses"].items()} != dict(want.statuses):
         out.append(f"statuses {got['statuses']} != {dict(want.statuses)}")
     if {k: int(v) for k, v in got["outcome_count"].items()} != dict(want.outcome_count):
@@ -131,8 +131,8 @@ def deployments(truth: GroundTruth) -> dict[str, dict[str, Any]]:
     """Expected deployments rows by event_id."""
     out = {}
     for d in truth.deployments:
-        commits = sorted(_t(c["committed_at"]) for c in d.get("commits", []))  # type: ignore[type-var]
-        leads = [max(0.0, (d["at"] - c).total_seconds()) for c in commits]  # type: ignore[operator]
+        commits = sorted(datetime.fromisoformat(c["committed_at"]) for c in d.get("commits", []))
+        leads = [max(0.0, (d["at"] - c).total_seconds()) for c in commits]
         out[d["event_id"]] = {
             "deployment_id": d["deployment_id"],
             "team": d["team"],
@@ -141,7 +141,7 @@ def deployments(truth: GroundTruth) -> dict[str, dict[str, Any]]:
             "status": d["status"],
             "deployed_at": millis(d["at"]),
             "commits": len(commits),
-            "first_commit_at": millis(commits[0]) if commits else None,  # type: ignore[arg-type]
+            "first_commit_at": millis(commits[0]) if commits else None,
             "lead_time_s": max(leads) if leads else None,
             "lead_times": sorted(leads),
         }
