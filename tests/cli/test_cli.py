@@ -37,6 +37,8 @@ COMMANDS = [
     "bench",
     "collector",
     "backfill",
+    "dashboards",
+    "report",
     "catalog",
 ]
 BROKER_COMMANDS = ["start", "stop", "status"]
@@ -101,6 +103,8 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "collector": "run the HTTP collector: POST /v1/events with a bearer token -> Kafka",
         "backfill": "load old events from JSONL files (past the 7-day lateness limit)",
         "catalog": "load the team and capability catalogs into the warehouse, or show them",
+        "dashboards": "generate the Grafana dashboards (dashboards/*.json) from their Python code",
+        "report": "write a self-contained HTML report of adoption, impact and the ML platform",
     }
     assert set(helps) == set(COMMANDS)
     for name, help_ in helps.items():
