@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable
 
 import faust
-from prometheus_client import start_http_server
 
 from pipeline import metrics
 from pipeline.catalog.store import CatalogStore
@@ -21,10 +20,11 @@ from pipeline.simulate.produce import make_producer
 from pipeline.topics import ensure_topics
 from pipeline.warehouse.connection import connect
 from pipeline.warehouse.migrations import require_current
-from pipeline.worker.app import Progress, build_app
+from pipeline.worker.app import BatchSink, Progress, build_app
 from pipeline.worker.catalogs import WorkerCatalogs
 from pipeline.worker.chaos import KillSwitch
 from pipeline.worker.dead_letters import DeadLetterPublisher
+from pipeline.worker.health import Health, serve
 from pipeline.worker.sink import ClickHouseSink
 
 log = logging.getLogger("uptake.worker")
@@ -40,7 +40,13 @@ def tune_gc() -> None:
 def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> int:
     """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error."""
     _log_to_stderr(settings.log_level)
+    if settings.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
+        return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s)
     warehouse = connect(settings.warehouse_url)
+    if settings.clickhouse_cluster:
+        from pipeline.warehouse.cluster import use_cluster
+
+        use_cluster(warehouse, settings.clickhouse_cluster)
     require_current(warehouse)
     # Both catalogs before anything else: a broken catalog file stops the worker here.
     catalogs = WorkerCatalogs.load(
@@ -61,14 +67,9 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     metrics.set_build_info(warehouse.kind)
     observability = ObservabilitySettings.from_settings(settings)
     adoption = None
+    health = Health()
     if settings.metrics_port:
-        try:
-            start_http_server(settings.metrics_port, registry=metrics.REGISTRY)
-        except OSError as exc:
-            raise SettingsError(
-                f"cannot serve /metrics on port {settings.metrics_port} ({exc.strerror}): another "
-                "worker may be running; set UPTAKE_METRICS_PORT to a free port, or 0 to disable it"
-            ) from exc
+        _serve_metrics(settings, health)
         # Its own connection, read in the background: scrapes never query the warehouse.
         adoption = start_adoption_gauges(settings.warehouse_url, observability)
     dead_letters = DeadLetterPublisher(make_producer(settings.kafka_bootstrap), settings.dlq_topic)
@@ -91,6 +92,79 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         log.warning("negative control: the sink ignores its watermarks and will double count")
         sink.ignore_watermarks = True
 
+    try:
+        return _launch(
+            settings,
+            sink,
+            health,
+            target=redact_url(settings.warehouse_url),
+            exit_when_idle_s=exit_when_idle_s,
+            kill_switch=kill_switch,
+            catalogs=catalogs,
+        )
+    finally:
+        if adoption is not None:
+            adoption.stop()
+
+
+def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None) -> int:
+    """UPTAKE_WRITER=kafka: decode and pseudonymise, publish to the writer topic, commit.
+
+    No warehouse here (pipeline/worker/remote.py): `uptake writer` checks the schema, resolves
+    teams and inserts; the adoption lifecycle and gauges are not run by these workers.
+    """
+    from dataclasses import replace
+
+    from pipeline.worker.remote import publisher_for
+
+    ensure_topics(
+        settings.kafka_bootstrap,
+        {
+            settings.events_topic: settings.topic_partitions,
+            settings.backfill_topic: settings.topic_partitions,
+        },
+    )
+    settings.home.mkdir(parents=True, exist_ok=True)  # faust's folder; no warehouse makes it
+    sink = publisher_for(settings.kafka_bootstrap, settings.writer_topic)
+    metrics.set_build_info("none")
+    health = Health()
+    if settings.metrics_port:
+        _serve_metrics(settings, health)
+    kill_switch = None
+    if settings.chaos_kill_at:
+        kill_switch = KillSwitch(settings.chaos_kill_at, settings.chaos_kill_after_batches)
+        sink.inserted = kill_switch.after_insert  # after_insert: published, not committed
+    return _launch(
+        replace(settings, lifecycle_enabled=False),
+        sink,
+        health,
+        target=f"writer topic {settings.writer_topic}",
+        exit_when_idle_s=exit_when_idle_s,
+        kill_switch=kill_switch,
+    )
+
+
+def _serve_metrics(settings: Settings, health: Health) -> None:
+    try:
+        serve(settings.metrics_port, health, metrics.REGISTRY)
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot serve /metrics on port {settings.metrics_port} ({exc.strerror}): another "
+            "worker may be running; set UPTAKE_METRICS_PORT to a free port, or 0 to disable it"
+        ) from exc
+
+
+def _launch(
+    settings: Settings,
+    sink: BatchSink,
+    health: Health,
+    *,
+    target: str,
+    exit_when_idle_s: float | None,
+    kill_switch: KillSwitch | None = None,
+    catalogs: WorkerCatalogs | None = None,
+) -> int:
+    """Build the faust app around `sink` and run it until it stops; returns the exit code."""
     progress = Progress()
     app = build_app(
         settings,
@@ -100,10 +174,14 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         kill_switch=kill_switch,
         catalogs=catalogs,
     )
+
+    @app.timer(1.0)
+    async def heartbeat() -> None:  # /healthz and /readyz (pipeline/worker/health.py)
+        health.beat(writing=progress.in_flight)
+
     print(
         f"worker: {settings.kafka_bootstrap} topics {settings.events_topic}, "
-        f"{settings.backfill_topic} -> "
-        f"{redact_url(settings.warehouse_url)}"
+        f"{settings.backfill_topic} -> {target}"
         + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
         file=sys.stderr,
         flush=True,
@@ -125,9 +203,6 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = int(exc.code or 0)
-    finally:
-        if adoption is not None:
-            adoption.stop()
     print(f"worker stopped: {progress.line()}", file=sys.stderr, flush=True)
     return code
 
