@@ -10,7 +10,15 @@ from pathlib import Path
 
 import msgspec
 
-from pipeline.cli.argtypes import at_most, days, positive_int, seconds
+from pipeline.cli.argtypes import (
+    at_most,
+    days,
+    duration,
+    fraction,
+    positive_float,
+    positive_int,
+    seconds,
+)
 from pipeline.settings import Settings
 
 team_count = at_most(20, "teams: the synthetic organisation has")
@@ -50,6 +58,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         default=None,
         help="write the ground truth (counts per team and event type) to this JSON file",
+    )
+    # Ground-truth knobs of the scenario (pipeline/simulate/org.py Scenario; docs/analysts.md).
+    cmd.add_argument(
+        "--lead-time-factor",
+        type=positive_float,
+        default=0.5,
+        help="adopting deploy-pipeline multiplies a team's lead time by this (default 0.5)",
+    )
+    cmd.add_argument(
+        "--change-failure-factor",
+        type=positive_float,
+        default=0.6,
+        help="... and its change failure rate by this (default 0.6)",
+    )
+    cmd.add_argument(
+        "--restore-factor",
+        type=positive_float,
+        default=0.7,
+        help="adopting incident-response multiplies time to restore by this (default 0.7)",
+    )
+    cmd.add_argument(
+        "--flat",
+        action="store_true",
+        help="no scenario: teams deploy and have incidents only after adopting the platform's "
+        "capabilities (the stream the pipeline tests use)",
     )
     cmd.set_defaults(func=_simulate)
 
@@ -140,11 +173,71 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cmd.set_defaults(func=_bench)
 
+    cmd = subparsers.add_parser(
+        "soak",
+        help="sustained load at a fraction of the measured throughput, then a burst; a verdict",
+        description=(
+            "Calibrate the pipeline's throughput on this machine (the worker drains a backlog), "
+            "send a fraction of it for --duration while sampling worker RSS, CPU and consumer "
+            "lag, then send a burst of --burst x rate x --burst-seconds events on top, and "
+            "measure how long it takes to drain. Afterwards the warehouse is compared with what "
+            "was sent. Progress to stderr, one JSON line to stdout; exits 1 if the verdict "
+            "fails. Uses its own warehouse ($UPTAKE_HOME/soak, replaced at every run) unless "
+            "--warehouse is given. Needs a broker."
+        ),
+    )
+    cmd.add_argument(
+        "--duration", type=duration, default=300.0, help="sustained phase: 90s, 5m (default 5m)"
+    )
+    cmd.add_argument(
+        "--rate-fraction",
+        type=fraction,
+        default=0.8,
+        help="sustained rate as a fraction of the calibrated throughput (default 0.8)",
+    )
+    cmd.add_argument(
+        "--rate",
+        type=positive_int,
+        default=None,
+        help="sustained rate in events/s instead of calibrating",
+    )
+    cmd.add_argument(
+        "--burst", type=positive_float, default=10.0, help="burst as a multiple of the rate (10)"
+    )
+    cmd.add_argument(
+        "--burst-seconds",
+        type=seconds,
+        default=5.0,
+        help="burst length at that multiple: its volume is burst x rate x seconds (default 5)",
+    )
+    cmd.add_argument(
+        "--keep-load",
+        action="store_true",
+        help="keep the sustained load running during the burst (drained: lag back within the "
+        "bound); default: the load stops and drained means everything is written",
+    )
+    cmd.add_argument(
+        "--sample-every", type=seconds, default=5.0, help="seconds between samples (default 5)"
+    )
+    cmd.add_argument(
+        "--lag-bound",
+        type=seconds,
+        default=10.0,
+        help="sustained lag allowed, in seconds of the rate (default 10)",
+    )
+    cmd.add_argument(
+        "--warehouse",
+        default=None,
+        metavar="URL",
+        help="warehouse URL for the soak (default chdb://$UPTAKE_HOME/soak/warehouse)",
+    )
+    cmd.set_defaults(func=_soak)
+
 
 def _simulate(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from pipeline.simulate.org import GroundTruth, Organisation, generate
+    from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
     from pipeline.simulate.produce import ProgressLine, make_producer, produce
     from pipeline.topics import ensure_topics
 
@@ -153,7 +246,16 @@ def _simulate(args: argparse.Namespace) -> int:
     ensure_topics(settings.kafka_bootstrap, {settings.events_topic: settings.topic_partitions})
     org = Organisation.synthetic(args.seed, teams=args.teams)
     truth = GroundTruth()
-    events = generate(org, total, args.seed, window=timedelta(days=args.days), truth=truth)
+    scenario = None
+    if not getattr(args, "flat", False):
+        scenario = Scenario(
+            lead_time_factor=getattr(args, "lead_time_factor", 0.5),
+            change_failure_factor=getattr(args, "change_failure_factor", 0.6),
+            restore_factor=getattr(args, "restore_factor", 0.7),
+        )
+    events = generate(
+        org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
+    )
     producer = make_producer(settings.kafka_bootstrap)
     deadline = time.monotonic() + args.duration if args.duration else None
     progress = ProgressLine("simulate: events sent", None if args.duration else total)
@@ -198,6 +300,22 @@ def _writer(args: argparse.Namespace) -> int:
     from pipeline.writer import run_writer
 
     return run_writer(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from pipeline.soak import SoakConfig, main
+
+    config = SoakConfig(
+        duration_s=args.duration,
+        rate_fraction=args.rate_fraction,
+        rate=args.rate,
+        burst=args.burst,
+        burst_s=args.burst_seconds,
+        keep_load=args.keep_load,
+        sample_every_s=args.sample_every,
+        lag_bound_s=args.lag_bound,
+    )
+    return main(config, args.warehouse)
 
 
 def _bench(args: argparse.Namespace) -> int:
