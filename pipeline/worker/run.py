@@ -124,7 +124,6 @@ def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None
             settings.backfill_topic: settings.topic_partitions,
         },
     )
-    settings.home.mkdir(parents=True, exist_ok=True)  # faust's folder; no warehouse makes it
     sink = publisher_for(settings.kafka_bootstrap, settings.writer_topic)
     metrics.set_build_info("none")
     health = Health()
@@ -133,7 +132,6 @@ def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None
     kill_switch = None
     if settings.chaos_kill_at:
         kill_switch = KillSwitch(settings.chaos_kill_at, settings.chaos_kill_after_batches)
-        sink.inserted = kill_switch.after_insert  # after_insert: published, not committed
     return _launch(
         replace(settings, lifecycle_enabled=False),
         sink,
@@ -165,6 +163,9 @@ def _launch(
     catalogs: WorkerCatalogs | None = None,
 ) -> int:
     """Build the faust app around `sink` and run it until it stops; returns the exit code."""
+    # faust's folder is <home>/faust: nothing else creates <home> when the pseudonym key is set
+    # and the warehouse is a server (or another process's).
+    settings.home.mkdir(parents=True, exist_ok=True)
     progress = Progress()
     app = build_app(
         settings,
