@@ -60,7 +60,8 @@ SNAPSHOT_QUERIES = {
     **{
         rollup: (
             "SELECT event_type, capability, team, bucket, sum(events), uniqExactMerge(users), "
-            "sum(errors), min(first_seen), max(last_seen), round(sum(gpu_hours), 6), sum(durations) "
+            "sum(errors), min(first_seen), max(last_seen), round(sum(gpu_hours), 6), "
+            "sum(durations) "
             f"FROM {rollup} GROUP BY ALL ORDER BY ALL"
         )
         for rollup in ("usage_minute", "usage_hour", "usage_day")
