@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint unit reliability bench broker-start broker-stop clean help system-deps dashboards
+.PHONY: demo test lint unit reliability bench soak broker-start broker-stop clean help system-deps dashboards
 .DEFAULT_GOAL := help
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make unit    only the tests that need no services"
 	@echo "make reliability  the fault suite with soak-sized iteration counts"
 	@echo "make bench   uptake bench: pipeline throughput vs a raw baseline, one JSON line"
+	@echo "make soak    uptake soak: 5 min at 80 % of the calibrated throughput, a 10x burst, a verdict"
 	@echo "make lint    ruff and mypy"
 	@echo "make dashboards  regenerate dashboards/*.json from pipeline/dashboards/"
 	@echo "make clean   remove the virtualenv and local state (.uptake/)"
@@ -72,6 +73,12 @@ dashboards: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/uptake broker start
 	$(BIN)/uptake bench
+
+# Sustained load, RSS and lag samples, a burst, lost/double counted (docs/reliability.md).
+# UPTAKE_SOAK_DURATION=30m make soak for a longer one.
+soak: $(STAMP)
+	$(BIN)/uptake broker start
+	$(BIN)/uptake soak --duration $${UPTAKE_SOAK_DURATION:-5m} --sample-every 10
 
 broker-start: $(STAMP)
 	$(BIN)/uptake broker start

@@ -222,8 +222,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument(
         "--lag-bound",
         type=seconds,
-        default=10.0,
-        help="sustained lag allowed, in seconds of the rate (default 10)",
+        default=0.0,
+        help="sustained lag allowed, in seconds of the rate (default: 3 x the flush interval / "
+        "(1 - rate fraction), 15 s at 0.8)",
+    )
+    cmd.add_argument(
+        "--calibration-seconds",
+        type=seconds,
+        default=20.0,
+        help="calibration: seconds the worker runs flat out beside the producer (default 20)",
     )
     cmd.add_argument(
         "--warehouse",
@@ -314,6 +321,7 @@ def _soak(args: argparse.Namespace) -> int:
         keep_load=args.keep_load,
         sample_every_s=args.sample_every,
         lag_bound_s=args.lag_bound,
+        calibration_s=args.calibration_seconds,
     )
     return main(config, args.warehouse)
 
