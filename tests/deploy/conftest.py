@@ -17,7 +17,9 @@ DEPLOY = REPO / "deploy"
 COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
-_DEFAULT = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}")
+_DEFAULT = re.compile(
+    r"\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}|\$(?P<bare>[A-Z_][A-Z0-9_]*)"
+)
 
 
 def setting_variables() -> set[str]:
@@ -26,10 +28,13 @@ def setting_variables() -> set[str]:
 
 
 def interpolate(value: str, environ: dict[str, str] | None = None) -> str:
-    """Compose-style `${VAR:-default}` with the defaults the file gives (or `environ`)."""
+    """`${VAR:-default}` (compose) and `$VAR` (Grafana provisioning) from `environ`, else the
+    default the file gives."""
     env = environ or {}
 
     def one(match: re.Match[str]) -> str:
+        if match["bare"]:  # $VAR, as Grafana's provisioning files write it
+            return env.get(match["bare"], "")
         return env.get(match["name"], match["default"] or "")
 
     return _DEFAULT.sub(one, value)

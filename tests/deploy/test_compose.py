@@ -263,8 +263,9 @@ def _provisioning(services: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 def test_grafana_installs_the_clickhouse_plugin_pinned(services: dict[str, Any]) -> None:
     env = environment(services["grafana"])
-    plugins = env.get("GF_PLUGINS_PREINSTALL_SYNC") or env.get("GF_PLUGINS_PREINSTALL", "")
-    ids = dict(p.split("@")[:2] for p in plugins.split(",") if "@" in p)
+    plugins = env.get("GF_INSTALL_PLUGINS") or env.get("GF_PLUGINS_PREINSTALL_SYNC", "")
+    # "id version" (GF_INSTALL_PLUGINS) or "id@version" (GF_PLUGINS_PREINSTALL_SYNC)
+    ids = dict(re.split(r"[ @]", p.strip())[:2] for p in plugins.split(",") if p.strip())
     assert re.fullmatch(r"\d+\.\d+\.\d+", ids.get("grafana-clickhouse-datasource", "")), plugins
 
 
@@ -288,10 +289,13 @@ def test_grafana_datasources_point_at_the_stack(services: dict[str, Any]) -> Non
                 protocol = data.get("protocol", "native")
                 assert host == "clickhouse", source
                 assert int(data["port"]) == CLICKHOUSE_PORTS[protocol], source
-                user = data.get("username", "default")
-                assert user in ("grafana", clickhouse_env["CLICKHOUSE_USER"]), source
-                if user == "grafana":
-                    assert secure.get("password") == clickhouse_env["CLICKHOUSE_GRAFANA_PASSWORD"]
+                assert data["username"] == "grafana", "Grafana must use the read-only user"
+                assert secure["password"] == clickhouse_env["UPTAKE_GRAFANA_CLICKHOUSE_PASSWORD"]
+                assert data["defaultDatabase"] == clickhouse_env["CLICKHOUSE_DB"]
+                users = host_path(
+                    services["clickhouse"], "/etc/clickhouse-server/users.d/grafana-readonly.xml"
+                )
+                assert users is not None and "<grafana>" in users.read_text()
             elif source["type"] == "prometheus":
                 url = urlsplit(interpolate(source["url"], grafana_env))
                 port = _prometheus_port(services["prometheus"])
@@ -305,7 +309,8 @@ def test_grafana_dashboard_providers_load_the_shipped_dashboards(
     seen = 0
     for document in _provisioning(services, "dashboards"):
         for provider in document.get("providers", []):
-            folder = host_path(services["grafana"], provider["options"]["path"])
+            path = interpolate(provider["options"]["path"], environment(services["grafana"]))
+            folder = host_path(services["grafana"], path)
             assert folder is not None and folder.is_dir(), provider
             dashboards = list(folder.rglob("*.json"))
             assert dashboards, f"{folder} holds no dashboard"
