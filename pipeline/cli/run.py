@@ -100,7 +100,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=seconds,
         default=None,
         metavar="SECONDS",
-        help="stop after no new events arrived for this long (for batch runs and demos)",
+        help=(
+            "stop once caught up (no lag on its partitions) and no new events arrived for this "
+            "long (for batch runs and demos)"
+        ),
     )
     cmd.set_defaults(func=_worker)
 

@@ -4,9 +4,11 @@ Kill points (pipeline/worker/chaos.py): before an insert, in the middle of a bat
 written, rejects not), and after every insert but before the offset commit. Each iteration
 starts a worker that finishes a few batches, then dies by SIGKILL at the next batch; the last
 worker runs until the topic is drained. Afterwards every table must equal the ground truth: the
-events per team and event type, the rejects per reason, and no event id twice. The negative
-control runs one after-insert kill with the sink's watermarks switched off and shows the same
-comparison catches the double count.
+events per team and event type, the rejects per reason, no event id twice, every rollup
+(usage_minute, usage_hour, usage_day: every field of every bucket) and every fact table
+(deployments, model_trainings, incidents: rows per team, before any merge). The negative control
+runs one after-insert kill with the sink's dedup switched off and shows the same comparison
+catches the double count, in `events` and in the rollups.
 
 Iterations: UPTAKE_RELIABILITY_KILLS (default 6, two per kill point) — a longer soak is
 `UPTAKE_RELIABILITY_KILLS=60 make reliability`.
@@ -23,9 +25,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline.simulate.org import GroundTruth, Organisation, generate
+from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
 from pipeline.simulate.produce import make_producer
 from tests.conftest import Pipeline
+from tests.views.expected import ROLLUP_SQL, rollup_diff
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -35,8 +38,9 @@ BAD_EVERY = 7  # one message in seven is garbage, so batches carry rejects too
 
 def produce_with_rejects(pipeline_env: Pipeline, events: int, seed: int) -> tuple[GroundTruth, int]:
     """Valid simulated events in small messages, with a not-JSON message every BAD_EVERY."""
-    truth = GroundTruth()
-    generated = list(generate(Organisation.synthetic(seed, teams=6), events, seed, truth=truth))
+    truth = GroundTruth(detailed=True)
+    org = Organisation.synthetic(seed, teams=6)
+    generated = list(generate(org, events, seed, truth=truth, scenario=Scenario()))
     producer = make_producer(pipeline_env.env["KAFKA_BOOTSTRAP_SERVERS"])
     topic = pipeline_env.env["UPTAKE_EVENTS_TOPIC"]
     bad = 0
@@ -73,6 +77,27 @@ def diff_with_truth(pipeline_env: Pipeline, truth: GroundTruth, bad: int) -> dic
         diff["duplicate_event_ids"] = True
     if (int(rejects["n"]), int(rejects["k"])) != (bad, bad):
         diff["rejects"] = {"stored": int(rejects["n"]), "distinct": int(rejects["k"]), "sent": bad}
+    for grain in ("minute", "hour", "day"):
+        table = f"usage_{grain}"
+        problems = rollup_diff(
+            pipeline_env.rows(ROLLUP_SQL.format(table=table, where="")), truth.rollup(grain)
+        )
+        if problems:
+            diff[table] = {"differences": len(problems), "first": problems[:5]}
+    for table, facts in (
+        ("deployments", truth.deployments),
+        ("model_trainings", truth.trainings),
+        ("incidents", truth.incidents),
+    ):
+        # No FINAL: a row inserted twice would show before any merge folds it.
+        stored_rows = Counter(
+            {
+                str(r["team"]): int(r["n"])
+                for r in pipeline_env.rows(f"SELECT team, count() AS n FROM {table} GROUP BY team")
+            }
+        )
+        if stored_rows != Counter(str(f["team"]) for f in facts):
+            diff[table] = {"stored": dict(stored_rows), "sent": len(facts)}
     return diff
 
 
@@ -135,4 +160,5 @@ def test_negative_control_without_watermarks_the_same_check_finds_double_counts(
     drain(small_batches)
     diff = diff_with_truth(small_batches, truth, bad)
     assert "double_counted" in diff, diff
+    assert "usage_day" in diff, diff  # the rollups see the double count too
     assert "lost" not in diff
