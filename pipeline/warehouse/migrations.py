@@ -125,11 +125,14 @@ def _runner(warehouse: Warehouse, known: list[Migration], cluster: str) -> Calla
         return warehouse.command
     from pipeline.warehouse.cluster import ClusterDDL, use_cluster
 
-    use_cluster(warehouse, cluster, create_database=True)
     ddl = ClusterDDL(cluster, warehouse.database)
     ddl.learn([LEDGER_DDL])
     for migration in known:
         ddl.learn(migration.statements())
+    for migration in known:  # a statement the rewrite cannot handle stops us before any DDL
+        for statement in migration.statements():
+            ddl.transform(statement)
+    use_cluster(warehouse, cluster, create_database=True)
 
     def run(statement: str) -> None:
         for rewritten in ddl.transform(statement):

@@ -61,6 +61,7 @@ class BatchSink(Protocol):
     def stop(self) -> None: ...
 
     def forget_watermarks(self) -> None: ...
+REVOKE_WAIT_S = 30.0  # how long a revoke waits for the batch being written (< rebalance timeout)
 LAG_SAMPLE_INTERVAL_S = 5.0  # uptake_consumer_lag_messages: one ListOffsets request per sample
 
 
@@ -313,6 +314,13 @@ def build_app(
         await lag.sample()
 
     async def forget(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Let a batch being written land before the partitions go: the group waits for every
+        # member to rejoin, so the next owner reads the watermarks after this write and skips
+        # it (docs/guarantees.md, scale-out). Bounded: a write still failing then is abandoned
+        # uncommitted, as at shutdown.
+        deadline = time.monotonic() + REVOKE_WAIT_S
+        while progress.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         # Another worker may write these partitions next: re-read watermarks when they return.
         sink.forget_watermarks()
 
