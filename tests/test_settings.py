@@ -80,7 +80,7 @@ def test_each_variable_is_parsed_to_the_field_type(
 def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
     """Settings added later get at least a generic check: a valid value keeps the type."""
     samples = {int: "3", float: "2.5", str: "text"}
-    choices = {"chaos_kill_at": "mid_batch"}  # fields with a closed set of values
+    choices = {"chaos_kill_at": "mid_batch", "writer": "kafka"}  # closed sets of values
     covered = {name for _, _, name, _ in EXPLICIT}
     for name, f in FIELDS.items():
         if name in covered:
@@ -94,6 +94,12 @@ def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
 def test_an_unknown_kill_point_is_refused_with_the_choices() -> None:
     with pytest.raises(SettingsError, match="before_insert, mid_batch, after_insert"):
         Settings.from_env({"UPTAKE_CHAOS_KILL_AT": "sometimes"})
+
+
+def test_an_unknown_writer_is_refused_with_the_choices() -> None:
+    with pytest.raises(SettingsError, match="UPTAKE_WRITER must be one of direct, kafka"):
+        Settings.from_env({"UPTAKE_WRITER": "clickhouse"})
+    assert Settings.from_env({}).writer == "direct"
 
 
 def test_an_empty_variable_means_the_default() -> None:
