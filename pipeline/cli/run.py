@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -130,9 +131,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "demo",
         help="the whole pipeline once: broker, migrate, simulate, worker, summary",
         description=(
-            "Start the local broker if none answers, migrate the warehouse, send simulated "
-            "events, run the worker until it has written them all, then print a per-team "
-            "adoption summary. Safe to run again: new events are added to the warehouse."
+            "Start the local broker if none answers, migrate the warehouse, send eight weeks of "
+            "simulated events of a scenario organisation (teams adopt capabilities; adopting "
+            "the deploy pipeline halves lead time), run the worker until it has written them "
+            "all, then print the adoption funnel per capability, DORA before vs after adoption "
+            "and per-team usage, and write the HTML report to $UPTAKE_HOME/report.html. Safe to "
+            "run again: new events are added to the warehouse."
         ),
     )
     cmd.add_argument(
@@ -362,8 +366,15 @@ def _demo(args: argparse.Namespace) -> int:
     if migrated.returncode:
         return migrated.returncode
     step("worker")
+    # The demo sends DEMO_DAYS of history; the live lateness limit (7 days) would reject most
+    # of it, so this worker accepts events as old as the demo's window.
+    worker_env = dict(os.environ)
+    history_s = (DEMO_DAYS + 2) * 86_400
+    if settings.max_lateness_s < history_s:
+        worker_env["UPTAKE_MAX_LATENESS_S"] = str(history_s)
     worker = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "worker", "--exit-when-idle", "8"],
+        env=worker_env,
     )
     try:
         step(f"simulate {args.events:,} events (seed {seed})")
@@ -373,7 +384,7 @@ def _demo(args: argparse.Namespace) -> int:
                 duration=None,
                 seed=seed,
                 teams=12,
-                days=6.0,
+                days=float(DEMO_DAYS),
                 per_message=100,
                 truth=None,
             )
@@ -389,16 +400,53 @@ def _demo(args: argparse.Namespace) -> int:
     if code:
         print(f"error: the worker exited with status {code}", file=sys.stderr)
         return code
-    step("adoption summary")
+    report = settings.home / "report.html"
+    step("HTML report")
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "report", "--output", str(report)], check=False
+    )
     with opened(settings.warehouse_url) as warehouse:
-        names, rows = warehouse.query(SUMMARY_SQL)
-        print(format_table(names, rows))
+        for title, sql in DEMO_SUMMARIES:
+            step(title)
+            names, rows = warehouse.query(sql)
+            print(format_table(names, rows))
         totals = warehouse.rows(
             "SELECT (SELECT count() FROM events), (SELECT count() FROM rejected_events)"
         )[0]
     print(f"\n{totals[0]:,} events in the warehouse, {totals[1]:,} rejected.")
-    print(NEXT_STEPS.format(url=settings.warehouse_url))
+    print(NEXT_STEPS.format(url=settings.warehouse_url, report=report))
     return 0
+
+
+DEMO_DAYS = 56
+
+ADOPTION_SQL = """
+SELECT
+    f.capability AS capability,
+    f.teams_used AS teams_using,
+    f.teams_activated AS activated,
+    f.teams_active_7d AS active_7d,
+    f.teams_churned_now AS churned,
+    t.targets AS target_teams
+FROM adoption_funnel AS f
+LEFT JOIN (SELECT capability, targets FROM capability_targets) AS t USING (capability)
+ORDER BY teams_using DESC, capability
+"""
+
+IMPACT_SQL = """
+SELECT
+    capability,
+    teams,
+    round(lead_time_median_s_before / 3600, 1) AS lead_time_h_before,
+    round(lead_time_median_s_after / 3600, 1) AS lead_time_h_after,
+    round(change_failure_rate_before, 3) AS change_failure_before,
+    round(change_failure_rate_after, 3) AS change_failure_after,
+    round(time_to_restore_median_s_before / 3600, 1) AS restore_h_before,
+    round(time_to_restore_median_s_after / 3600, 1) AS restore_h_after
+FROM impact_summary
+WHERE capability IN ('deploy-pipeline', 'incident-response')
+ORDER BY capability
+"""
 
 
 SUMMARY_SQL = """
@@ -416,13 +464,20 @@ GROUP BY team
 ORDER BY count() DESC
 """
 
+DEMO_SUMMARIES = (
+    ("adoption per capability (lifecycle: docs/lifecycle.md)", ADOPTION_SQL),
+    ("delivery before vs after adoption (DORA, docs/analysts.md)", IMPACT_SQL),
+    ("usage per team", SUMMARY_SQL),
+)
+
 NEXT_STEPS = """
 Where to look next:
   uptake query "SELECT capability, uniqExact(team) AS teams FROM events GROUP BY capability"
   uptake query "SELECT reason, count() FROM rejected_events GROUP BY reason"
   uptake worker            keep consuming (metrics on http://127.0.0.1:9464/metrics)
   uptake settings          every setting and its environment variable
-The warehouse is {url}; README.md explains the tables."""
+  open {report}   the charts (uptake report --help)
+The warehouse is {url}; docs/analysts.md explains the tables and views."""
 
 
 class _Steps:
