@@ -22,7 +22,8 @@ worker`), so that its memory and CPU are its own:
 4. the worker finishes the topic and stops (SIGTERM); the warehouse is compared with what the
    producers sent and Kafka acknowledged: events per (reported team, event type), no event id
    twice, rejected events per (reason, event type) with distinct source coordinates, and one
-   row inserted by the worker per event and per rejection.
+   row inserted by the worker per event and per rejection. The soak's topics, gigabytes after
+   a few minutes, are deleted at the end.
 
 The verdict (`judge`) passes when nothing is lost or double counted, the worker exited 0, the
 producer kept the rate, the sustained lag stayed within `lag_bound_for` (unless given), the RSS
@@ -725,7 +726,26 @@ def run_soak(config: SoakConfig, warehouse_url: str | None = None) -> dict[str, 
         if run.worker is not None and run.worker.poll() is None:
             run.stop_worker()
         lag.close()
+        _delete_topics(settings.kafka_bootstrap, [run.topic, f"{run.topic}.dlq"])
     return report
+
+
+def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    """The soak's topics hold gigabytes after a few minutes: delete them (best effort)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-soak")
+    except KafkaError as exc:
+        _say(f"could not delete the topics {topics}: {exc}")
+        return
+    try:
+        admin.delete_topics(topics, timeout_ms=30_000)
+    except KafkaError as exc:
+        _say(f"could not delete the topics {topics}: {exc}")
+    finally:
+        admin.close()
 
 
 def _phases(
@@ -784,6 +804,12 @@ def _phases(
     burst_result = burst.result()
     truths.append(burst_result)
     burst_started, burst_finished = burst.started_at.value, burst.finished_at.value
+    sent_in = max(burst_finished - burst_started, 1e-9)
+    _say(
+        f"burst: {burst_result['events']:,} events sent in {sent_in:.1f} s "
+        f"({burst_result['events'] / sent_in:,.0f}/s, {burst_result['events'] / sent_in / rate:.1f}"
+        " x the rate)"
+    )
     # Drained: everything committed; under continued load, back within the sustained bound.
     target = lag_bound if config.keep_load else 0
     drained_at: float | None = None
