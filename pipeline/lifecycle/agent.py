@@ -43,7 +43,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from pipeline.lifecycle.activity import ActivityPublisher
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
-from pipeline.lifecycle.retry import until_done
+from pipeline.lifecycle.retry import LifecycleStopped, until_done
 from pipeline.lifecycle.rules import Rules
 from pipeline.settings import Settings
 from pipeline.simulate.produce import make_producer
@@ -130,7 +130,39 @@ class TableStore:
     def take_queued(self) -> list[tuple[int, bytes, bytes]]:
         """The changelog records to send: the current value of every key written since."""
         queued, self._queued = self._queued, {}
-        return [(partition, key, self.table.data[key]) for key, partition in queued.items()]
+        values = [(partition, key, self.table.data.get(key)) for key, partition in queued.items()]
+        return [(partition, key, bytes(value)) for partition, key, value in values if value]
+
+
+class Assignment(Protocol):
+    """What the runner needs to know about the consumer group (faust's app in the worker)."""
+
+    def generation(self) -> int:
+        """A number that changes whenever a rebalance starts."""
+        ...
+
+    def settled(self) -> bool:
+        """No rebalance in progress: the table holds what its changelog recovered."""
+        ...
+
+    def owned(self) -> set[int]:
+        """The partitions of the activity topic this worker owns now."""
+        ...
+
+
+class FaustAssignment:
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+
+    def generation(self) -> int:
+        return int(self.app.rebalancing_count)
+
+    def settled(self) -> bool:
+        return not self.app.rebalancing
+
+    def owned(self) -> set[int]:
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.topic}
 
 
 class LifecycleRunner:
@@ -144,6 +176,7 @@ class LifecycleRunner:
         outputs: LifecycleOutputs,
         kafka: KafkaWrites,
         stopping: threading.Event,
+        assignment: Assignment,
         *,
         on_batch: Callable[[], None] | None = None,
         kill_at: str = "",
@@ -155,10 +188,14 @@ class LifecycleRunner:
         self.outputs = outputs
         self.kafka = kafka
         self.stopping = stopping
+        self.assignment = assignment
         self.on_batch = on_batch
         self.kill_at = kill_at
         self.kill_after_batches = kill_after_batches
         self.batches = 0
+        self.records = 0
+        self.milestones = 0
+        self.last_report = 0.0
         self.checked: set[int] = set()  # partitions whose leftover outboxes were looked for
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-lifecycle")
 
@@ -193,6 +230,33 @@ class LifecycleRunner:
                 by_partition[event.message.partition].append(decode_record(event.value))
             except Exception as exc:  # only Uptake writes this topic: a bug, not input
                 log.error("skipping an undecodable activity record: %s", exc)
+        while True:
+            # A rebalance (a broker restart, a worker joining) makes faust recover the table from
+            # its changelog, possibly under a batch in flight (the app does not wait for streams
+            # to drain): the batch's reads and writes may then mix two states. The records are
+            # idempotent and the outbox lives in the state, so the batch is simply applied again
+            # to the recovered state.
+            await self._until_settled()
+            generation = self.assignment.generation()
+            owned = self.assignment.owned()
+            await self._apply({p: records for p, records in by_partition.items() if p in owned})
+            if self.assignment.generation() == generation and self.assignment.settled():
+                return
+            log.warning("a rebalance during a lifecycle batch: applying it again")
+            self.checked.clear()
+
+    async def _until_settled(self) -> None:
+        started = time.monotonic()
+        warned = False
+        while not self.assignment.settled():
+            if self.stopping.is_set():
+                raise LifecycleStopped("stopping while the consumer group rebalances")
+            if not warned and time.monotonic() - started > 5:
+                log.warning("a lifecycle batch waits for the consumer group's rebalance to end")
+                warned = True
+            await asyncio.sleep(0.1)
+
+    async def _apply(self, by_partition: dict[int, list[Record]]) -> None:
         keys: list[bytes] = []
         for partition, records in sorted(by_partition.items()):
             if partition not in self.checked:
@@ -214,6 +278,18 @@ class LifecycleRunner:
         self._maybe_kill("after_emit")
         self.engine.confirm(keys)
         await self._flush_changelog()
+        self.records += sum(len(records) for records in by_partition.values())
+        self.milestones += len(emission.milestones)
+        now = time.monotonic()
+        if now - self.last_report >= 5.0:
+            self.last_report = now
+            log.info(
+                "lifecycle: %s activity records, %s milestone rows written (retractions "
+                "included) in %s batches",
+                f"{self.records:,}",
+                f"{self.milestones:,}",
+                f"{self.batches:,}",
+            )
 
     async def _flush_changelog(self) -> None:
         records = self.store.take_queued()
@@ -285,6 +361,7 @@ def attach(
         outputs,
         kafka,
         stopping,
+        FaustAssignment(app, config.activity_topic),
         on_batch=progressed,
         kill_at=KILL_POINTS.get(settings.chaos_kill_at, ""),
         kill_after_batches=settings.chaos_kill_after_batches,
@@ -308,17 +385,68 @@ def attach(
     async def revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         runner.forget_partitions()
 
+    source_topics = {settings.events_topic, settings.backfill_topic, config.activity_topic}
+
+    async def recovered(app: faust.App, **kwargs: Any) -> None:
+        await commit_start_offsets(
+            app, settings.kafka_bootstrap, settings.consumer_group, source_topics
+        )
+
     async def stopping_soon(app: faust.App, **kwargs: Any) -> None:
         stopping.set()
 
     # faust's signal typing wants a `signal` keyword parameter that it passes in **kwargs.
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
+    app.on_rebalance_complete.connect(recovered)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(stopping_soon)  # type: ignore[arg-type]
     publisher = ActivityPublisher(
         lambda: make_producer(settings.kafka_bootstrap), config.activity_topic, stopping
     )
     log.debug("lifecycle attached: %s -> %s", config.activity_topic, config.milestones_topic)
     return publisher
+
+
+async def commit_start_offsets(
+    app: faust.App, bootstrap: str, group: str, topics: set[str]
+) -> None:
+    """Give every assigned source partition a committed offset before faust seeks to them.
+
+    faust-streaming 0.15.3 with a table: while the table recovers from its changelog, aiokafka
+    also fetches the (paused) source partitions and faust drops those records; after recovery
+    faust seeks each source partition back to its committed offset — but a partition with no
+    committed offset yet keeps its advanced position, so the records fetched during recovery
+    are skipped until the next restart (seen: a worker restarted after a SIGKILL that never
+    consumed two of four partitions). `on_rebalance_complete` runs after the recovery and
+    before that seek: committing the earliest offset of such a partition (what
+    `consumer_auto_offset_reset="earliest"` starts from anyway) makes the seek rewind it.
+    """
+    consumer = app.consumer
+    assigned = [tp for tp in consumer.assignment() if tp.topic in topics]
+    if not assigned:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+        committed = await loop.run_in_executor(None, _committed_partitions, bootstrap, group)
+        missing = [tp for tp in assigned if (tp.topic, tp.partition) not in committed]
+        if not missing:
+            return
+        earliest = await consumer.earliest_offsets(*missing)
+        offsets = {tp: off for tp, off in earliest.items() if off is not None and off >= 0}
+        if offsets:
+            # faust has no public call to commit given offsets; _commit is the driver's.
+            await consumer._commit(offsets)  # type: ignore[attr-defined]
+            log.info("committed the start offset of %d partitions before the seek", len(offsets))
+    except Exception as exc:  # the workaround must never take the worker down
+        log.warning("could not commit start offsets after the rebalance: %s", exc)
+
+
+def _committed_partitions(bootstrap: str, group: str) -> set[tuple[str, int]]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-admin")
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+        return {(tp.topic, tp.partition) for tp, meta in offsets.items() if meta.offset >= 0}
+    finally:
+        admin.close()
 
 
 def _die(exc: BaseException) -> None:

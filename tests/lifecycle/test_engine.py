@@ -142,6 +142,21 @@ def test_crashes_at_any_step_neither_lose_nor_invent_a_milestone(
     assert model.outputs.live() == truth(activity, watermark)
 
 
+@settings(max_examples=300, deadline=None)
+@given(activity=activity_st, seed=st.integers(0, 2**32), lag=st.integers(0, 10))
+def test_a_rebalance_under_a_batch_then_the_batch_again_publishes_the_truth(
+    activity: list[tuple[str, str, int]], seed: int, lag: int
+) -> None:
+    """faust reloads the table from its changelog while a batch is in flight (at any step);
+    the agent notices the rebalance and applies the batch again: crashes too."""
+    rng = random.Random(seed)
+    rng.shuffle(activity)
+    model = Model(RULES, lag, streams(activity, rng, partitions=2, duplicate=0.1))
+    model.run(rng, crash_rate=0.2, rebalance_rate=0.4)
+    watermark = max(day for _, _, day in activity) - lag - 1
+    assert model.outputs.live() == truth(activity, watermark)
+
+
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 2**32))
 def test_within_the_allowed_lateness_a_churn_is_never_retracted(seed: int) -> None:
@@ -200,3 +215,15 @@ def test_activity_of_a_batch_counts_utc_days_and_resolved_teams() -> None:
     assert newest == may1 + 1
     batch.teams = ["x", "x", "y"]  # resolved by the enrich step: these count
     assert activity_of(batch)[0] == [Activity("x", "api", may1), Activity("y", "api", may1 + 1)]
+
+
+def test_negative_control_a_batch_not_applied_again_after_a_rebalance_goes_wrong() -> None:
+    wrong = 0
+    for seed in range(40):
+        rng = random.Random(seed)
+        activity = [(rng.choice(TEAMS), rng.choice(CAPS), rng.randint(0, 150)) for _ in range(40)]
+        model = Model(RULES, 3, streams(activity, rng, partitions=2, duplicate=0.1))
+        model.run(rng, crash_rate=0.0, rebalance_rate=0.4, redo_after_rebalance=False)
+        watermark = max(day for _, _, day in activity) - 3 - 1
+        wrong += model.outputs.live() != truth(activity, watermark)
+    assert wrong > 0

@@ -130,7 +130,9 @@ def test_lifecycle_equals_the_rules_after_a_kill_late_events_and_a_restart(
     finally:
         pipeline_env.env.clear()
         pipeline_env.env.update(killed)
-    worker = pipeline_env.start_worker("--exit-when-idle", "5")
+    # The killed worker holds its partitions until its session expires (10 s): a shorter idle
+    # limit could stop the new worker before it joined the group.
+    worker = pipeline_env.start_worker("--exit-when-idle", "12")
     assert worker.wait(timeout=240) == 0, pipeline_env.worker_log()[-3000:]
     log = pipeline_env.worker_log()
     assert "chaos: SIGKILL in lifecycle batch 4, after_state" in log
