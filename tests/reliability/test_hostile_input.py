@@ -183,7 +183,11 @@ def strict_json(value: bytes) -> bool:
     try:
         text = value.decode("utf-8")
         parsed = json.loads(
-            text, parse_constant=_no_constant, parse_int=lambda _: 0, parse_float=lambda _: 0.0
+            text,
+            parse_constant=_no_constant,
+            parse_int=lambda _: 0,
+            parse_float=lambda _: 0.0,
+            object_pairs_hook=list,  # keep every pair: a duplicate key must not hide a bad value
         )
         # A lone surrogate escape decodes to a str that has no UTF-8 form.
         json.dumps(parsed, ensure_ascii=False).encode("utf-8")
