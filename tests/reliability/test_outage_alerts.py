@@ -54,9 +54,9 @@ from tests.conftest import REPO, Pipeline, free_port, wait_until
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 RULES = REPO / "deploy" / "prometheus" / "rules"
-SHORT_FOR = "3s"
+SHORT_FOR = "2s"
 DRILL = "short-for"
-MESSAGES_PER_S = 2000  # single-event messages: the lag alert counts messages (> 10,000)
+MESSAGES_PER_S = 3000  # single-event messages: the lag alert counts messages (> 10,000)
 REJECT_EVERY = 250  # one message in this many is not JSON (0.4 %, far below the 5 % alert)
 # Alerts the outage must make fire (short-for copies) and pending (shipped rules).
 OUTAGE_ALERTS = {"UptakeClickHouseInsertErrors", "UptakeConsumerLagGrowing"}
