@@ -43,6 +43,7 @@ RSS_GROWTH = 0.15
 # 5,000 a backlogged batch is 500k events, more efficient per event than the batches of the
 # sustained phase, so the calibration overestimates (docs/reliability.md, "Load").
 BATCH_MESSAGES = 1000
+DELETED = 7  # negative control: rows deleted from the warehouse afterwards
 
 
 @pytest.mark.reliability
@@ -71,6 +72,15 @@ def test_sustained_load_and_burst_lose_nothing_with_bounded_lag_and_memory(
     assert done.stdout.strip(), done.stderr[-5000:]
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     print("\n" + "\n".join(line for line in done.stderr.splitlines() if line.startswith("soak:")))
+    figures = (
+        "calibration",
+        "rate_events_per_s",
+        "sustained",
+        "rss_mb",
+        "burst",
+        "events_produced",
+    )
+    print(f"load: {json.dumps({key: report[key] for key in figures})}")
     verdict, sustained, rss, burst = (
         report["verdict"],
         report["sustained"],
@@ -109,11 +119,12 @@ def test_sustained_load_and_burst_lose_nothing_with_bounded_lag_and_memory(
     assert verdict["passed"], verdict["failures"]
 
     # Negative control: the soak's own comparison reports rows deleted from the real warehouse.
-    pipeline_env.run(
-        "query",
-        f"DELETE FROM events WHERE _topic = '{topic}' AND event_id IN "
-        f"(SELECT event_id FROM events WHERE _topic = '{topic}' LIMIT 7)",
+    victims = pipeline_env.rows(
+        f"SELECT toString(event_id) AS id FROM events WHERE _topic = '{topic}' "
+        f"ORDER BY event_id LIMIT {DELETED}"
     )
+    quoted = ", ".join(f"'{v['id']}'" for v in victims)
+    pipeline_env.run("query", f"DELETE FROM events WHERE toString(event_id) IN ({quoted})")
     rows = pipeline_env.rows(
         "SELECT reported_team AS team, event_type, count() AS n, uniqExact(event_id) AS ids "
         f"FROM events WHERE _topic = '{topic}' GROUP BY team, event_type"
@@ -134,7 +145,7 @@ def test_sustained_load_and_burst_lose_nothing_with_bounded_lag_and_memory(
         producer_failures=0,
         drained=True,
     )
-    assert after["lost"] == 7 and not after["passed"], after
+    assert after["lost"] == DELETED and not after["passed"], after
 
 
 # --------------------------------------------------------------------------------------------
