@@ -6,7 +6,9 @@ starts a worker that finishes a few batches, then dies by SIGKILL at the next ba
 worker runs until the topic is drained. Afterwards every table must equal the ground truth: the
 events per team and event type, the rejects per reason, no event id twice, every rollup
 (usage_minute, usage_hour, usage_day: every field of every bucket) and every fact table
-(deployments, model_trainings, incidents: rows per team, before any merge). The negative control
+(deployments, model_trainings, incidents: rows per team, before any merge) and the adoption
+lifecycle (adoption_milestones, adoption_lifecycle: equal to the rules applied to the events,
+tests/lifecycle/brute.py; no milestone twice). The negative control
 runs one after-insert kill with the sink's dedup switched off and shows the same comparison
 catches the double count, in `events` and in the rollups.
 
@@ -20,6 +22,7 @@ import os
 import random
 import signal
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -28,6 +31,8 @@ import pytest
 from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
 from pipeline.simulate.produce import make_producer
 from tests.conftest import Pipeline
+from tests.lifecycle.test_worker import LAG_DAYS
+from tests.lifecycle.test_worker import expected as expected_lifecycle
 from tests.views.expected import ROLLUP_SQL, rollup_diff
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
@@ -36,7 +41,14 @@ KILL_POINTS = ("before_insert", "mid_batch", "after_insert")
 BAD_EVERY = 7  # one message in seven is garbage, so batches carry rejects too
 
 
-def produce_with_rejects(pipeline_env: Pipeline, events: int, seed: int) -> tuple[GroundTruth, int]:
+@dataclass
+class Sent:
+    truth: GroundTruth
+    events: list[dict[str, Any]]  # the lifecycle's truth is computed from them
+    bad: int  # not-JSON messages
+
+
+def produce_with_rejects(pipeline_env: Pipeline, events: int, seed: int) -> Sent:
     """Valid simulated events in small messages, with a not-JSON message every BAD_EVERY."""
     truth = GroundTruth(detailed=True)
     org = Organisation.synthetic(seed, teams=6)
@@ -54,11 +66,12 @@ def produce_with_rejects(pipeline_env: Pipeline, events: int, seed: int) -> tupl
         producer.flush()
     finally:
         producer.close()
-    return truth, bad
+    return Sent(truth, generated, bad)
 
 
-def diff_with_truth(pipeline_env: Pipeline, truth: GroundTruth, bad: int) -> dict[str, Any]:
+def diff_with_truth(pipeline_env: Pipeline, sent: Sent) -> dict[str, Any]:
     """What differs between the warehouse and the ground truth; empty when they agree."""
+    truth, bad = sent.truth, sent.bad
     rows = pipeline_env.rows(
         "SELECT team, event_type, count() AS n, uniqExact(event_id) AS ids "
         "FROM events GROUP BY team, event_type"
@@ -98,6 +111,41 @@ def diff_with_truth(pipeline_env: Pipeline, truth: GroundTruth, bad: int) -> dic
         )
         if stored_rows != Counter(str(f["team"]) for f in facts):
             diff[table] = {"stored": dict(stored_rows), "sent": len(facts)}
+    milestones, states = expected_lifecycle(sent.events)
+    milestone_rows = [
+        (r["team"], r["capability"], r["milestone"], r["day"], int(r["episode"]))
+        for r in pipeline_env.rows(
+            "SELECT team, capability, milestone, toString(occurred_at) AS day, episode "
+            "FROM adoption_milestones_current"
+        )
+    ]
+    if len(milestone_rows) != len(set(milestone_rows)) or set(milestone_rows) != milestones:
+        diff["adoption_milestones"] = {
+            "missing": sorted(milestones - set(milestone_rows))[:5],
+            "unexpected": sorted(set(milestone_rows) - milestones)[:5],
+            "twice": len(milestone_rows) - len(set(milestone_rows)),
+        }
+    lifecycle = {
+        (r["team"], r["capability"]): (
+            r["state"],
+            r["f"],
+            r["a"],
+            r["l"],
+            int(r["episode"]),
+            int(r["active_days"]),
+        )
+        for r in pipeline_env.rows(
+            "SELECT team, capability, state, toString(first_use) AS f, "
+            "toString(activated_at) AS a, toString(last_active) AS l, episode, active_days "
+            "FROM adoption_lifecycle FINAL"
+        )
+    }
+    if lifecycle != states:
+        diff["adoption_lifecycle"] = {
+            key: (lifecycle.get(key), states.get(key))
+            for key in sorted(lifecycle.keys() | states.keys())
+            if lifecycle.get(key) != states.get(key)
+        }
     return diff
 
 
@@ -124,13 +172,14 @@ def small_batches(pipeline_env: Pipeline) -> Pipeline:
     # Small batches: many batch boundaries, so kills land in different places of the stream.
     pipeline_env.env["UPTAKE_BATCH_MAX_MESSAGES"] = "40"
     pipeline_env.env["UPTAKE_FLUSH_INTERVAL_S"] = "0.2"
+    pipeline_env.env["UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS"] = str(LAG_DAYS)
     pipeline_env.run("migrate")
     return pipeline_env
 
 
 def test_kills_at_every_point_leave_every_number_exact(small_batches: Pipeline) -> None:
     iterations = int(os.environ.get("UPTAKE_RELIABILITY_KILLS", "6"))
-    truth, bad = produce_with_rejects(small_batches, 8_000, seed=21)
+    sent = produce_with_rejects(small_batches, 8_000, seed=21)
     rng = random.Random(21)
     kills = Counter[str]()
     for i in range(iterations):
@@ -144,21 +193,21 @@ def test_kills_at_every_point_leave_every_number_exact(small_batches: Pipeline) 
     drain(small_batches)
     assert sum(kills.values()) >= min(iterations, 3), kills
     assert set(kills) == set(KILL_POINTS[: min(iterations, 3)]), kills
-    assert diff_with_truth(small_batches, truth, bad) == {}
+    assert diff_with_truth(small_batches, sent) == {}
     print(
         f"\nreliability: worker SIGKILLed {sum(kills.values())} times {dict(kills)}, "
-        f"{truth.total} events + {bad} rejects, lost 0, double counted 0"
+        f"{sent.truth.total} events + {sent.bad} rejects, lost 0, double counted 0"
     )
 
 
 def test_negative_control_without_watermarks_the_same_check_finds_double_counts(
     small_batches: Pipeline,
 ) -> None:
-    truth, bad = produce_with_rejects(small_batches, 1_000, seed=22)
+    sent = produce_with_rejects(small_batches, 1_000, seed=22)
     small_batches.env["UPTAKE_CHAOS_IGNORE_WATERMARKS"] = "true"
     assert run_until_killed(small_batches, "after_insert", after_batches=1) == -signal.SIGKILL
     drain(small_batches)
-    diff = diff_with_truth(small_batches, truth, bad)
+    diff = diff_with_truth(small_batches, sent)
     assert "double_counted" in diff, diff
     assert "usage_day" in diff, diff  # the rollups see the double count too
     assert "lost" not in diff
