@@ -29,7 +29,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.consumer_group == "uptake-worker"
     assert settings.clickhouse_url == ""
     assert isinstance(settings.clickhouse_url, Secret)
-    assert settings.batch_max_messages == 5000
+    assert settings.batch_max_messages == 1000
     assert settings.flush_interval_s == 1.0
     assert settings.max_message_bytes == 1024 * 1024
     assert settings.max_future_skew_s == 300.0
