@@ -61,6 +61,8 @@ class BatchSink(Protocol):
     def stop(self) -> None: ...
 
     def forget_watermarks(self) -> None: ...
+
+
 REVOKE_WAIT_S = 30.0  # how long a revoke waits for the batch being written (< rebalance timeout)
 LAG_SAMPLE_INTERVAL_S = 5.0  # uptake_consumer_lag_messages: one ListOffsets request per sample
 
