@@ -453,6 +453,7 @@ def run_backfill(
 ) -> BackfillReport:
     """Validate `names`, then (unless `dry_run`, or lines were invalid without `skip_invalid`)
     send the valid events to the backfill topic. Raises BackfillError or KafkaUnavailable."""
+    from pipeline.kafka_security import client_kwargs
     from pipeline.simulate.produce import make_producer
     from pipeline.topics import ensure_topics
 
@@ -467,6 +468,7 @@ def run_backfill(
             settings.kafka_bootstrap,
             {settings.backfill_topic: settings.topic_partitions},
             timeout_s=10.0,
+            security=client_kwargs(settings),
         )
 
     def on_invalid(line: InvalidLine) -> None:
@@ -491,6 +493,7 @@ def run_backfill(
                 settings.kafka_bootstrap,
                 client_id="uptake-backfill",
                 max_request_size=max(8 << 20, 2 * settings.max_message_bytes),
+                **client_kwargs(settings),
             )
         )
         producer = factory()

@@ -31,10 +31,11 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 KAFKA_VERSION = "3.9.1"
 
@@ -222,7 +223,9 @@ def _require_tool(name: str) -> str:
 # probing
 
 
-def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
+def broker_answers(
+    bootstrap: str, timeout: float = 3.0, *, security: Mapping[str, Any] | None = None
+) -> bool:
     """True if a Kafka broker at `bootstrap` answers a real metadata request.
 
     `bootstrap` is "host:port[,host:port...]". First a plain TCP connect is tried, so a
@@ -234,12 +237,14 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
         addresses = _parse_bootstrap(bootstrap)
         if addresses and not any(_port_open(host, port, timeout) for host, port in addresses):
             return False
-        return _metadata_round_trip(bootstrap, timeout)
+        return _metadata_round_trip(bootstrap, timeout, security)
     except Exception:
         return False
 
 
-def _metadata_round_trip(bootstrap: str, timeout: float) -> bool:
+def _metadata_round_trip(
+    bootstrap: str, timeout: float, security: Mapping[str, Any] | None = None
+) -> bool:
     from kafka import KafkaAdminClient
 
     ms = max(100, int(timeout * 1000))
@@ -250,6 +255,7 @@ def _metadata_round_trip(bootstrap: str, timeout: float) -> bool:
         "bootstrap_timeout_ms": ms,  # kafka-python 3.x
         "api_version_auto_timeout_ms": ms,  # kafka-python 2.x
         "reconnect_backoff_max_ms": 1000,
+        **(security or {}),
     }
     # Both kafka-python 2.x and 3.x reject unknown configs, so pass only those they know.
     known = getattr(KafkaAdminClient, "DEFAULT_CONFIG", wanted)
@@ -365,6 +371,8 @@ class LocalBroker:
 
     It listens on 127.0.0.1 only: `port` for clients (PLAINTEXT) and `controller_port`
     (default `port + 1`) for the KRaft controller. `heap` is the JVM's -Xmx ("512m", "1g").
+    With `sasl_port`, it also listens there with SASL_PLAINTEXT (mechanism PLAIN) for the
+    `sasl_users` (user -> password), to test Uptake's Kafka security settings.
     Calls from several processes on the same home are serialised by `<home>/.lock`.
     """
 
@@ -374,6 +382,8 @@ class LocalBroker:
         port: int = 9092,
         controller_port: int | None = None,
         heap: str = "512m",
+        sasl_port: int | None = None,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         if controller_port is None:
             controller_port = port + 1
@@ -388,6 +398,16 @@ class LocalBroker:
         self.port = port
         self.controller_port = controller_port
         self.heap = heap
+        if sasl_port is not None and sasl_port in (port, controller_port):
+            raise ValueError(f"sasl_port must differ from the other ports, not {sasl_port}")
+        users = dict(sasl_users or {})
+        if sasl_port is not None and not users:
+            raise ValueError("sasl_port needs sasl_users (user -> password)")
+        for user, password in users.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", user) or re.search(r'["\\;\s]', password):
+                raise ValueError(f"unusable SASL user or password for {user!r}")
+        self.sasl_port = sasl_port
+        self.sasl_users = users
 
     def __repr__(self) -> str:
         return f"LocalBroker(home={str(self.home)!r}, port={self.port})"
@@ -452,6 +472,8 @@ class LocalBroker:
 
             self._check_port_free(self.port, "client port")
             self._check_port_free(self.controller_port, "controller port")
+            if self.sasl_port is not None:
+                self._check_port_free(self.sasl_port, "SASL port")
             java = _require_tool("java")
             lib = ensure_jars(progress=progress)
             self._render_config()
@@ -557,7 +579,28 @@ class LocalBroker:
                 f"placeholder ({exc}). Only port, controller_port and log_dirs exist; write a "
                 "literal dollar sign as $$."
             ) from exc
-        _write_atomic(self.properties_file, text)
+        _write_atomic(self.properties_file, text + self._sasl_properties())
+
+    def _sasl_properties(self) -> str:
+        """Lines appended after the template (later keys win in .properties): a
+        SASL_PLAINTEXT listener with PLAIN for `sasl_users`; "" without `sasl_port`."""
+        if self.sasl_port is None:
+            return ""
+        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users.items())
+        return (
+            "\n############################# SASL listener (LocalBroker sasl_port) #####\n"
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}\n"
+            "listener.security.protocol.map="
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n"
+            "sasl.enabled.mechanisms=PLAIN\n"
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN\n"
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};\n"
+        )
 
     def _cluster_id(self) -> str:
         try:

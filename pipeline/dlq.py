@@ -26,6 +26,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
+from pipeline.kafka_security import client_kwargs
 from pipeline.settings import Settings
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import KafkaUnavailable, unreachable_message
@@ -73,6 +74,7 @@ def replay(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             consumer_timeout_ms=2000,
+            **client_kwargs(settings),
         )
     except Exception as exc:
         raise KafkaUnavailable(unreachable_message(settings.kafka_bootstrap)) from exc
@@ -84,7 +86,9 @@ def replay(
             max_lateness=timedelta(seconds=settings.max_lateness_s),
         )
     )
-    producer = None if dry_run else make_producer(settings.kafka_bootstrap)
+    producer = (
+        None if dry_run else make_producer(settings.kafka_bootstrap, **client_kwargs(settings))
+    )
     publisher = None if producer is None else dl.DeadLetterPublisher(producer, settings.dlq_topic)
     try:
         partitions = [

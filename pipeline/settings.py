@@ -23,6 +23,9 @@ KILL_POINTS = (
     "lifecycle_after_emit",
 )
 BACKFILL_MAX_AGE_LIMIT_DAYS = 2500
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SECRETS = ("clickhouse_url", "pseudonym_key", "kafka_sasl_password")  # always a Secret
 WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
 """One insert may touch at most 100 monthly partitions (ClickHouse's
 max_partitions_per_insert_block): ~82 months of history keeps a backfill batch under it."""
@@ -102,6 +105,53 @@ class Settings:
     consumer_group: str = field(
         default="uptake-worker",
         metadata=_env("UPTAKE_CONSUMER_GROUP", "Kafka consumer group (and faust app id)"),
+    )
+    # --- Kafka security (docs/deploy.md#security; pipeline/kafka_security.py) ------------------
+    kafka_security_protocol: str = field(
+        default="PLAINTEXT",
+        metadata=_env(
+            "UPTAKE_KAFKA_SECURITY_PROTOCOL",
+            "how every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+        ),
+    )
+    kafka_sasl_mechanism: str = field(
+        default="PLAIN",
+        metadata=_env(
+            "UPTAKE_KAFKA_SASL_MECHANISM",
+            "SASL mechanism with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        ),
+    )
+    kafka_sasl_username: str = field(
+        default="",
+        metadata=_env("UPTAKE_KAFKA_SASL_USERNAME", "SASL user name (SASL_* protocols)"),
+    )
+    kafka_sasl_password: Secret = field(
+        default=Secret(""),
+        metadata=_env(
+            "UPTAKE_KAFKA_SASL_PASSWORD", "SASL password (SASL_* protocols; never shown)"
+        ),
+    )
+    kafka_ssl_cafile: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_KAFKA_SSL_CAFILE",
+            "PEM file of the CAs that sign the brokers' certificates with SSL/SASL_SSL "
+            "(empty: the system's CAs)",
+        ),
+    )
+    kafka_ssl_certfile: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_KAFKA_SSL_CERTFILE",
+            "PEM client certificate for mutual TLS with SSL/SASL_SSL (empty: none)",
+        ),
+    )
+    kafka_ssl_keyfile: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_KAFKA_SSL_KEYFILE",
+            "PEM private key of UPTAKE_KAFKA_SSL_CERTFILE (empty: in the certificate file)",
+        ),
     )
     clickhouse_url: Secret = field(
         default=Secret(""),
@@ -401,7 +451,7 @@ class Settings:
                 continue
             values[f.name] = _parse(spec.name, raw, f.default)
         for name, value in values.items():
-            if name in ("clickhouse_url", "pseudonym_key") and not isinstance(value, Secret):
+            if name in _SECRETS and not isinstance(value, Secret):
                 values[name] = Secret(str(value))  # overrides too: never a plain secret
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
@@ -461,6 +511,7 @@ class Settings:
         if not 0 <= self.metrics_port <= 65535:
             raise SettingsError("UPTAKE_METRICS_PORT must be a port number (0 disables)")
         self._validate_collector()
+        self._validate_kafka_security()
         try:
             parts = urlsplit(self.warehouse_url)
             scheme = parts.scheme
@@ -492,6 +543,46 @@ class Settings:
             raise SettingsError(
                 f"UPTAKE_CAPABILITIES has leading or trailing spaces: {self.capabilities!r}"
             )
+
+    def _validate_kafka_security(self) -> None:
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise SettingsError(
+                f"UPTAKE_KAFKA_SECURITY_PROTOCOL must be one of "
+                f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}, not {protocol!r}"
+            )
+        if mechanism not in KAFKA_SASL_MECHANISMS:
+            raise SettingsError(
+                f"UPTAKE_KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)}, "
+                f"not {mechanism!r}"
+            )
+        sasl = protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise SettingsError(
+                f"UPTAKE_KAFKA_SECURITY_PROTOCOL={protocol} needs UPTAKE_KAFKA_SASL_USERNAME "
+                "and UPTAKE_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
+            raise SettingsError(
+                "UPTAKE_KAFKA_SASL_USERNAME/UPTAKE_KAFKA_SASL_PASSWORD are set but "
+                f"UPTAKE_KAFKA_SECURITY_PROTOCOL is {protocol}: set it to SASL_SSL or "
+                "SASL_PLAINTEXT (or unset the credentials)"
+            )
+        files = (
+            ("UPTAKE_KAFKA_SSL_CAFILE", self.kafka_ssl_cafile),
+            ("UPTAKE_KAFKA_SSL_CERTFILE", self.kafka_ssl_certfile),
+            ("UPTAKE_KAFKA_SSL_KEYFILE", self.kafka_ssl_keyfile),
+        )
+        for name, path in files:
+            if path and protocol not in ("SSL", "SASL_SSL"):
+                raise SettingsError(
+                    f"{name} is set but UPTAKE_KAFKA_SECURITY_PROTOCOL is {protocol}: TLS "
+                    "files need SSL or SASL_SSL"
+                )
+            if path and not Path(path).is_file():
+                raise SettingsError(f"{name}={path!r}: no such file")
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise SettingsError("UPTAKE_KAFKA_SSL_KEYFILE needs UPTAKE_KAFKA_SSL_CERTFILE")
 
     def _validate_collector(self) -> None:
         if not 0 <= self.collector_port <= 65535:
@@ -529,6 +620,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "pseudonym_key":
                 shown = "(set, hidden)" if value else f"(default) {self.pseudonym_key_file}"
+            elif f.name == "kafka_sasl_password":
+                shown = "(set, hidden)" if value else ""
             elif isinstance(value, Secret):
                 shown = redact_url(value.reveal())
             else:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -13,24 +15,48 @@ class KafkaUnavailable(RuntimeError):
     """No Kafka broker answered at the bootstrap address."""
 
 
-def unreachable_message(bootstrap: str) -> str:
-    return (
+def unreachable_message(bootstrap: str, security: Mapping[str, Any] | None = None) -> str:
+    """Why a client could not bootstrap. kafka-python reports a refused login or a failed TLS
+    handshake as "Unable to bootstrap" too, so with SASL/SSL the message says what to check."""
+    text = (
         f"no Kafka broker answers at {bootstrap}. Start the local one with `uptake broker start` "
         "or set KAFKA_BOOTSTRAP_SERVERS to your cluster."
     )
+    protocol = str((security or {}).get("security_protocol", "PLAINTEXT"))
+    if protocol.startswith("SASL_"):
+        text += (
+            f" With {protocol}, a broker that refuses the login looks the same: check "
+            "UPTAKE_KAFKA_SASL_USERNAME, UPTAKE_KAFKA_SASL_PASSWORD and "
+            "UPTAKE_KAFKA_SASL_MECHANISM (the broker's log names the failed authentication)."
+        )
+    if protocol.endswith("SSL"):
+        text += (
+            f" With {protocol}, a failed TLS handshake looks the same: check that the port is "
+            "the broker's TLS listener and UPTAKE_KAFKA_SSL_CAFILE signs its certificate."
+        )
+    return text
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.0) -> list[str]:
-    """Create the topics (name -> partitions) that do not exist yet; returns those created."""
+def ensure_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    timeout_s: float = 30.0,
+    *,
+    security: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Create the topics (name -> partitions) that do not exist yet; returns those created.
+
+    `security`: kafka-python security kwargs (`pipeline.kafka_security.client_kwargs`)."""
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap.split(","),
             client_id="uptake-admin",
             request_timeout_ms=int(timeout_s * 1000),
             bootstrap_timeout_ms=int(timeout_s * 1000),
+            **(security or {}),
         )
     except KafkaError as exc:
-        raise KafkaUnavailable(unreachable_message(bootstrap)) from exc
+        raise KafkaUnavailable(unreachable_message(bootstrap, security)) from exc
     try:
         existing = set(admin.list_topics())
         missing = [
@@ -49,8 +75,12 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.
         admin.close()
 
 
-def partition_count(bootstrap: str, topic: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-admin")
+def partition_count(
+    bootstrap: str, topic: str, *, security: Mapping[str, Any] | None = None
+) -> int:
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","), client_id="uptake-admin", **(security or {})
+    )
     try:
         described = admin.describe_topics([topic])
         return len(described[0]["partitions"]) if described else 0

@@ -32,6 +32,7 @@ from kafka import KafkaConsumer
 from pipeline import metrics
 from pipeline.catalog.store import CatalogStore
 from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.kafka_security import client_kwargs
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.settings import Settings, SettingsError, redact_url
@@ -179,8 +180,9 @@ def run_writer(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
             settings.pseudonym_key.reveal(), settings.pseudonym_key_file
         ).key_of,
     )
-    ensure_writer_topic(settings.kafka_bootstrap, settings.writer_topic)
-    ensure_topics(settings.kafka_bootstrap, {settings.dlq_topic: 1})
+    security = client_kwargs(settings)
+    ensure_writer_topic(settings.kafka_bootstrap, settings.writer_topic, security=security)
+    ensure_topics(settings.kafka_bootstrap, {settings.dlq_topic: 1}, security=security)
     metrics.set_build_info(warehouse.kind)
     health = Health()
     adoption = None
@@ -195,7 +197,9 @@ def run_writer(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         adoption = start_adoption_gauges(
             settings.warehouse_url, ObservabilitySettings.from_settings(settings)
         )
-    dead_letters = DeadLetterPublisher(make_producer(settings.kafka_bootstrap), settings.dlq_topic)
+    dead_letters = DeadLetterPublisher(
+        make_producer(settings.kafka_bootstrap, **security), settings.dlq_topic
+    )
     sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
     if settings.chaos_fail_inserts:
         from pipeline.worker.run import failing_inserts
@@ -247,6 +251,7 @@ def _consumer(settings: Settings) -> KafkaConsumer:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=30 * 60 * 1000,  # an insert may be retried for a long time
+            **client_kwargs(settings),
         )
     except Exception as exc:
         raise KafkaUnavailable(unreachable_message(settings.kafka_bootstrap)) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -80,8 +81,13 @@ def test_each_variable_is_parsed_to_the_field_type(
 def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
     """Settings added later get at least a generic check: a valid value keeps the type."""
     samples = {int: "3", float: "2.5", str: "text"}
-    choices = {"chaos_kill_at": "mid_batch", "writer": "kafka"}  # closed sets of values
-    covered = {name for _, _, name, _ in EXPLICIT}
+    choices = {
+        "chaos_kill_at": "mid_batch",
+        "writer": "kafka",
+        "kafka_security_protocol": "SSL",
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+    }  # closed sets of values
+    covered = {name for _, _, name, _ in EXPLICIT} | KAFKA_SECURITY_COVERED
     for name, f in FIELDS.items():
         if name in covered:
             continue
@@ -288,3 +294,77 @@ def test_settings_are_frozen() -> None:
 )
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+# --- Kafka security (UPTAKE_KAFKA_*): only valid together, so checked here as combinations ---
+KAFKA_SECURITY_COVERED = {
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_cafile",
+    "kafka_ssl_certfile",
+    "kafka_ssl_keyfile",
+}
+SASL_ENV = {
+    "UPTAKE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "UPTAKE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+    "UPTAKE_KAFKA_SASL_USERNAME": "svc-uptake",
+    "UPTAKE_KAFKA_SASL_PASSWORD": PASSWORD,
+}
+
+
+def test_kafka_security_defaults_to_plaintext() -> None:
+    settings = Settings.from_env({})
+    assert settings.kafka_security_protocol == "PLAINTEXT"
+    assert settings.kafka_sasl_mechanism == "PLAIN"
+    assert settings.kafka_sasl_password == Secret("")
+
+
+def test_kafka_sasl_settings_parse_and_the_password_is_a_hidden_secret(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    settings = Settings.from_env({**SASL_ENV, "UPTAKE_KAFKA_SSL_CAFILE": str(ca)})
+    assert settings.kafka_sasl_username == "svc-uptake"
+    assert type(settings.kafka_sasl_password) is Secret
+    assert settings.kafka_sasl_password.reveal() == PASSWORD
+    assert settings.kafka_ssl_cafile == str(ca)
+    assert PASSWORD not in repr(settings)
+    shown = {name: value for name, value, _ in settings.describe()}
+    assert shown["UPTAKE_KAFKA_SASL_PASSWORD"] == "(set, hidden)"
+    assert all(PASSWORD not in value for value in shown.values())
+    override = Settings.from_env(SASL_ENV, kafka_sasl_password="plain-override")
+    assert type(override.kafka_sasl_password) is Secret
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"UPTAKE_KAFKA_SECURITY_PROTOCOL": "SASL"}, "must be one of PLAINTEXT, SSL, SASL_"),
+        ({"UPTAKE_KAFKA_SECURITY_PROTOCOL": "sasl_ssl"}, "UPTAKE_KAFKA_SECURITY_PROTOCOL"),
+        ({"UPTAKE_KAFKA_SASL_MECHANISM": "GSSAPI"}, "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+        (
+            {"UPTAKE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"},
+            "needs UPTAKE_KAFKA_SASL_USERNAME and UPTAKE_KAFKA_SASL_PASSWORD",
+        ),
+        (
+            {**SASL_ENV, "UPTAKE_KAFKA_SASL_PASSWORD": ""},
+            "needs UPTAKE_KAFKA_SASL_USERNAME and UPTAKE_KAFKA_SASL_PASSWORD",
+        ),
+        ({"UPTAKE_KAFKA_SASL_USERNAME": "u"}, "set it to SASL_SSL or SASL_PLAINTEXT"),
+        (
+            {**SASL_ENV, "UPTAKE_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
+            "UPTAKE_KAFKA_SSL_CAFILE='/nonexistent/ca.pem': no such file",
+        ),
+        (
+            {"UPTAKE_KAFKA_SSL_CAFILE": __file__},
+            "TLS files need SSL or SASL_SSL",
+        ),
+        (
+            {"UPTAKE_KAFKA_SECURITY_PROTOCOL": "SSL", "UPTAKE_KAFKA_SSL_KEYFILE": __file__},
+            "UPTAKE_KAFKA_SSL_KEYFILE needs UPTAKE_KAFKA_SSL_CERTFILE",
+        ),
+    ],
+)
+def test_kafka_security_validation_names_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)) as refused:
+        Settings.from_env(env)
+    assert PASSWORD not in str(refused.value)

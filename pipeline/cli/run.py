@@ -251,13 +251,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _simulate(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
+    from pipeline.kafka_security import client_kwargs
     from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
     from pipeline.simulate.produce import ProgressLine, make_producer, produce
     from pipeline.topics import ensure_topics
 
     settings = Settings.from_env()
     total = args.events or (10_000_000 if args.duration else 100_000)
-    ensure_topics(settings.kafka_bootstrap, {settings.events_topic: settings.topic_partitions})
+    ensure_topics(
+        settings.kafka_bootstrap,
+        {settings.events_topic: settings.topic_partitions},
+        security=client_kwargs(settings),
+    )
     org = Organisation.synthetic(args.seed, teams=args.teams)
     truth = GroundTruth()
     scenario = None
@@ -270,7 +275,7 @@ def _simulate(args: argparse.Namespace) -> int:
     events = generate(
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
     )
-    producer = make_producer(settings.kafka_bootstrap)
+    producer = make_producer(settings.kafka_bootstrap, **client_kwargs(settings))
     deadline = time.monotonic() + args.duration if args.duration else None
     progress = ProgressLine("simulate: events sent", None if args.duration else total)
     try:

@@ -320,7 +320,12 @@ def create_app(
         tokens=tokens,
         limiter=RateLimiter(config.rate, config.bucket_size, clock),
         decoder=BatchDecoder(config.limits),
-        gateway=KafkaGateway(config.kafka_bootstrap, config.events_topic, config.kafka_timeout_s),
+        gateway=KafkaGateway(
+            config.kafka_bootstrap,
+            config.events_topic,
+            config.kafka_timeout_s,
+            security=config.kafka_security,
+        ),
         executor=ThreadPoolExecutor(kafka_threads, thread_name_prefix="uptake-collector-kafka"),
         webhooks=table,
     )

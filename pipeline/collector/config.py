@@ -12,11 +12,14 @@ import dataclasses
 import json
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pipeline.contract.decode import Limits
+from pipeline.kafka_security import client_kwargs
 from pipeline.settings import Settings, SettingsError
 
 SETTING_OF: dict[str, str] = {
@@ -69,6 +72,8 @@ class CollectorConfig:
     """How long a request waits for Kafka to acknowledge its events before answering 503."""
     kafka_bootstrap: str = _DEFAULTS.kafka_bootstrap
     events_topic: str = _DEFAULTS.events_topic
+    kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """kafka-python security kwargs (`pipeline.kafka_security.client_kwargs`; {}: PLAINTEXT)."""
     limits: Limits = field(default_factory=Limits)
     """The worker's size and clock rules, applied to each event."""
 
@@ -99,6 +104,7 @@ class CollectorConfig:
             "kafka_timeout_s": settings.collector_kafka_timeout_s,
             "kafka_bootstrap": settings.kafka_bootstrap,
             "events_topic": settings.events_topic,
+            "kafka_security": client_kwargs(settings),
             "limits": Limits(
                 max_message_bytes=settings.max_message_bytes,
                 max_future_skew=timedelta(seconds=settings.max_future_skew_s),

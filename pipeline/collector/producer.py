@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaProducer
@@ -32,8 +32,16 @@ class KafkaGateway:
     RECONNECT_PAUSE_S = 1.0
     """After a failed connection attempt, requests fail at once for this long."""
 
-    def __init__(self, bootstrap: str, topic: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        timeout_s: float,
+        *,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = dict(security or {})
         self.topic = topic
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
@@ -55,6 +63,7 @@ class KafkaGateway:
                 "max_block_ms": ms,
                 "request_timeout_ms": ms,
                 "delivery_timeout_ms": ms + 1000,
+                **self.security,
             }
             try:
                 self._producer = make_producer(self.bootstrap, **config)
@@ -89,7 +98,9 @@ class KafkaGateway:
         checked, answer = self._ready_cache
         if time.monotonic() - checked < cache_s:
             return answer
-        answer = broker_answers(self.bootstrap, timeout=min(self.timeout_s, 2.0))
+        answer = broker_answers(
+            self.bootstrap, timeout=min(self.timeout_s, 2.0), security=self.security
+        )
         self._ready_cache = (time.monotonic(), answer)
         return answer
 

@@ -46,7 +46,7 @@ def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(**config)
     except KafkaError as exc:
-        raise KafkaUnavailable(unreachable_message(bootstrap)) from exc
+        raise KafkaUnavailable(unreachable_message(bootstrap, overrides)) from exc
 
 
 class ProgressLine:

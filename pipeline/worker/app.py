@@ -36,6 +36,7 @@ from pipeline.backfill import backfill_limits
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import event_type_of
 from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.kafka_security import faust_options
 from pipeline.lifecycle.agent import attach as attach_lifecycle
 from pipeline.observability.consumer_lag import ConsumerLagSampler
 from pipeline.observability.faust_sensor import UptakeMonitor
@@ -231,6 +232,7 @@ def build_app(
         producer_acks=-1,
         # faust's default sensor plus Uptake's metrics for commits, rebalances, full buffers.
         Monitor=UptakeMonitor,
+        **faust_options(settings),  # UPTAKE_KAFKA_SECURITY_PROTOCOL & co.
     )
     topic = app.topic(
         settings.events_topic,

@@ -40,7 +40,7 @@ import dataclasses
 import logging
 import threading
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -193,16 +193,23 @@ def merge_batches(batches: Sequence[DecodedBatch]) -> DecodedBatch:
     return out
 
 
-def ensure_writer_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> None:
+def ensure_writer_topic(
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 30.0,
+    *,
+    security: Mapping[str, Any] | None = None,
+) -> None:
     """Create the writer topic (one partition: the writer reads one ordered log) if missing."""
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap.split(","),
             client_id="uptake-admin",
             request_timeout_ms=int(timeout_s * 1000),
+            **(security or {}),
         )
     except KafkaError as exc:
-        raise KafkaUnavailable(unreachable_message(bootstrap)) from exc
+        raise KafkaUnavailable(unreachable_message(bootstrap, security)) from exc
     try:
         if topic not in set(admin.list_topics()):
             new = NewTopic(
@@ -277,6 +284,7 @@ class KafkaBatchPublisher:
 def publisher_for(bootstrap: str, topic: str, **producer: Any) -> KafkaBatchPublisher:
     from pipeline.simulate.produce import make_producer
 
-    ensure_writer_topic(bootstrap, topic)
+    security = {k: v for k, v in producer.items() if k.startswith(("security_", "sasl_", "ssl_"))}
+    ensure_writer_topic(bootstrap, topic, security=security)
     config = {"linger_ms": 0, "max_request_size": TOPIC_MAX_MESSAGE_BYTES, **producer}
     return KafkaBatchPublisher(make_producer(bootstrap, **config), topic)

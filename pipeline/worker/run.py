@@ -13,6 +13,7 @@ import faust
 from pipeline import metrics
 from pipeline.catalog.store import CatalogStore
 from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.kafka_security import client_kwargs
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.settings import Settings, SettingsError, redact_url
@@ -63,6 +64,7 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
             settings.backfill_topic: settings.topic_partitions,
             settings.dlq_topic: 1,
         },
+        security=client_kwargs(settings),
     )
     metrics.set_build_info(warehouse.kind)
     observability = ObservabilitySettings.from_settings(settings)
@@ -72,7 +74,9 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         _serve_metrics(settings, health)
         # Its own connection, read in the background: scrapes never query the warehouse.
         adoption = start_adoption_gauges(settings.warehouse_url, observability)
-    dead_letters = DeadLetterPublisher(make_producer(settings.kafka_bootstrap), settings.dlq_topic)
+    dead_letters = DeadLetterPublisher(
+        make_producer(settings.kafka_bootstrap, **client_kwargs(settings)), settings.dlq_topic
+    )
     sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
     if settings.chaos_fail_inserts:
         sink.fault = failing_inserts(settings.chaos_fail_inserts)
@@ -123,8 +127,9 @@ def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None
             settings.events_topic: settings.topic_partitions,
             settings.backfill_topic: settings.topic_partitions,
         },
+        security=client_kwargs(settings),
     )
-    sink = publisher_for(settings.kafka_bootstrap, settings.writer_topic)
+    sink = publisher_for(settings.kafka_bootstrap, settings.writer_topic, **client_kwargs(settings))
     metrics.set_build_info("none")
     health = Health()
     if settings.metrics_port:
