@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from pipeline.broker import LocalBroker
 from pipeline.kafka_security import aiokafka_kwargs, client_kwargs, faust_options, ssl_context
 from pipeline.settings import Settings
+from pipeline.topics import unreachable_message
 
 PASSWORD = "pw-never-shown"
 SASL = {
@@ -121,3 +124,44 @@ def test_every_kwarg_is_a_config_kafka_python_knows(client: type) -> None:
         }
     )
     assert set(client_kwargs(settings)) <= set(client.DEFAULT_CONFIG)  # type: ignore[attr-defined]
+
+
+def test_the_local_broker_renders_a_sasl_plain_listener(tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path, port=19000, sasl_port=19005, sasl_users={"u": "p-1"})
+    broker._render_config()
+    text = broker.properties_file.read_text()
+    last: dict[str, str] = {}  # later keys win in a .properties file
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            last[key] = value
+    assert last["listeners"] == (
+        "PLAINTEXT://127.0.0.1:19000,SASL_PLAINTEXT://127.0.0.1:19005,CONTROLLER://127.0.0.1:19001"
+    )
+    assert last["listener.name.sasl_plaintext.sasl.enabled.mechanisms"] == "PLAIN"
+    assert 'user_u="p-1";' in last["listener.name.sasl_plaintext.plain.sasl.jaas.config"]
+    plain = LocalBroker(tmp_path / "plain", port=19000)
+    plain._render_config()
+    assert "SASL" not in plain.properties_file.read_text()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sasl_port": 19005}, "needs sasl_users"),
+        ({"sasl_port": 19000, "sasl_users": {"u": "p"}}, "must differ"),
+        ({"sasl_port": 19005, "sasl_users": {"u": 'p"; x'}}, "unusable SASL"),
+    ],
+)
+def test_the_local_broker_refuses_an_unusable_sasl_setup(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        LocalBroker(tmp_path, port=19000, **kwargs)
+
+
+def test_the_unreachable_message_names_what_to_check_per_protocol() -> None:
+    assert "UPTAKE_KAFKA" not in unreachable_message("k:9092")
+    sasl = unreachable_message("k:9092", {"security_protocol": "SASL_SSL"})
+    assert "UPTAKE_KAFKA_SASL_PASSWORD" in sasl and "UPTAKE_KAFKA_SSL_CAFILE" in sasl
+    assert "UPTAKE_KAFKA_SASL" not in unreachable_message("k:9092", {"security_protocol": "SSL"})
