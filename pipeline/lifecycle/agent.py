@@ -3,20 +3,21 @@
     ingest batch ──written──► ActivityPublisher ──► <events_topic>.activity (key team x capability)
                                                             │
                   faust agent `uptake.lifecycle` ◄──────────┘   take_events(N, within)
-                    1. engine.apply      → table state + outbox  ──► changelog (acked)
+                    0. a partition's first batch: its state is read from the changelog
+                    1. engine.apply      → state + outbox        ──► changelog (acked)
                     2. engine.emission   → adoption_milestones, adoption_lifecycle (ClickHouse)
                                            and <events_topic>.milestones (acked)
                     3. engine.confirm    → outbox emptied        ──► changelog (acked)
                     4. return            → faust acks the records
 
-The state lives in a faust Table (`lifecycle`, memory store) whose changelog topic faust
-recovers on start and after a rebalance. The agent writes the table's changelog itself, with
-kafka-python and an explicit partition — the activity record's — and waits for the
-acknowledgement: faust's own `table[key] = value` finds the partition through the current
-stream event, which `take_events()` does not reliably provide, and sends without waiting, so a
-crash after the commit could lose state. Every write is retried inside the loop body
-(faust-streaming 0.15.3 acks a `take_events()` batch even when the body raises); a worker
-stopped while a write still fails exits with status 75 before the batch can be acked.
+The state (pipeline/lifecycle/state.py) is a dict per owned partition backed by the compacted
+topic `<consumer group>-lifecycle-changelog`, co-partitioned with the activity topic: what a
+faust Table does, without the faust Table, whose recovery makes faust-streaming 0.15.3 skip
+records of the other topics after a restart (state.py says how). Changelog writes go out with
+kafka-python, to the activity record's partition, and are acknowledged before the records are.
+Every write is retried inside the loop body (faust-streaming 0.15.3 acks a `take_events()` batch
+even when the body raises); a worker stopped while a write still fails exits with status 75
+before the batch can be acked.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -45,6 +46,7 @@ from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
 from pipeline.lifecycle.retry import LifecycleStopped, until_done
 from pipeline.lifecycle.rules import Rules
+from pipeline.lifecycle.state import ChangelogState, read_changelog
 from pipeline.settings import Settings
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import KafkaUnavailable, partition_count, unreachable_message
@@ -53,7 +55,6 @@ from pipeline.warehouse.connection import connect
 log = logging.getLogger("uptake.lifecycle")
 
 EXIT_WRITE_FAILED = 75  # as the ingest agent: nothing of the batch acked, it is replayed
-TABLE_NAME = "lifecycle"
 KILL_POINTS = {"lifecycle_after_state": "after_state", "lifecycle_after_emit": "after_emit"}
 
 T = TypeVar("T")
@@ -67,6 +68,7 @@ class LifecycleConfig:
     watermark_lag_days: int
     activity_topic: str
     milestones_topic: str
+    changelog_topic: str
     partitions: int
 
     @classmethod
@@ -78,60 +80,45 @@ class LifecycleConfig:
             watermark_lag_days=settings.lifecycle_allowed_lateness_days,
             activity_topic=f"{settings.events_topic}.activity",
             milestones_topic=f"{settings.events_topic}.milestones",
+            changelog_topic=f"{settings.consumer_group}-lifecycle-changelog",
             partitions=settings.topic_partitions,
         )
 
 
-def ensure_lifecycle_topics(bootstrap: str, config: LifecycleConfig) -> int:
-    """Create the activity and (compacted) milestone topics; returns the activity partitions."""
+def ensure_lifecycle_topics(bootstrap: str, config: LifecycleConfig) -> None:
+    """Create the activity, the (compacted) milestone and the (compacted) changelog topics.
+
+    The changelog gets as many partitions as the activity topic has: a key's state lives in the
+    partition its activity comes from.
+    """
     admin = None
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-admin")
+        compact = {"cleanup.policy": "compact"}
+        wanted = {config.activity_topic: {}, config.milestones_topic: compact}
         existing = set(admin.list_topics())
-        missing = [
-            NewTopic(name, num_partitions=config.partitions, replication_factor=-1, topic_configs=c)
-            for name, c in (
-                (config.activity_topic, {}),
-                (config.milestones_topic, {"cleanup.policy": "compact"}),
-            )
-            if name not in existing
-        ]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(missing, timeout_ms=30_000)
+        _create(admin, wanted, config.partitions, existing)
+        if config.changelog_topic not in existing:
+            partitions = partition_count(bootstrap, config.activity_topic) or config.partitions
+            _create(admin, {config.changelog_topic: compact}, partitions, existing)
     except KafkaError as exc:
         raise KafkaUnavailable(f"{unreachable_message(bootstrap)} ({exc})") from exc
     finally:
         if admin is not None:
             admin.close()
-    # The table's changelog must have as many partitions as the topic its keys come from.
-    return partition_count(bootstrap, config.activity_topic) or config.partitions
 
 
-class TableStore:
-    """The engine's StateStore on a faust table: reads and writes the table's data directly and
-    queues each write for the changelog, which `flush_changelog` sends and waits for."""
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self._queued: dict[bytes, int] = {}  # key -> partition, written since the last flush
-
-    def get(self, key: bytes) -> bytes | None:
-        value = self.table.data.get(key)
-        return bytes(value) if value is not None else None
-
-    def put(self, partition: int, key: bytes, value: bytes) -> None:
-        self.table.data[key] = value
-        self._queued[key] = partition
-
-    def items(self) -> Iterable[tuple[bytes, bytes]]:
-        return list(self.table.data.items())
-
-    def take_queued(self) -> list[tuple[int, bytes, bytes]]:
-        """The changelog records to send: the current value of every key written since."""
-        queued, self._queued = self._queued, {}
-        values = [(partition, key, self.table.data.get(key)) for key, partition in queued.items()]
-        return [(partition, key, bytes(value)) for partition, key, value in values if value]
+def _create(
+    admin: KafkaAdminClient, topics: dict[str, dict[str, str]], partitions: int, existing: set[str]
+) -> None:
+    missing = [
+        NewTopic(name, num_partitions=partitions, replication_factor=-1, topic_configs=configs)
+        for name, configs in topics.items()
+        if name not in existing
+    ]
+    if missing:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            admin.create_topics(missing, timeout_ms=30_000)
 
 
 class Assignment(Protocol):
@@ -142,7 +129,7 @@ class Assignment(Protocol):
         ...
 
     def settled(self) -> bool:
-        """No rebalance in progress: the table holds what its changelog recovered."""
+        """No rebalance in progress."""
         ...
 
     def owned(self) -> set[int]:
@@ -171,8 +158,9 @@ class LifecycleRunner:
     def __init__(
         self,
         engine: LifecycleEngine,
-        store: TableStore,
-        changelog_topic: Callable[[], str],
+        store: ChangelogState,
+        changelog_topic: str,
+        read: Callable[[list[int]], dict[bytes, tuple[int, bytes]]],
         outputs: LifecycleOutputs,
         kafka: KafkaWrites,
         stopping: threading.Event,
@@ -185,6 +173,7 @@ class LifecycleRunner:
         self.engine = engine
         self.store = store
         self.changelog_topic = changelog_topic
+        self.read = read
         self.outputs = outputs
         self.kafka = kafka
         self.stopping = stopping
@@ -196,12 +185,12 @@ class LifecycleRunner:
         self.records = 0
         self.milestones = 0
         self.last_report = 0.0
-        self.checked: set[int] = set()  # partitions whose leftover outboxes were looked for
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-lifecycle")
 
     def forget_partitions(self) -> None:
-        """After a rebalance, look for leftover outboxes again when a partition comes back."""
-        self.checked.clear()
+        """The assignment changes: read each partition's state again before its next batch
+        (another worker may have written it meanwhile)."""
+        self.store.forget()
 
     async def process(self, events: Sequence[Any]) -> None:
         """Run one batch to completion before faust may ack it (even when cancelled)."""
@@ -231,11 +220,10 @@ class LifecycleRunner:
             except Exception as exc:  # only Uptake writes this topic: a bug, not input
                 log.error("skipping an undecodable activity record: %s", exc)
         while True:
-            # A rebalance (a broker restart, a worker joining) makes faust recover the table from
-            # its changelog, possibly under a batch in flight (the app does not wait for streams
-            # to drain): the batch's reads and writes may then mix two states. The records are
-            # idempotent and the outbox lives in the state, so the batch is simply applied again
-            # to the recovered state.
+            # A rebalance (a broker restart, a worker joining) can happen under a batch in flight
+            # (the app does not wait for streams to drain) and drops the state read so far. The
+            # records are idempotent and the outbox lives in the state, so the batch is simply
+            # applied again, to the state read again from the changelog.
             await self._until_settled()
             generation = self.assignment.generation()
             owned = self.assignment.owned()
@@ -243,7 +231,7 @@ class LifecycleRunner:
             if self.assignment.generation() == generation and self.assignment.settled():
                 return
             log.warning("a rebalance during a lifecycle batch: applying it again")
-            self.checked.clear()
+            self.store.forget()
 
     async def _until_settled(self) -> None:
         started = time.monotonic()
@@ -258,10 +246,17 @@ class LifecycleRunner:
 
     async def _apply(self, by_partition: dict[int, list[Record]]) -> None:
         keys: list[bytes] = []
-        for partition, records in sorted(by_partition.items()):
-            if partition not in self.checked:
+        unread = sorted(set(by_partition) - self.store.loaded)
+        if unread:
+            found = await self._in_writer(
+                lambda: until_done(
+                    lambda: self.read(unread), "reading the lifecycle changelog", self.stopping
+                )
+            )
+            self.store.load(unread, found)
+            for partition in unread:
                 keys += self.engine.pending(partition)  # left by a crash: emit them again
-                self.checked.add(partition)
+        for partition, records in sorted(by_partition.items()):
             keys += self.engine.apply(partition, records)
         if not keys:
             return
@@ -294,7 +289,7 @@ class LifecycleRunner:
     async def _flush_changelog(self) -> None:
         records = self.store.take_queued()
         if records:
-            topic = self.changelog_topic()
+            topic = self.changelog_topic
             await self._in_writer(
                 lambda: until_done(
                     lambda: self.kafka.send(topic, records),
@@ -328,7 +323,7 @@ class WorkerProgress(Protocol):
 def attach(
     app: faust.App, settings: Settings, *, progress: WorkerProgress | None = None
 ) -> ActivityPublisher:
-    """Add the lifecycle table and agent to the worker's app; returns the ingest's publisher.
+    """Add the lifecycle agent to the worker's app; returns the ingest's activity publisher.
 
     The ingest agent calls `publisher.publish(batch)` after the batch is written and before it
     is acked. A lifecycle batch counts as progress, so an idle-exiting worker waits for the
@@ -340,16 +335,9 @@ def attach(
             progress.last_batch = time.monotonic()
 
     config = LifecycleConfig.from_settings(settings)
-    partitions = ensure_lifecycle_topics(settings.kafka_bootstrap, config)
+    ensure_lifecycle_topics(settings.kafka_bootstrap, config)
     stopping = threading.Event()
-    table = app.Table(
-        TABLE_NAME,
-        partitions=partitions,
-        key_type=bytes,  # bytes types make faust's changelog serializers "raw"
-        value_type=bytes,
-        help="adoption lifecycle state per team x capability (pipeline/lifecycle/engine.py)",
-    )
-    store = TableStore(table)
+    store = ChangelogState()
     kafka = KafkaWrites(lambda: make_producer(settings.kafka_bootstrap))
     outputs = LifecycleOutputs(
         lambda: connect(settings.warehouse_url), kafka, config.milestones_topic
@@ -357,7 +345,10 @@ def attach(
     runner = LifecycleRunner(
         LifecycleEngine(config.rules, config.watermark_lag_days, store),
         store,
-        lambda: str(table.changelog_topic.get_topic_name()),
+        config.changelog_topic,
+        lambda partitions: read_changelog(
+            settings.kafka_bootstrap, config.changelog_topic, partitions
+        ),
         outputs,
         kafka,
         stopping,
@@ -372,7 +363,6 @@ def attach(
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=partitions,
     )
 
     @app.agent(topic, name="uptake.lifecycle")
@@ -385,68 +375,17 @@ def attach(
     async def revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
         runner.forget_partitions()
 
-    source_topics = {settings.events_topic, settings.backfill_topic, config.activity_topic}
-
-    async def recovered(app: faust.App, **kwargs: Any) -> None:
-        await commit_start_offsets(
-            app, settings.kafka_bootstrap, settings.consumer_group, source_topics
-        )
-
     async def stopping_soon(app: faust.App, **kwargs: Any) -> None:
         stopping.set()
 
     # faust's signal typing wants a `signal` keyword parameter that it passes in **kwargs.
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
-    app.on_rebalance_complete.connect(recovered)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(stopping_soon)  # type: ignore[arg-type]
     publisher = ActivityPublisher(
         lambda: make_producer(settings.kafka_bootstrap), config.activity_topic, stopping
     )
     log.debug("lifecycle attached: %s -> %s", config.activity_topic, config.milestones_topic)
     return publisher
-
-
-async def commit_start_offsets(
-    app: faust.App, bootstrap: str, group: str, topics: set[str]
-) -> None:
-    """Give every assigned source partition a committed offset before faust seeks to them.
-
-    faust-streaming 0.15.3 with a table: while the table recovers from its changelog, aiokafka
-    also fetches the (paused) source partitions and faust drops those records; after recovery
-    faust seeks each source partition back to its committed offset — but a partition with no
-    committed offset yet keeps its advanced position, so the records fetched during recovery
-    are skipped until the next restart (seen: a worker restarted after a SIGKILL that never
-    consumed two of four partitions). `on_rebalance_complete` runs after the recovery and
-    before that seek: committing the earliest offset of such a partition (what
-    `consumer_auto_offset_reset="earliest"` starts from anyway) makes the seek rewind it.
-    """
-    consumer = app.consumer
-    assigned = [tp for tp in consumer.assignment() if tp.topic in topics]
-    if not assigned:
-        return
-    try:
-        loop = asyncio.get_running_loop()
-        committed = await loop.run_in_executor(None, _committed_partitions, bootstrap, group)
-        missing = [tp for tp in assigned if (tp.topic, tp.partition) not in committed]
-        if not missing:
-            return
-        earliest = await consumer.earliest_offsets(*missing)
-        offsets = {tp: off for tp, off in earliest.items() if off is not None and off >= 0}
-        if offsets:
-            # faust has no public call to commit given offsets; _commit is the driver's.
-            await consumer._commit(offsets)  # type: ignore[attr-defined]
-            log.info("committed the start offset of %d partitions before the seek", len(offsets))
-    except Exception as exc:  # the workaround must never take the worker down
-        log.warning("could not commit start offsets after the rebalance: %s", exc)
-
-
-def _committed_partitions(bootstrap: str, group: str) -> set[tuple[str, int]]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-admin")
-    try:
-        offsets = admin.list_group_offsets({group: None}).get(group, {})
-        return {(tp.topic, tp.partition) for tp, meta in offsets.items() if meta.offset >= 0}
-    finally:
-        admin.close()
 
 
 def _die(exc: BaseException) -> None:
