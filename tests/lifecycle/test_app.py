@@ -1,0 +1,40 @@
+"""How the lifecycle sits in the worker's faust app."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.settings import Settings
+from pipeline.topics import partition_count
+from pipeline.worker.app import build_app
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_worker_app_has_the_lifecycle_agent_and_no_faust_table(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A faust Table in this app makes faust-streaming 0.15.3 skip records of the events topic
+    after a restart (pipeline/lifecycle/state.py): the lifecycle keeps its own changelog."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings.from_env(
+        {},
+        kafka_bootstrap=kafka_bootstrap,
+        home=tmp_path,
+        events_topic=f"test.app.{suffix}",
+        consumer_group=f"test-app-{suffix}",
+        topic_partitions=3,
+        metrics_port=0,
+    )
+    sink: Any = object()  # build_app only keeps it
+    app = build_app(settings, sink)
+    assert len(app.tables) == 0
+    assert {agent.name for agent in app.agents.values()} >= {"uptake.ingest", "uptake.lifecycle"}
+    changelog = f"test-app-{suffix}-lifecycle-changelog"
+    assert partition_count(kafka_bootstrap, changelog) == 3
+    assert partition_count(kafka_bootstrap, f"test.app.{suffix}.activity") == 3
+    assert partition_count(kafka_bootstrap, f"test.app.{suffix}.milestones") == 3
