@@ -7,7 +7,7 @@ Contract of the step (synchronous, no I/O of its own; the faust agent in agent.p
    each touched key's milestones with `rules.milestones()` and puts the new state — *including
    an outbox* of the milestone changes not yet written anywhere — into the store. Keys whose
    trailing churn the advancing watermark reaches are touched as well.
-2. The caller makes those puts durable (faust: the table's changelog, flushed), then writes
+2. The caller makes those puts durable (the worker: the changelog topic, acked), then writes
    `emission(keys)` to the warehouse and the milestone topic,
 3. then `confirm(keys)` empties the outboxes, and only then the records are acked.
 
@@ -120,7 +120,7 @@ def partition_key(partition: int) -> bytes:
 
 
 class StateStore(Protocol):
-    """The key-value state: a faust table in the worker, a dict in tests."""
+    """The key-value state: state.ChangelogState in the worker, a model in tests."""
 
     def get(self, key: bytes) -> bytes | None: ...
 
