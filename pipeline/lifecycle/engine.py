@@ -6,7 +6,7 @@ Contract of the step (synchronous, no I/O of its own; the faust agent in agent.p
    keys they touch (their set of active days) and into the partition's watermark, recomputes
    each touched key's milestones with `rules.milestones()` and puts the new state — *including
    an outbox* of the milestone changes not yet written anywhere — into the store. Keys whose
-   trailing churn the advancing watermark reaches are touched as well.
+   waiting churn the advancing watermark reaches are touched as well.
 2. The caller makes those puts durable (the worker: the changelog topic, acked), then writes
    `emission(keys)` to the warehouse and the milestone topic,
 3. then `confirm(keys)` empties the outboxes, and only then the records are acked.
@@ -214,7 +214,7 @@ class LifecycleEngine:
         return changed
 
     def _churn_scan(self, partition: int, watermark: int, skip: Iterable[bytes]) -> list[bytes]:
-        """Touch the keys of this partition whose trailing churn the watermark now reaches."""
+        """Touch the keys of this partition whose waiting churn the watermark now reaches."""
         skipped = set(skip)
         due = []
         for key, value in self._keys():
