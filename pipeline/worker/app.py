@@ -306,7 +306,15 @@ def build_app(
     async def watch_idle() -> None:
         if exit_when_idle_s is None or progress.in_flight:
             return
-        if time.monotonic() - progress.last_batch >= exit_when_idle_s:
+        idle = time.monotonic() - progress.last_batch
+        if idle < exit_when_idle_s:
+            return
+        # Idle means caught up, not merely quiet: a restarted worker waits for its group to
+        # rebalance (up to the session timeout) before it gets partitions and batches.
+        lags = await lag.sample()
+        if any(lags.values()) or (not lags and idle < 6 * exit_when_idle_s):
+            return
+        if idle >= exit_when_idle_s:
             log.info("no new events for %.0fs: stopping", exit_when_idle_s)
             progress.last_batch = float("inf")  # signal once
             os.kill(os.getpid(), signal.SIGTERM)
