@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -41,6 +41,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from pipeline.kafka_security import client_kwargs
 from pipeline.lifecycle.activity import ActivityPublisher
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
@@ -85,7 +86,9 @@ class LifecycleConfig:
         )
 
 
-def ensure_lifecycle_topics(bootstrap: str, config: LifecycleConfig) -> None:
+def ensure_lifecycle_topics(
+    bootstrap: str, config: LifecycleConfig, security: Mapping[str, Any] | None = None
+) -> None:
     """Create the activity, the (compacted) milestone and the (compacted) changelog topics.
 
     The changelog gets as many partitions as the activity topic has: a key's state lives in the
@@ -93,13 +96,18 @@ def ensure_lifecycle_topics(bootstrap: str, config: LifecycleConfig) -> None:
     """
     admin = None
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-admin")
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","), client_id="uptake-admin", **(security or {})
+        )
         compact = {"cleanup.policy": "compact"}
         wanted = {config.activity_topic: {}, config.milestones_topic: compact}
         existing = set(admin.list_topics())
         _create(admin, wanted, config.partitions, existing)
         if config.changelog_topic not in existing:
-            partitions = partition_count(bootstrap, config.activity_topic) or config.partitions
+            partitions = (
+                partition_count(bootstrap, config.activity_topic, security=security)
+                or config.partitions
+            )
             _create(admin, {config.changelog_topic: compact}, partitions, existing)
     except KafkaError as exc:
         raise KafkaUnavailable(f"{unreachable_message(bootstrap)} ({exc})") from exc
@@ -335,10 +343,11 @@ def attach(
             progress.last_batch = time.monotonic()
 
     config = LifecycleConfig.from_settings(settings)
-    ensure_lifecycle_topics(settings.kafka_bootstrap, config)
+    security = client_kwargs(settings)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
+    ensure_lifecycle_topics(settings.kafka_bootstrap, config, security)
     stopping = threading.Event()
     store = ChangelogState()
-    kafka = KafkaWrites(lambda: make_producer(settings.kafka_bootstrap))
+    kafka = KafkaWrites(lambda: make_producer(settings.kafka_bootstrap, **security))
     outputs = LifecycleOutputs(
         lambda: connect(settings.warehouse_url), kafka, config.milestones_topic
     )
@@ -347,7 +356,7 @@ def attach(
         store,
         config.changelog_topic,
         lambda partitions: read_changelog(
-            settings.kafka_bootstrap, config.changelog_topic, partitions
+            settings.kafka_bootstrap, config.changelog_topic, partitions, security=security
         ),
         outputs,
         kafka,
@@ -382,7 +391,7 @@ def attach(
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(stopping_soon)  # type: ignore[arg-type]
     publisher = ActivityPublisher(
-        lambda: make_producer(settings.kafka_bootstrap), config.activity_topic, stopping
+        lambda: make_producer(settings.kafka_bootstrap, **security), config.activity_topic, stopping
     )
     log.debug("lifecycle attached: %s -> %s", config.activity_topic, config.milestones_topic)
     return publisher

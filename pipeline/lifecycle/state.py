@@ -20,7 +20,8 @@ faust takes no such path.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
@@ -66,7 +67,11 @@ class ChangelogState:
 
 
 def read_changelog(
-    bootstrap: str, topic: str, partitions: Iterable[int], timeout_s: float = 60.0
+    bootstrap: str,
+    topic: str,
+    partitions: Iterable[int],
+    timeout_s: float = 60.0,
+    security: Mapping[str, Any] | None = None,
 ) -> dict[bytes, tuple[int, bytes]]:
     """The newest value of every key in these changelog partitions (blocking).
 
@@ -80,6 +85,7 @@ def read_changelog(
         enable_auto_commit=False,
         client_id="uptake-lifecycle-recovery",
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        **(security or {}),
     )
     try:
         consumer.assign(tps)

@@ -121,8 +121,6 @@ def test_the_faust_worker_reads_and_stores_events_over_sasl(
             "UPTAKE_CONSUMER_GROUP": f"sasl-worker-{suffix}",
             "UPTAKE_METRICS_PORT": "0",
             "UPTAKE_FLUSH_INTERVAL_S": "0.5",
-            # The lifecycle agent's own Kafka clients are not wired to the settings yet.
-            "UPTAKE_LIFECYCLE": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
