@@ -96,7 +96,9 @@ def test_teams_resolve_by_time_and_a_reload_changes_only_new_events(
         ],
     )
 
-    worker = pipeline_env.start_worker("--exit-when-idle", "10")
+    # No idle exit: on a busy machine the reload can take longer than any idle limit, and the
+    # worker must still be running when the second batch arrives. It is stopped below.
+    worker = pipeline_env.start_worker()
     try:
         wait_until(lambda: stored_events(pipeline_env, worker) >= 9, 120, what="the first events")
         path = catalogs / "teams" / "catalog-info.yaml"
@@ -114,6 +116,8 @@ def test_teams_resolve_by_time_and_a_reload_changes_only_new_events(
                 event("late", after_reload - timedelta(hours=2), service="payments-api"),
             ],
         )
+        wait_until(lambda: stored_events(pipeline_env, worker) >= 11, 120, what="the moved events")
+        worker.terminate()
         assert worker.wait(timeout=180) == 0, pipeline_env.worker_log()
     finally:
         if worker.poll() is None:
