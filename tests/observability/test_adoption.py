@@ -25,7 +25,8 @@ from pipeline.observability.config import ObservabilitySettings
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
 
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+# Recent, not a fixed date: api_call rows older than 90 days are deleted by the events TTL (0003).
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
 def _event(
