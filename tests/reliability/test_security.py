@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -666,6 +667,7 @@ def hostile_batch() -> DecodedBatch:
 
 
 def _tables(warehouse: Warehouse) -> list[str]:
+    """The tables, views and materialized views of the warehouse's database, sorted."""
     return sorted(
         str(name)
         for (name,) in warehouse.rows(
@@ -674,15 +676,21 @@ def _tables(warehouse: Warehouse) -> list[str]:
     )
 
 
+# The tables the migrations created; a hostile name must never add, drop or rename one.
+_MIGRATED_TABLES: list[str] = []
+
+
 @pytest.fixture
 def hostile_warehouse(inprocess_warehouse_url: str) -> Iterator[Warehouse]:
     """The in-process warehouse, migrated, with the hostile events written by the real sink."""
     with connect(inprocess_warehouse_url, create_database=True) as warehouse:
         migrate(warehouse, progress=lambda line: None)
-        before = _tables(warehouse)
+        _MIGRATED_TABLES[:] = _tables(warehouse)
+        assert {"events", "rejected_events", "schema_migrations"} <= set(_MIGRATED_TABLES)
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in _MIGRATED_TABLES)
         written = ClickHouseSink(warehouse).write(hostile_batch())
         assert written == {"events": len(hostile_events()), "rejected_events": len(HOSTILE_RAW)}
-        assert _tables(warehouse) == before == ["events", "rejected_events", "schema_migrations"]
+        assert _tables(warehouse) == _MIGRATED_TABLES
         yield warehouse
 
 
@@ -731,7 +739,7 @@ def test_hostile_names_round_trip_through_the_sink_byte_exact(
         {"a": "{b:String}", "b": "o'brien"},  # a value naming the next placeholder
     )
     assert count == 2
-    assert _tables(hostile_warehouse) == ["events", "rejected_events", "schema_migrations"]
+    assert _tables(hostile_warehouse) == _MIGRATED_TABLES
     [(total,)] = hostile_warehouse.rows("SELECT count() FROM events")
     assert total == len(hostile_events())
 
@@ -768,7 +776,7 @@ def test_the_adoption_sql_returns_hostile_names_as_labels(hostile_warehouse: War
     assert labels["uptake_adoption_active_teams:capability"] == {*HOSTILE, "deploy-pipeline"}
     assert labels["uptake_adoption_team_active:team"] == set(HOSTILE)
     assert labels["uptake_dora_team_change_failure_ratio:team"] == set(HOSTILE)
-    assert _tables(hostile_warehouse) == ["events", "rejected_events", "schema_migrations"]
+    assert _tables(hostile_warehouse) == _MIGRATED_TABLES
 
 
 @pytest.mark.integration
@@ -832,6 +840,23 @@ with connect(url) as warehouse:
 QUERY = "SELECT team, capability, data FROM events WHERE event_type = 'api_call' ORDER BY team"
 
 
+# The tables `uptake migrate` created in the query fixture's warehouse.
+_QUERY_ENV_TABLES: list[str] = []
+
+
+def _listed_tables(env: dict[str, str]) -> list[str]:
+    """The warehouse's tables as `uptake query` lists them."""
+    done = _uptake(
+        env,
+        "query",
+        "--format",
+        "json",
+        "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name",
+    )
+    assert done.returncode == 0, done.stderr
+    return [str(r["name"]) for r in json.loads(done.stdout)]
+
+
 @pytest.fixture(scope="module")
 def query_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A separate chdb folder, migrated with `uptake migrate` and written by the real sink, in
@@ -841,6 +866,8 @@ def query_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = _clean_env(tmp, UPTAKE_CLICKHOUSE_URL=url)
     migrated = _uptake(env, "migrate")
     assert migrated.returncode == 0, migrated.stderr
+    _QUERY_ENV_TABLES[:] = _listed_tables(env)
+    assert {"events", "rejected_events", "schema_migrations"} <= set(_QUERY_ENV_TABLES)
     messages = tmp / "messages.json"
     messages.write_text(json.dumps([m.hex() for m in hostile_messages()]))
     written = subprocess.run(
@@ -880,18 +907,7 @@ def test_uptake_query_json_escapes_hostile_values(query_env: dict[str, str]) -> 
         for r in rows
     ]
     assert got == _expected_query_rows()
-    tables = _uptake(
-        query_env,
-        "query",
-        "--format",
-        "json",
-        "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name",
-    )
-    assert [r["name"] for r in json.loads(tables.stdout)] == [
-        "events",
-        "rejected_events",
-        "schema_migrations",
-    ]
+    assert _listed_tables(query_env) == _QUERY_ENV_TABLES  # no hostile value made or lost one
 
 
 BUG9 = (
