@@ -23,8 +23,9 @@ What must hold afterwards:
   answered 503 with Retry-After, never 2xx; every event answered 200 is on the topic; the
   collector counts exactly the 200'd events accepted and the 503'd ones undelivered.
 - the worker resumes: it runs through every outage without exiting and exits 0 on SIGTERM;
-  its sink inserted exactly one row per event record on the topic
-  (uptake_clickhouse_inserted_rows_total).
+  its sink inserted exactly one row per distinct event on the topic
+  (uptake_clickhouse_inserted_rows_total) and skipped exactly the re-sent records
+  (uptake_sink_duplicate_events_skipped_total).
 - the warehouse holds exactly the confirmed + re-sent events: `diff_with_truth` per team and
   event type finds nothing missing, extra or double counted, and the stored event ids are
   exactly the ground truth's. Background merges are switched off in this test's warehouse
@@ -34,9 +35,9 @@ What must hold afterwards:
 
 Delivery is at-least-once from the emitter plus dedup on `event_id`. A DeliveryError or a 503
 is ambiguous (a request may have landed although its acknowledgement was lost), so a re-sent
-event can be on the topic twice, at two offsets. The worker stores both records and the
-`events` ReplacingMergeTree, whose key ends with event_id, folds them; exact counts use
-`uniqExact(event_id)` or FINAL (docs/guarantees.md). So `diff_with_truth` compares distinct
+event can be on the topic twice, at two offsets. The sink's event-id window skips the second
+record (and the `events` ReplacingMergeTree, whose key ends with event_id, would fold it
+anyway; docs/guarantees.md). So `diff_with_truth` compares distinct
 event ids with the truth, counts such emitter re-sends separately (allowed), and calls "double
 counted" only a Kafka record (partition, offset, event) stored more than once, which the
 pipeline itself must never do.
@@ -733,6 +734,7 @@ class RestartRun:
     worker_log: str
     inserted_rows: float | None
     replays_skipped: float | None
+    resends_skipped: float | None
     seconds: float
 
     @property
@@ -794,6 +796,7 @@ def restart_run(
     worker = SupervisedWorker(pipeline)
     inserted: float | None = None
     skipped: float | None = None
+    resends: float | None = None
     try:
         sdk.start()
         posters.start()
@@ -828,6 +831,7 @@ def restart_run(
             events_table = (("table", "events"),)
             inserted = samples.get(("uptake_clickhouse_inserted_rows_total", events_table))
             skipped = samples.get(("uptake_sink_replayed_rows_skipped_total", events_table), 0.0)
+            resends = samples.get(("uptake_sink_duplicate_events_skipped_total", ()), 0.0)
     finally:
         posters.stop()
         sdk.stop_event.set()
@@ -867,6 +871,7 @@ def restart_run(
         worker_log=pipeline.worker_log(),
         inserted_rows=inserted,
         replays_skipped=skipped,
+        resends_skipped=resends,
         seconds=time.monotonic() - started,
     )
     print("\n" + summary(run))
@@ -987,16 +992,20 @@ def test_the_worker_resumes_without_restarting(restart_run: RestartRun) -> None:
 
 
 @needs_java
-def test_the_worker_inserts_each_kafka_record_once(restart_run: RestartRun) -> None:
-    """Rows the sink inserted (its own counter) equal the event records on the topic.
+def test_the_worker_inserts_each_event_once(restart_run: RestartRun) -> None:
+    """Rows the sink inserted (its own counter) equal the distinct events on the topic, and the
+    records it left out are exactly the emitter re-sends (a second record of an event_id).
 
     Stricter than the warehouse: `events` folds rows with equal sorting keys inside one insert
     block, so a record inserted twice in one batch leaves one row and only this count shows it.
     """
     inserted, records = restart_run.inserted_rows, len(restart_run.landed)
+    distinct = len({item.event_id for item in restart_run.landed})
     assert inserted is not None, "the worker's /metrics did not answer"
-    assert inserted == records, (
-        f"the sink inserted {inserted:,.0f} rows for {records:,} event records "
+    resends = restart_run.resends_skipped
+    assert (inserted, resends) == (distinct, records - distinct), (
+        f"the sink inserted {inserted:,.0f} rows and skipped {resends or 0:,.0f}"
+        f" re-sent events for {records:,} event records of {distinct:,} distinct events "
         f"({restart_run.replays_skipped or 0:,.0f} replayed rows skipped); "
         f"worker log:\n{restart_run.worker_log[-3000:]}"
     )
