@@ -19,7 +19,15 @@ from pipeline.sdk import MESSAGE_TARGET_BYTES, pack_messages
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
 _raw_items = msgspec.json.Decoder(list[msgspec.Raw])
-_any = msgspec.json.Decoder()
+
+
+def _float_text(text: str) -> msgspec.Raw:
+    return msgspec.Raw(text.encode())
+
+
+# Floats keep the text they were written with: `1e400` is JSON (the decoder judges it), and an
+# event re-encoded with its source filled in keeps every number byte for byte.
+_any = msgspec.json.Decoder(float_hook=_float_text)
 _UNDECODED = object()
 _JSON_KIND = {
     list: "an array",
@@ -137,7 +145,7 @@ def judge(
         try:
             obj = _any.decode(raw)
         except msgspec.ValidationError:
-            obj = _UNDECODED  # valid JSON the generic decoder refuses (1e400): the decoder judges
+            obj = _UNDECODED  # valid JSON the generic decoder refuses: the decoder judges it
         except msgspec.DecodeError as exc:
             results[index] = _result(index, None, Reason.NOT_JSON, str(exc))
             continue

@@ -9,7 +9,12 @@ Integers written as integral floats (`201.0`, `2.01e2`) are integers in JSON Sch
 2020-12) but a float to msgspec, which rejects them for an `int` field. The decoder accepts
 them like the published schema does, without touching the fast path: only an event that failed
 typed decoding with "Expected `int`, got `float`" is rewritten with its integral floats as
-integers (see `_integral_floats_as_ints`) and decoded again.
+integers (see `_integral_floats_as_ints`) and decoded again; every other number keeps the text
+it was written with, so a number beyond the double range in an unknown field changes nothing.
+
+A message is `not_json` whenever its bytes are not JSON, even if typed decoding stopped at a
+wrong type before it reached the syntax error; invalid UTF-8 inside one event of an array
+rejects that event only.
 """
 
 from __future__ import annotations
@@ -107,7 +112,8 @@ class BatchDecoder:
         self._message = msgspec.json.Decoder(list[Event] | Event)
         self._event = msgspec.json.Decoder(Event)
         self._raw_items = msgspec.json.Decoder(list[msgspec.Raw])
-        self._any = msgspec.json.Decoder()
+        # Generic JSON; floats come back as ints when integral, else as their original text.
+        self._any = msgspec.json.Decoder(float_hook=_integral_float_as_int)
 
     def decode(self, messages: Sequence[SourceMessage]) -> DecodedBatch:
         batch = DecodedBatch()
@@ -138,9 +144,8 @@ class BatchDecoder:
             except msgspec.DecodeError as exc:
                 self._reject(batch, message, 0, value, Reason.NOT_JSON, str(exc))
                 continue
-            except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string
-                detail = f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}"
-                self._reject(batch, message, 0, value, Reason.NOT_JSON, detail)
+            except UnicodeDecodeError:  # invalid UTF-8 inside a string: judge event by event
+                self._decode_guarded(batch, message, value, newest, oldest)
                 continue
             events = decoded if isinstance(decoded, list) else [decoded]
             if not events:
@@ -277,21 +282,22 @@ class BatchDecoder:
         """`item` with every integral float within ±2**53 re-encoded as a JSON integer.
 
         Safe for `float` fields, which take integers too; beyond 2**53 a float may not be the
-        integer that was written, so it stays a float. None if msgspec cannot decode `item`
-        generically (e.g. it holds `1e400`).
+        integer that was written, so it stays a float, byte for byte (so does `1e400`). None if
+        `item` is not JSON.
         """
         try:
-            obj = self._any.decode(item)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+            return msgspec.json.encode(self._any.decode(item))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return None
-        return msgspec.json.encode(_as_ints(obj))
 
     def _classify(self, item: bytes, error: str) -> tuple[Reason, str, str]:
         """Name the reason an event failed validation, from its generic JSON shape."""
         try:
             obj = self._any.decode(item)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:  # e.g. 1e400
-            return Reason.SCHEMA_VIOLATION, f"{error} ({exc}) - at `$`", ""
+        except msgspec.DecodeError as exc:  # typed decoding stopped before the syntax error
+            return Reason.NOT_JSON, str(exc), ""
+        except UnicodeDecodeError as exc:  # ... or before the invalid UTF-8
+            return Reason.NOT_JSON, f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}", ""
         if not isinstance(obj, dict):
             return Reason.SCHEMA_VIOLATION, f"{error}: an event is a JSON object", ""
         event_type = obj.get("event_type")
@@ -348,14 +354,9 @@ def _age(span: timedelta) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _as_ints(value: object) -> object:
-    """`value` (generically decoded JSON) with integral floats within ±2**53 made ints."""
-    if isinstance(value, float):
-        if value.is_integer() and -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT:
-            return int(value)
-        return value
-    if isinstance(value, dict):
-        return {key: _as_ints(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_ints(item) for item in value]
-    return value
+def _integral_float_as_int(text: str) -> int | msgspec.Raw:
+    """A JSON float (its text) as an int when integral within ±2**53, else unchanged."""
+    value = float(text)  # JSON grammar guarantees a parsable number; huge ones become inf
+    if value.is_integer() and -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT:
+        return int(value)
+    return msgspec.Raw(text.encode())

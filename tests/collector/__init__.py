@@ -140,6 +140,10 @@ def serve_in_thread(
     return Collector(url, topic, bootstrap, clock, loop, thread, runner, dict(auth or {}))
 
 
+# Like json.loads: a number beyond the double range (valid JSON, e.g. `1e400`) is inf.
+_LANDED = msgspec.json.Decoder(float_hook=float)
+
+
 def landed(bootstrap: str, topic: str) -> list[tuple[str, list[dict[str, Any]]]]:
     """(key, events) of every message on `topic`, read to its end offsets."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -153,7 +157,7 @@ def landed(bootstrap: str, topic: str) -> list[tuple[str, list[dict[str, Any]]]]
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             assert time.monotonic() < deadline, "could not read the topic to its end"
             for records in consumer.poll(timeout_ms=500).values():
-                out.extend((r.key.decode(), msgspec.json.decode(r.value)) for r in records)
+                out.extend((r.key.decode(), _LANDED.decode(r.value)) for r in records)
         return out
     finally:
         consumer.close()

@@ -153,11 +153,20 @@ def test_integral_floats_in_unknown_fields_do_not_matter() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
-    [b'{"a":"\xff"}', b'[{"event_type":"api_call","source":"\xc3\x28"}]', b'"\xed\xa0\x80"'],
+    ("raw", "event"),
+    [
+        (b'{"a":"\xff"}', b'{"a":"\xff"}'),
+        (  # an event of an array is judged, and kept, on its own
+            b'[{"event_type":"api_call","source":"\xc3\x28"}]',
+            b'{"event_type":"api_call","source":"\xc3\x28"}',
+        ),
+        (b'"\xed\xa0\x80"', b'"\xed\xa0\x80"'),
+    ],
 )
-def test_invalid_utf8_inside_a_string_is_not_json_and_never_raises(raw: bytes) -> None:
+def test_invalid_utf8_inside_a_string_is_not_json_and_never_raises(
+    raw: bytes, event: bytes
+) -> None:
     batch = BatchDecoder().decode([SourceMessage("t", 0, 5, raw)])
     assert not batch.events
-    assert [(r.reason, r.raw, r.offset) for r in batch.rejections] == [("not_json", raw, 5)]
+    assert [(r.reason, r.raw, r.offset) for r in batch.rejections] == [("not_json", event, 5)]
     assert "UTF-8" in batch.rejections[0].detail
