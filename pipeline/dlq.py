@@ -4,8 +4,10 @@ Reads the dead-letter topic with its own consumer group (`<group>-dlq-replay`) f
 last replay stopped up to the end offsets seen at the start (so it never reads what it writes),
 filters by reason, and judges every message with the current decoder:
 
-- now valid → re-submitted to the events topic (keyed as the original) with an
-  `uptake-replayed-from` header; the worker processes it like any event;
+- now valid → re-submitted to the topic it came from (keyed as the original) with an
+  `uptake-replayed-from` header: the events topic, or the backfill topic for an event that was
+  dead-lettered there (judged by the backfill rules, so an old event is not refused for its
+  age); the worker processes it like any event;
 - still invalid → published to the dead-letter topic once more with `uptake-replayed: 1` and its
   current reason; messages already marked replayed are skipped (counted as `skipped_replayed`),
   so an event that keeps failing goes back to the dead-letter topic once, never in a loop.
@@ -25,6 +27,7 @@ from datetime import timedelta
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from pipeline.backfill import backfill_limits
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.kafka_security import client_kwargs
 from pipeline.settings import Settings
@@ -38,6 +41,7 @@ class ReplayReport:
     read: int = 0
     matched: int = 0
     resubmitted: int = 0
+    resubmitted_backfill: int = 0  # of `resubmitted`, sent to the backfill topic
     still_invalid: int = 0
     skipped_replayed: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
@@ -47,7 +51,9 @@ class ReplayReport:
         verb = "would be" if dry_run else "were"
         out = [
             f"read {self.read:,} dead-letter messages, {self.matched:,} matched the filter",
-            f"{self.resubmitted:,} {verb} re-submitted to the events topic (now valid)",
+            f"{self.resubmitted:,} {verb} re-submitted (now valid): "
+            f"{self.resubmitted - self.resubmitted_backfill:,} to the events topic, "
+            f"{self.resubmitted_backfill:,} to the backfill topic",
             f"{self.still_invalid:,} {verb} still invalid and sent back to the dead-letter topic",
             f"{self.skipped_replayed:,} skipped: already replayed once",
         ]
@@ -86,6 +92,7 @@ def replay(
             max_lateness=timedelta(seconds=settings.max_lateness_s),
         )
     )
+    backfill_decoder = BatchDecoder(backfill_limits(settings))
     producer = (
         None if dry_run else make_producer(settings.kafka_bootstrap, **client_kwargs(settings))
     )
@@ -132,7 +139,8 @@ def replay(
                         int(headers.get(dl.SOURCE_OFFSET, "0") or 0),
                         record.value,
                     )
-                    judged = decoder.decode([source])
+                    from_backfill = source.topic == settings.backfill_topic
+                    judged = (backfill_decoder if from_backfill else decoder).decode([source])
                     if judged.rejections:
                         report.still_invalid += 1
                         report.still_invalid_by_reason[reason] += 1
@@ -140,11 +148,15 @@ def replay(
                             publisher.publish(judged.rejections, replayed=True)
                     else:
                         report.resubmitted += 1
+                        if from_backfill:
+                            report.resubmitted_backfill += 1
                         if producer is not None:
                             origin = f"{tp.topic}:{tp.partition}:{record.offset}".encode()
                             futures.append(
                                 producer.send(
-                                    settings.events_topic,
+                                    settings.backfill_topic
+                                    if from_backfill
+                                    else settings.events_topic,
                                     key=record.key,
                                     value=record.value,
                                     headers=[("uptake-replayed-from", origin)],

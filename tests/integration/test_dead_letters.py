@@ -11,7 +11,7 @@ from kafka import KafkaConsumer
 
 from pipeline.simulate.produce import make_producer
 from pipeline.worker import dead_letters as dl
-from tests.conftest import Pipeline
+from tests.conftest import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +28,16 @@ def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, dict[str, str]]]:
         return [(m.value, dl.read_headers(m.headers)) for m in consumer]
     finally:
         consumer.close()
+
+
+def read_at_least(bootstrap: str, topic: str, n: int) -> list[tuple[bytes, dict[str, str]]]:
+    """`read_all`, again until `n` messages came back (a first read may return before the
+    consumer's group join fetched anything)."""
+    return wait_until(
+        lambda: (found := read_all(bootstrap, topic)) and len(found) >= n and found,
+        timeout=60,
+        what=f"{n} messages on {topic}",
+    )
 
 
 def event(i: int, occurred_at: datetime) -> dict[str, object]:
@@ -88,7 +98,8 @@ def test_rejects_reach_the_dead_letter_topic_and_replay_resubmits_fixed_ones(
     assert "3 would be re-submitted" in dry.stdout and "1 would be still invalid" in dry.stdout
     assert len(read_all(bootstrap, dlq)) == 4
     done = pipeline_env.run("dlq", "replay")
-    assert "3 were re-submitted" in done.stdout and "1 were still invalid" in done.stdout
+    assert "3 were re-submitted (now valid): 3 to the events topic" in done.stdout
+    assert "1 were still invalid" in done.stdout
     worker = pipeline_env.start_worker("--exit-when-idle", "3")
     assert worker.wait(timeout=180) == 0, pipeline_env.worker_log()
     rows = pipeline_env.rows("SELECT count() AS n FROM events")
@@ -118,3 +129,42 @@ def test_a_reason_filter_limits_the_replay(pipeline_env: Pipeline) -> None:
     assert "read 2 dead-letter messages, 1 matched the filter" in done.stdout
     bad = pipeline_env.run("dlq", "replay", "--reason", "no_such_reason", check=False)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_a_dead_lettered_backfill_event_is_replayed_to_the_backfill_topic(
+    pipeline_env: Pipeline,
+) -> None:
+    """Judged by the backfill rules and sent back where it came from: on the live topic the
+    40-day-old event would be refused for its age again."""
+    env = pipeline_env.env
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    backfill_topic = env.get("UPTAKE_BACKFILL_TOPIC") or f"{env['UPTAKE_EVENTS_TOPIC']}.backfill"
+    pipeline_env.run("migrate")
+    env["UPTAKE_BACKFILL_MAX_AGE_S"] = str(30 * 86400)
+    old = event(40, datetime.now(UTC) - timedelta(days=40))
+    producer = make_producer(bootstrap)
+    try:
+        producer.send(backfill_topic, key=b"x", value=msgspec.json.encode([old]))
+        producer.flush()
+    finally:
+        producer.close()
+    worker = pipeline_env.start_worker("--exit-when-idle", "3")
+    assert worker.wait(timeout=180) == 0, pipeline_env.worker_log()
+    [(_, headers)] = read_at_least(bootstrap, env["UPTAKE_DLQ_TOPIC"], 1)
+    assert (headers[dl.REASON], headers[dl.SOURCE_TOPIC]) == ("occurred_at_too_old", backfill_topic)
+    assert "UPTAKE_BACKFILL_MAX_AGE_S" in headers[dl.DETAIL]
+
+    env["UPTAKE_BACKFILL_MAX_AGE_S"] = str(60 * 86400)  # the fix
+    done = pipeline_env.run("dlq", "replay")
+    assert "1 were re-submitted (now valid): 0 to the events topic, 1 to the backfill topic" in (
+        done.stdout
+    )
+    # The dead letter keeps the event's own bytes: the replay sends it as a one-event message.
+    assert [msgspec.json.decode(v) for v, _ in read_at_least(bootstrap, backfill_topic, 2)] == [
+        [old],
+        old,
+    ]
+    worker = pipeline_env.start_worker("--exit-when-idle", "3")
+    assert worker.wait(timeout=180) == 0, pipeline_env.worker_log()
+    rows = pipeline_env.rows("SELECT toString(event_id) AS id FROM events")
+    assert [r["id"] for r in rows] == [old["event_id"]]

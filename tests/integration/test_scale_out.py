@@ -303,8 +303,10 @@ def check_counts(snapshot: dict[str, list[list[Any]]], truth: GroundTruth, bad: 
     rows = snapshot["events"]
     ids = [row[0] for row in rows]
     assert len(ids) == len(set(ids)), "an event id was written twice"
-    assert len(rows) == truth.total
-    assert len(snapshot["rejected_events"]) == bad
+    events = len(rows)
+    assert events == truth.total, f"{events} event rows for {truth.total}: lost or written twice"
+    rejects = len(snapshot["rejected_events"])
+    assert rejects == bad, f"{rejects} reject rows for {bad}: lost or written twice"
     # events is a ReplacingMergeTree: a merge may already have folded a row written twice, but
     # the rollups fed by its materialized view keep the double count
     counted = sum(int(row[4]) for row in snapshot["usage_minute"])

@@ -67,19 +67,27 @@ def _deploy(i: int, status: str, lead: timedelta) -> dict[str, Any]:
 
 
 BAD_BODY = {"api": "orders", "operation": "GET /x", "status_code": 999, "latency_ms": 1}
-MESSAGES: list[bytes] = [
-    msgspec.json.encode([_event(i) for i in range(40)]),
-    *(msgspec.json.encode(_event(i)) for i in range(40, 45)),
-    msgspec.json.encode(_deploy(50, "succeeded", timedelta(hours=1))),
-    msgspec.json.encode(_deploy(51, "failed", timedelta(hours=5))),
-    b"this is not json",
-    b"",
-    b"[]",
-    msgspec.json.encode(_event(60, event_type="telemetry_blob")),
-    msgspec.json.encode(_event(61, team=None, service=None)),
-    msgspec.json.encode(_event(62, data=BAD_BODY)),
-    msgspec.json.encode([_event(63), _event(64, data=BAD_BODY), _event(65)]),
-]
+
+
+def _messages() -> list[bytes]:
+    """The messages sent, their events 2 minutes old when built (call it right before sending:
+    the freshness check below depends on it)."""
+    return [
+        msgspec.json.encode([_event(i) for i in range(40)]),
+        *(msgspec.json.encode(_event(i)) for i in range(40, 45)),
+        msgspec.json.encode(_deploy(50, "succeeded", timedelta(hours=1))),
+        msgspec.json.encode(_deploy(51, "failed", timedelta(hours=5))),
+        b"this is not json",
+        b"",
+        b"[]",
+        msgspec.json.encode(_event(60, event_type="telemetry_blob")),
+        msgspec.json.encode(_event(61, team=None, service=None)),
+        msgspec.json.encode(_event(62, data=BAD_BODY)),
+        msgspec.json.encode([_event(63), _event(64, data=BAD_BODY), _event(65)]),
+    ]
+
+
+MESSAGE_COUNT = len(_messages())
 ACCEPTED = Counter({"api_call": 40 + 5 + 2, "deploy": 2})
 REJECTED = Counter(
     {
@@ -180,7 +188,7 @@ def test_prometheus_sees_exactly_what_the_worker_processed(
     pipeline_env.run("migrate")
     producer = make_producer(pipeline_env.env["KAFKA_BOOTSTRAP_SERVERS"])
     try:
-        for value in MESSAGES:
+        for value in _messages():
             producer.send(pipeline_env.env["UPTAKE_EVENTS_TOPIC"], key=b"payments", value=value)
         producer.flush()
     finally:
@@ -206,7 +214,7 @@ def test_prometheus_sees_exactly_what_the_worker_processed(
         rejected = prometheus.by("reason", "sum by (reason) (uptake_events_rejected_total)")
         assert rejected == REJECTED
         assert prometheus.value("sum(uptake_dead_letters_written_total)") == REJECTED.total()
-        assert prometheus.value("sum(uptake_messages_consumed_total)") == len(MESSAGES)
+        assert prometheus.value("sum(uptake_messages_consumed_total)") == MESSAGE_COUNT
         written = prometheus.by("table", "sum by (table) (uptake_clickhouse_inserted_rows_total)")
         assert written == {"events": ACCEPTED.total(), "rejected_events": REJECTED.total()}
         per_insert = prometheus.by("table", "sum by (table) (uptake_clickhouse_insert_rows_sum)")

@@ -15,8 +15,8 @@
   pass the contract.
 
 Bugs found in pipeline/ (BUG-1 to BUG-6; BUG-7 to BUG-9 are in test_security.py), all fixed, are
-pinned by regression tests at the end of this module; the summary test prints the number of inputs tried per target
-for docs/reliability.md.
+pinned by regression tests at the end of this module; the summary test prints the number of
+inputs tried per target for docs/reliability.md.
 
 Every hypothesis run is derandomized and bounded; the module runs in well under a minute.
 """
