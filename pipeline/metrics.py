@@ -76,6 +76,20 @@ DUPLICATE_EVENTS_SKIPPED = Counter(
     "(an emitter or producer re-send arriving as a new Kafka record).",
     registry=REGISTRY,
 )
+# Counter, activity records: (team, capability, UTC day) records the lifecycle agent applied.
+LIFECYCLE_ACTIVITY_RECORDS = Counter(
+    "uptake_lifecycle_activity_records",
+    "Activity records (team, capability, day) applied by the adoption lifecycle.",
+    registry=REGISTRY,
+)
+# Counter, milestone rows, by milestone (first_use, activated, churned, reactivated) and action
+# (publish, retract): rows written to adoption_milestones and the milestones topic.
+LIFECYCLE_MILESTONES = Counter(
+    "uptake_lifecycle_milestones_written",
+    "Adoption milestone rows written, by milestone and action (publish or retract).",
+    ["milestone", "action"],
+    registry=REGISTRY,
+)
 # Histogram, seconds, by table: one column-oriented INSERT, retries excluded.
 INSERT_DURATION = Histogram(
     "uptake_clickhouse_insert_duration_seconds",

@@ -382,6 +382,45 @@ def build() -> Board:
         8,
     )
 
+    board.row("Adoption lifecycle")
+    board.add(
+        panels.timeseries(
+            "Lifecycle: activity applied",
+            "Activity records (team, capability, day) the lifecycle agent applied, next to the "
+            "events written: flat while events flow means the agent is stuck.",
+            _targets(
+                (
+                    f"sum(rate(uptake_lifecycle_activity_records_total{{{WORKER}}}{RATE}))",
+                    "activity records",
+                ),
+                (
+                    f"sum(rate(uptake_events_accepted_total{{{WORKER}}}{RATE}))",
+                    "events accepted",
+                ),
+            ),
+            unit="ops",
+        ),
+        12,
+        8,
+    )
+    board.add(
+        panels.timeseries(
+            "Lifecycle: milestones written",
+            "Milestone rows written by milestone and action; retractions follow late events "
+            "that undo a milestone (docs/lifecycle.md).",
+            _targets(
+                (
+                    "sum by (milestone, action) "
+                    f"(increase(uptake_lifecycle_milestones_written_total{{{WORKER}}}{RATE}))",
+                    "{{milestone}} {{action}}",
+                ),
+            ),
+            bars=True,
+        ),
+        12,
+        8,
+    )
+
     board.row("Kafka consumer and process")
     board.add(
         panels.timeseries(

@@ -41,12 +41,13 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from pipeline import metrics
 from pipeline.kafka_security import client_kwargs
 from pipeline.lifecycle.activity import ActivityPublisher
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
 from pipeline.lifecycle.retry import LifecycleStopped, until_done
-from pipeline.lifecycle.rules import Rules
+from pipeline.lifecycle.rules import KINDS, Rules
 from pipeline.lifecycle.state import ChangelogState, read_changelog
 from pipeline.settings import Settings
 from pipeline.simulate.produce import make_producer
@@ -194,6 +195,9 @@ class LifecycleRunner:
         self.milestones = 0
         self.last_report = 0.0
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-lifecycle")
+        for kind in KINDS:  # every series from the start, at 0, so rate() works at once
+            for action in ("publish", "retract"):
+                metrics.LIFECYCLE_MILESTONES.labels(kind, action)
 
     def forget_partitions(self) -> None:
         """The assignment changes: read each partition's state again before its next batch
@@ -235,8 +239,10 @@ class LifecycleRunner:
             await self._until_settled()
             generation = self.assignment.generation()
             owned = self.assignment.owned()
-            await self._apply({p: records for p, records in by_partition.items() if p in owned})
+            mine = {p: records for p, records in by_partition.items() if p in owned}
+            await self._apply(mine)
             if self.assignment.generation() == generation and self.assignment.settled():
+                metrics.LIFECYCLE_ACTIVITY_RECORDS.inc(sum(len(r) for r in mine.values()))
                 return
             log.warning("a rebalance during a lifecycle batch: applying it again")
             self.store.forget()
@@ -283,6 +289,9 @@ class LifecycleRunner:
         await self._flush_changelog()
         self.records += sum(len(records) for records in by_partition.values())
         self.milestones += len(emission.milestones)
+        for row in emission.milestones:
+            action = "retract" if row.change.retracted else "publish"
+            metrics.LIFECYCLE_MILESTONES.labels(row.change.kind, action).inc()
         now = time.monotonic()
         if now - self.last_report >= 5.0:
             self.last_report = now

@@ -28,6 +28,7 @@ import pipeline.collector.metrics
 from pipeline import metrics
 from pipeline.contract.reasons import Reason
 from pipeline.dashboards.board import PROMETHEUS_UID
+from pipeline.lifecycle.rules import KINDS
 from pipeline.observability import adoption
 from tests.conftest import REPO
 from tests.dashboards.conftest import dashboard_files, panels_of
@@ -46,6 +47,8 @@ LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "route": pipeline.collector.metrics.ROUTES,
     "status": ("202", "503"),
     "outcome": pipeline.collector.metrics.OUTCOMES,
+    "milestone": KINDS,
+    "action": ("publish", "retract"),
 }
 
 needs_promtool = pytest.mark.skipif(

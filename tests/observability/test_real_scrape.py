@@ -249,6 +249,23 @@ def test_prometheus_sees_exactly_what_the_worker_processed(
         # faust's commits are timed by Uptake's sensor (the offsets above were committed).
         commits = prometheus.value("sum(uptake_kafka_commit_duration_seconds_count)")
         assert commits is not None and commits >= 1
+        # The lifecycle agent saw payments' first use of both capabilities (one UTC day each,
+        # or two when the events straddle midnight), and nothing else.
+        wait_until(
+            lambda: scraped(
+                'sum(uptake_lifecycle_milestones_written_total{milestone="first_use",'
+                'action="publish"})',
+                2,
+            ),
+            timeout=30,
+            what="the lifecycle's first-use milestones",
+        )
+        milestones = prometheus.by(
+            "milestone", "sum by (milestone) (uptake_lifecycle_milestones_written_total)"
+        )
+        assert milestones == {"first_use": 2, "activated": 0, "churned": 0, "reactivated": 0}
+        activity = prometheus.value("sum(uptake_lifecycle_activity_records_total)")
+        assert activity is not None and 2 <= activity <= ACCEPTED.total()  # one per event at most
         # The shipped recording rules load and evaluate against the real series.
         wait_until(
             lambda: prometheus.value("job:uptake_events_consumed:rate5m") is not None,
