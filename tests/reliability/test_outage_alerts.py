@@ -20,8 +20,8 @@ copies fire, and that no unrelated alert fires. The file is removed, the worker'
 succeeds; the lag alert resolves, and the warehouse holds exactly what was sent (events per team
 x event type, no event id twice, rejects with distinct source coordinates).
 
-Not checked here, by the shipped windows' design: UptakeClickHouseInsertsFailing needs 5 minutes
-without a successful insert (`rate(...[5m])` of the inserted rows must reach 0) and
+Not checked here, by the shipped windows' design: UptakeClickHouseInsertsFailing needs 3 minutes
+without a successful insert (`rate(...[3m])` of the inserted rows must reach 0) and
 UptakeNoEventsConsumed 30 minutes without consumption; deploy/prometheus/tests covers both with
 promtool. UptakeClickHouseInsertErrors stays firing up to 5 minutes after the last failed insert.
 """
