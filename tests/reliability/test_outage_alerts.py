@@ -305,8 +305,11 @@ def test_warehouse_outage_shows_in_metrics_fires_alerts_and_loses_nothing(
         assert firing <= OUTAGE_ALERTS | MAY_FIRE, firing
         figures["firing"] = sorted(firing)
         figures["lag_at_alert"] = prometheus.value("sum(uptake_consumer_lag_messages)")
+        # Prometheus sees no batch since the outage began (a batch in flight then may land;
+        # the scrape and the rule evaluation lag by a second each).
         age = prometheus.value("time() - max(uptake_last_batch_timestamp_seconds)")
-        assert age is not None and age > 10, age
+        outage_s = time.monotonic() - began
+        assert outage_s > 5 and age is not None and age >= outage_s - 3, (age, outage_s)
 
         # The warehouse is back: the next retry writes, the backlog drains, the lag alert ends.
         outage.unlink()
