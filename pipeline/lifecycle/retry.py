@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from pipeline.worker.sink import RetryPolicy, SinkStopped
+from pipeline.worker.sink import RetryPolicy, SinkStopped, retry_until_stopped
 
 log = logging.getLogger("uptake.lifecycle")
 
@@ -30,15 +30,4 @@ def until_done(
     it partly landed may simply be sent again. Raises LifecycleStopped once `stopping` is set
     and the write still fails.
     """
-    policy = policy or RetryPolicy()
-    delay = policy.first_delay_s
-    while True:
-        try:
-            return write()
-        except Exception as exc:
-            if stopping.is_set():
-                raise LifecycleStopped(f"{what} failed: {exc}") from exc
-            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
-            if stopping.wait(delay):
-                raise LifecycleStopped(f"{what} failed: {exc}") from exc
-            delay = min(delay * policy.factor, policy.max_delay_s)
+    return retry_until_stopped(write, what, stopping, policy, stopped=LifecycleStopped, logger=log)

@@ -51,7 +51,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from pipeline.contract.decode import DecodedBatch
 from pipeline.contract.events import Event
 from pipeline.topics import KafkaUnavailable, unreachable_message
-from pipeline.worker.sink import RetryPolicy, SinkStopped
+from pipeline.worker.sink import RetryPolicy, retry_until_stopped
 
 log = logging.getLogger("uptake.worker")
 
@@ -259,23 +259,16 @@ class KafkaBatchPublisher:
         if not batch.consumed:
             return {}
         records = split_batch(batch, self.max_record_bytes)
-        delay = self.retry.first_delay_s
-        while True:
-            try:
-                for record in records:  # one at a time: a record lands after the previous one
-                    self.producer.send(self.topic, value=record, partition=0).get(
-                        timeout=PUBLISH_TIMEOUT_S
-                    )
-                break
-            except Exception as exc:
-                if self._stopping.is_set():
-                    raise SinkStopped(f"publishing to {self.topic} failed: {exc}") from exc
-                log.warning(
-                    "publishing to %s failed (%s); retrying in %.1fs", self.topic, exc, delay
+
+        def publish() -> None:
+            for record in records:  # one at a time: a record lands after the previous one
+                self.producer.send(self.topic, value=record, partition=0).get(
+                    timeout=PUBLISH_TIMEOUT_S
                 )
-                if self._stopping.wait(delay):
-                    raise SinkStopped(f"publishing to {self.topic} failed: {exc}") from exc
-                delay = min(delay * self.retry.factor, self.retry.max_delay_s)
+
+        retry_until_stopped(
+            publish, f"publishing to {self.topic}", self._stopping, self.retry, logger=log
+        )
         if self.inserted is not None:
             self.inserted(self.topic)
         return {}

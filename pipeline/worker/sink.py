@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -39,6 +39,7 @@ from pipeline.worker.dead_letters import DeadLetterPublisher
 from pipeline.worker.dedup import DEFAULT_CAPACITY, RecentIds
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TAG: dict[type[Envelope], str] = {cls: tag for tag, cls in EVENT_CLASSES.items()}
 
@@ -52,6 +53,37 @@ class RetryPolicy:
     first_delay_s: float = 0.5
     max_delay_s: float = 30.0
     factor: float = 2.0
+
+
+def retry_until_stopped(
+    call: Callable[[], T],
+    what: str,
+    stopping: threading.Event,
+    policy: RetryPolicy | None = None,
+    *,
+    on_failure: Callable[[Exception], None] | None = None,
+    stopped: type[SinkStopped] = SinkStopped,
+    logger: logging.Logger = log,
+) -> T:
+    """Call `call` until it returns, backing off exponentially between failures.
+
+    `on_failure` sees every failure first. Once `stopping` is set and the call still fails,
+    raises `stopped` ("<what> failed: <error>"): the caller must not acknowledge its batch.
+    """
+    policy = policy or RetryPolicy()
+    delay = policy.first_delay_s
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if on_failure is not None:
+                on_failure(exc)
+            if stopping.is_set():
+                raise stopped(f"{what} failed: {exc}") from exc
+            logger.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            if stopping.wait(delay):
+                raise stopped(f"{what} failed: {exc}") from exc
+            delay = min(delay * policy.factor, policy.max_delay_s)
 
 
 @dataclass(frozen=True)
@@ -227,22 +259,18 @@ class ClickHouseSink:
         return written
 
     def _write_table(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> int:
-        delay = self.retry.first_delay_s
-        while True:
-            try:
-                return self._insert_new_rows(writer, rows, batch)
-            except Exception as exc:
-                metrics.INSERT_ERRORS.labels(writer.table).inc()
-                # The insert may have landed even though we saw an error: re-read the truth.
-                self._watermarks.pop(writer.table, None)
-                if self._stopping.is_set():
-                    raise SinkStopped(f"insert into {writer.table} failed: {exc}") from exc
-                log.warning(
-                    "insert into %s failed (%s); retrying in %.1fs", writer.table, exc, delay
-                )
-                if self._stopping.wait(delay):
-                    raise SinkStopped(f"insert into {writer.table} failed: {exc}") from exc
-                delay = min(delay * self.retry.factor, self.retry.max_delay_s)
+        def failed(exc: Exception) -> None:
+            metrics.INSERT_ERRORS.labels(writer.table).inc()
+            # The insert may have landed even though we saw an error: re-read the truth.
+            self._watermarks.pop(writer.table, None)
+
+        return retry_until_stopped(
+            lambda: self._insert_new_rows(writer, rows, batch),
+            f"insert into {writer.table}",
+            self._stopping,
+            self.retry,
+            on_failure=failed,
+        )
 
     def _insert_new_rows(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> int:
         marks = self._watermarks_of(writer.table)
