@@ -32,17 +32,14 @@ from typing import Any
 import faust
 import msgspec
 
-from pipeline.catalog.store import CatalogStore
 from pipeline.contract.decode import DecodedBatch
-from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.settings import Secret, Settings
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import ensure_topics, partition_count
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
 from pipeline.worker.app import Progress, build_app
-from pipeline.worker.catalogs import WorkerCatalogs
-from pipeline.worker.run import tune_gc
+from pipeline.worker.run import load_catalogs, tune_gc
 from pipeline.worker.sink import ClickHouseSink
 
 RAW_TABLE_DDL = """
@@ -211,13 +208,7 @@ def _run_pipeline(
                 os.kill(os.getpid(), signal.SIGTERM)
 
     # As `uptake worker` runs it: catalogs resolve teams, the sink skips re-sent event ids.
-    catalogs = WorkerCatalogs.load(
-        settings,
-        CatalogStore(warehouse),
-        Pseudonymizer.from_secret_or_file(
-            settings.pseudonym_key.reveal(), settings.pseudonym_key_file
-        ).key_of,
-    )
+    catalogs = load_catalogs(settings, warehouse)
     sink = ClickHouseSink(warehouse, recent_ids=settings.dedup_window)
     app = build_app(settings, sink, progress=progress, on_batch=on_batch, catalogs=catalogs)
     worker = faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False)

@@ -37,16 +37,22 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
+def _protocol_and_sasl(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments kafka-python and aiokafka name alike."""
+    out: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if uses_sasl(settings):
+        out["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        out["sasl_plain_username"] = settings.kafka_sasl_username
+        out["sasl_plain_password"] = settings.kafka_sasl_password.reveal()
+    return out
+
+
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """kafka-python client keyword arguments for the security settings ({} for PLAINTEXT)."""
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return {}
-    out: dict[str, Any] = {"security_protocol": protocol}
-    if uses_sasl(settings):
-        out["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        out["sasl_plain_username"] = settings.kafka_sasl_username
-        out["sasl_plain_password"] = settings.kafka_sasl_password.reveal()
+    out = _protocol_and_sasl(settings)
     if uses_ssl(settings):
         out["ssl_check_hostname"] = True
         if settings.kafka_ssl_cafile:
@@ -63,11 +69,7 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return {}
-    out: dict[str, Any] = {"security_protocol": protocol}
-    if uses_sasl(settings):
-        out["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        out["sasl_plain_username"] = settings.kafka_sasl_username
-        out["sasl_plain_password"] = settings.kafka_sasl_password.reveal()
+    out = _protocol_and_sasl(settings)
     if uses_ssl(settings):
         out["ssl_context"] = ssl_context(settings)
     return out

@@ -30,24 +30,25 @@ from typing import Any
 from kafka import KafkaConsumer
 
 from pipeline import metrics
-from pipeline.catalog.store import CatalogStore
-from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.kafka_security import client_kwargs
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
-from pipeline.settings import Settings, SettingsError, redact_url
-from pipeline.simulate.produce import make_producer
+from pipeline.settings import Settings, redact_url
 from pipeline.topics import KafkaUnavailable, ensure_topics, unreachable_message
-from pipeline.warehouse.connection import connect
-from pipeline.warehouse.migrations import require_current
 from pipeline.worker.catalogs import WorkerCatalogs
-from pipeline.worker.dead_letters import DeadLetterPublisher
-from pipeline.worker.health import Health, serve
+from pipeline.worker.health import Health
 from pipeline.worker.remote import (
     TOPIC_MAX_MESSAGE_BYTES,
     decode_batch,
     ensure_writer_topic,
     merge_batches,
+)
+from pipeline.worker.run import (
+    build_sink,
+    load_catalogs,
+    log_to_stderr,
+    open_warehouse,
+    serve_metrics,
 )
 from pipeline.worker.sink import REJECTED, ClickHouseSink, SinkStopped
 
@@ -166,20 +167,9 @@ class Writer:
 
 def run_writer(settings: Settings, *, exit_when_idle_s: float | None = None) -> int:
     """Run `uptake writer` until SIGTERM/SIGINT (or idle, when asked)."""
-    _log_to_stderr(settings.log_level)
-    warehouse = connect(settings.warehouse_url)
-    if settings.clickhouse_cluster:
-        from pipeline.warehouse.cluster import use_cluster
-
-        use_cluster(warehouse, settings.clickhouse_cluster)
-    require_current(warehouse)
-    catalogs = WorkerCatalogs.load(
-        settings,
-        CatalogStore(warehouse),
-        Pseudonymizer.from_secret_or_file(
-            settings.pseudonym_key.reveal(), settings.pseudonym_key_file
-        ).key_of,
-    )
+    log_to_stderr(settings.log_level)
+    warehouse = open_warehouse(settings)
+    catalogs = load_catalogs(settings, warehouse)
     security = client_kwargs(settings)
     ensure_writer_topic(settings.kafka_bootstrap, settings.writer_topic, security=security)
     ensure_topics(settings.kafka_bootstrap, {settings.dlq_topic: 1}, security=security)
@@ -187,27 +177,11 @@ def run_writer(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     health = Health()
     adoption = None
     if settings.metrics_port:
-        try:
-            serve(settings.metrics_port, health, metrics.REGISTRY)
-        except OSError as exc:
-            raise SettingsError(
-                f"cannot serve /metrics on port {settings.metrics_port} ({exc.strerror}); set "
-                "UPTAKE_METRICS_PORT to a free port, or 0 to disable it"
-            ) from exc
+        serve_metrics(settings, health)
         adoption = start_adoption_gauges(
             settings.warehouse_url, ObservabilitySettings.from_settings(settings)
         )
-    dead_letters = DeadLetterPublisher(
-        make_producer(settings.kafka_bootstrap, **security), settings.dlq_topic
-    )
-    sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
-    if settings.chaos_fail_inserts:
-        from pipeline.worker.run import failing_inserts
-
-        sink.fault = failing_inserts(settings.chaos_fail_inserts)
-    if settings.chaos_ignore_watermarks:
-        log.warning("negative control: the writer ignores its watermarks and will double count")
-        sink.ignore_watermarks = True
+    sink = build_sink(settings, warehouse)
     consumer = _consumer(settings)
     writer = Writer(settings, sink, consumer, health, catalogs, exit_when_idle_s)
 
@@ -255,13 +229,3 @@ def _consumer(settings: Settings) -> KafkaConsumer:
         )
     except Exception as exc:
         raise KafkaUnavailable(unreachable_message(settings.kafka_bootstrap)) from exc
-
-
-def _log_to_stderr(level: str) -> None:
-    logger = logging.getLogger("uptake")
-    logger.setLevel({"warn": "WARNING"}.get(level.lower(), level.upper()))
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.propagate = False

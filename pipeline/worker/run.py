@@ -19,7 +19,7 @@ from pipeline.observability.config import ObservabilitySettings
 from pipeline.settings import Settings, SettingsError, redact_url
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import ensure_topics
-from pipeline.warehouse.connection import connect
+from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import require_current
 from pipeline.worker.app import BatchSink, Progress, build_app
 from pipeline.worker.catalogs import WorkerCatalogs
@@ -40,23 +40,12 @@ def tune_gc() -> None:
 
 def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> int:
     """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error."""
-    _log_to_stderr(settings.log_level)
+    log_to_stderr(settings.log_level)
     if settings.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
         return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s)
-    warehouse = connect(settings.warehouse_url)
-    if settings.clickhouse_cluster:
-        from pipeline.warehouse.cluster import use_cluster
-
-        use_cluster(warehouse, settings.clickhouse_cluster)
-    require_current(warehouse)
+    warehouse = open_warehouse(settings)
     # Both catalogs before anything else: a broken catalog file stops the worker here.
-    catalogs = WorkerCatalogs.load(
-        settings,
-        CatalogStore(warehouse),
-        Pseudonymizer.from_secret_or_file(
-            settings.pseudonym_key.reveal(), settings.pseudonym_key_file
-        ).key_of,
-    )
+    catalogs = load_catalogs(settings, warehouse)
     ensure_topics(
         settings.kafka_bootstrap,
         {
@@ -71,17 +60,10 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
     adoption = None
     health = Health()
     if settings.metrics_port:
-        _serve_metrics(settings, health)
+        serve_metrics(settings, health)
         # Its own connection, read in the background: scrapes never query the warehouse.
         adoption = start_adoption_gauges(settings.warehouse_url, observability)
-    dead_letters = DeadLetterPublisher(
-        make_producer(settings.kafka_bootstrap, **client_kwargs(settings)), settings.dlq_topic
-    )
-    sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
-    if settings.chaos_fail_inserts:
-        sink.fault = failing_inserts(settings.chaos_fail_inserts)
-    if settings.chaos_fail_inserts_file:
-        sink.fault = _chain(sink.fault, failing_while_exists(settings.chaos_fail_inserts_file))
+    sink = build_sink(settings, warehouse)
     kill_switch = None
     if settings.chaos_kill_at:
         kill_switch = KillSwitch(settings.chaos_kill_at, settings.chaos_kill_after_batches)
@@ -92,9 +74,6 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
             settings.chaos_kill_at,
             settings.chaos_kill_after_batches,
         )
-    if settings.chaos_ignore_watermarks:
-        log.warning("negative control: the sink ignores its watermarks and will double count")
-        sink.ignore_watermarks = True
 
     try:
         return _launch(
@@ -133,7 +112,7 @@ def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None
     metrics.set_build_info("none")
     health = Health()
     if settings.metrics_port:
-        _serve_metrics(settings, health)
+        serve_metrics(settings, health)
     kill_switch = None
     if settings.chaos_kill_at:
         kill_switch = KillSwitch(settings.chaos_kill_at, settings.chaos_kill_after_batches)
@@ -147,13 +126,50 @@ def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None
     )
 
 
-def _serve_metrics(settings: Settings, health: Health) -> None:
+def open_warehouse(settings: Settings) -> Warehouse:
+    """The warehouse of the settings (in cluster mode when set), refused unless migrated."""
+    warehouse = connect(settings.warehouse_url)
+    if settings.clickhouse_cluster:
+        from pipeline.warehouse.cluster import use_cluster
+
+        use_cluster(warehouse, settings.clickhouse_cluster)
+    require_current(warehouse)
+    return warehouse
+
+
+def load_catalogs(settings: Settings, warehouse: Warehouse) -> WorkerCatalogs:
+    """Both catalogs, on the warehouse's catalog history, users keyed by the settings' key."""
+    pseudonyms = Pseudonymizer.from_secret_or_file(
+        settings.pseudonym_key.reveal(), settings.pseudonym_key_file
+    )
+    return WorkerCatalogs.load(settings, CatalogStore(warehouse), pseudonyms.key_of)
+
+
+def build_sink(settings: Settings, warehouse: Warehouse) -> ClickHouseSink:
+    """The sink a process that inserts events uses: dead letters, the dedup window, and the
+    injected faults and negative control of the chaos settings."""
+    dead_letters = DeadLetterPublisher(
+        make_producer(settings.kafka_bootstrap, **client_kwargs(settings)), settings.dlq_topic
+    )
+    sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
+    if settings.chaos_fail_inserts:
+        sink.fault = failing_inserts(settings.chaos_fail_inserts)
+    if settings.chaos_fail_inserts_file:
+        sink.fault = _chain(sink.fault, failing_while_exists(settings.chaos_fail_inserts_file))
+    if settings.chaos_ignore_watermarks:
+        log.warning("negative control: the sink ignores its watermarks and will double count")
+        sink.ignore_watermarks = True
+    return sink
+
+
+def serve_metrics(settings: Settings, health: Health) -> None:
     try:
         serve(settings.metrics_port, health, metrics.REGISTRY)
     except OSError as exc:
         raise SettingsError(
             f"cannot serve /metrics on port {settings.metrics_port} ({exc.strerror}): another "
-            "worker may be running; set UPTAKE_METRICS_PORT to a free port, or 0 to disable it"
+            "Uptake process may be running; set UPTAKE_METRICS_PORT to a free port, or 0 to "
+            "disable it"
         ) from exc
 
 
@@ -195,7 +211,7 @@ def _launch(
     tune_gc()
     # faust's own INFO lines are its lifecycle chatter: keep them at WARN unless debugging.
     faust_level = "debug" if settings.log_level == "debug" else "warn"
-    _log_to_stderr(settings.log_level)
+    log_to_stderr(settings.log_level)
     worker = faust.Worker(
         app,
         loglevel=faust_level,
@@ -213,7 +229,7 @@ def _launch(
     return code
 
 
-def _log_to_stderr(level: str) -> None:
+def log_to_stderr(level: str) -> None:
     """Uptake's own log lines (progress, retries) go to stderr whatever faust does with logging."""
     logger = logging.getLogger("uptake")
     logger.setLevel({"warn": "WARNING"}.get(level.lower(), level.upper()))
