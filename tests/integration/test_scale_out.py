@@ -38,6 +38,7 @@ import msgspec
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
+from kafka.errors import CoordinatorNotAvailableError
 
 from pipeline.simulate.org import GroundTruth, Organisation, generate
 from pipeline.simulate.produce import make_producer
@@ -174,6 +175,8 @@ def _group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
+    except CoordinatorNotAvailableError:  # the group's coordinator is not elected yet
+        return {}
     finally:
         admin.close()
     return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic}
