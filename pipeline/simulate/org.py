@@ -453,18 +453,8 @@ def _events(
     """The events of one moment: one, or an incident's opened and resolved events."""
     if world is None or capability.event_type == "api_call":
         return [_event(rng, team, capability, at)]
-    service = rng.choice(team.services)
-    event: dict[str, Any] = {
-        "event_id": _uuid(rng),
-        "event_type": capability.event_type,
-        "schema_version": 1,
-        "occurred_at": _iso(at),
-        "source": "uptake-simulator",
-        "team": team.name,
-        "service": service,
-        "user": rng.choice(team.users),
-        "capability": capability.name,
-    }
+    event = _envelope(rng, team, capability, at)
+    service = event["service"]
     scenario = world.scenario
     kind = capability.event_type
     if kind == "deploy":
@@ -529,9 +519,12 @@ def _events(
     return [opening, event]
 
 
-def _event(rng: random.Random, team: Team, capability: Capability, at: datetime) -> dict[str, Any]:
+def _envelope(
+    rng: random.Random, team: Team, capability: Capability, at: datetime
+) -> dict[str, Any]:
+    """The fields every simulated event has (its body, `data`, is the caller's)."""
     service = rng.choice(team.services)
-    event: dict[str, Any] = {
+    return {
         "event_id": _uuid(rng),
         "event_type": capability.event_type,
         "schema_version": 1,
@@ -542,6 +535,11 @@ def _event(rng: random.Random, team: Team, capability: Capability, at: datetime)
         "user": rng.choice(team.users),
         "capability": capability.name,
     }
+
+
+def _event(rng: random.Random, team: Team, capability: Capability, at: datetime) -> dict[str, Any]:
+    event = _envelope(rng, team, capability, at)
+    service = event["service"]
     kind = capability.event_type
     if kind == "api_call":
         api = rng.choice(capability.apis)
