@@ -16,13 +16,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC
-from typing import Any
 
 from kafka import KafkaProducer
 
 from pipeline.catalog.teams import UNOWNED
 from pipeline.contract.decode import DecodedBatch
 from pipeline.lifecycle.engine import Activity, Watermark, encode_record, key_of
+from pipeline.lifecycle.outputs import KafkaWrites
 from pipeline.lifecycle.retry import until_done
 from pipeline.lifecycle.rules import EPOCH, NO_DAY, day_of
 from pipeline.worker.sink import RetryPolicy
@@ -66,11 +66,9 @@ class ActivityPublisher:
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._producer_factory = producer_factory
-        self._producer: KafkaProducer | None = None
+        self._kafka = KafkaWrites(producer_factory, timeout_s)
         self.topic = topic
         self.stopping = stopping
-        self.timeout_s = timeout_s
         self.retry = retry
         self.newest_day = NO_DAY  # newest day this process has published as watermark
 
@@ -91,32 +89,14 @@ class ActivityPublisher:
         return {self.topic: sent}
 
     def _send(self, records: list[Activity], watermark: int | None) -> int:
-        producer = self._connect()
-        futures: list[Any] = [
-            producer.send(self.topic, key=key_of(r.team, r.capability), value=encode_record(r))
-            for r in records
+        sends: list[tuple[int | None, bytes, bytes]] = [
+            (None, key_of(r.team, r.capability), encode_record(r)) for r in records
         ]
         if watermark is not None:
             # After the activity, in every partition: a partition's records stay in order.
             value = encode_record(Watermark(watermark))
-            for partition in sorted(producer.partitions_for(self.topic) or ()):
-                futures.append(
-                    producer.send(self.topic, key=WATERMARK_KEY, value=value, partition=partition)
-                )
-        producer.flush(timeout=self.timeout_s)
-        failed = [f for f in futures if not f.is_done or f.failed()]
-        if failed:
-            first = failed[0].exception if failed[0].is_done else "not acknowledged in time"
-            raise ConnectionError(
-                f"{len(failed)} of {len(futures)} activity records were not acknowledged: {first}"
-            )
-        return len(futures)
-
-    def _connect(self) -> KafkaProducer:
-        if self._producer is None:
-            self._producer = self._producer_factory()
-        return self._producer
+            sends += [(p, WATERMARK_KEY, value) for p in self._kafka.partitions_for(self.topic)]
+        return self._kafka.send(self.topic, sends)
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=self.timeout_s)
+        self._kafka.close()

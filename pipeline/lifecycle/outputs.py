@@ -88,9 +88,7 @@ class KafkaWrites:
         """Send (partition or None, key, value) records; raise unless all were acknowledged."""
         if not records:
             return 0
-        if self._producer is None:
-            self._producer = self._producer_factory()
-        producer = self._producer
+        producer = self._connect()
         futures: list[Any] = [
             producer.send(topic, key=key, value=value, partition=partition)
             for partition, key, value in records
@@ -103,6 +101,15 @@ class KafkaWrites:
                 f"{len(failed)} of {len(futures)} records to {topic} were not acknowledged: {first}"
             )
         return len(futures)
+
+    def partitions_for(self, topic: str) -> list[int]:
+        """The topic's partitions, in order."""
+        return sorted(self._connect().partitions_for(topic) or ())
+
+    def _connect(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = self._producer_factory()
+        return self._producer
 
     def close(self) -> None:
         if self._producer is not None:
