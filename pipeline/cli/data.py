@@ -174,9 +174,11 @@ def register_dlq(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="re-submit dead-lettered events that are valid now",
         description=(
             "Read the dead-letter topic from where the last replay stopped up to its current "
-            "end; re-submit events that the current contract accepts to the events topic; send "
-            "those still invalid back to the dead-letter topic once (marked replayed, never "
-            "replayed again). Use after a fix: a new schema version, a corrected mapping."
+            "end; re-submit events that the current contract accepts to the topic they came "
+            "from (the events topic, or the backfill topic for a backfilled event, judged by "
+            "the backfill rules); send those still invalid back to the dead-letter topic once "
+            "(marked replayed, never replayed again). Use after a fix: a new schema version, a "
+            "corrected mapping, a larger UPTAKE_BACKFILL_MAX_AGE_S."
         ),
         epilog="example: uptake dlq replay --reason unsupported_version --dry-run",
     )
