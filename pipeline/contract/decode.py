@@ -101,6 +101,15 @@ _MAX_EXACT_INT = 2**53
 """Floats up to this magnitude are exact integers when integral; larger ones stay floats."""
 
 
+def _utf8_problem(value: bytes) -> str | None:
+    """Why `value` is not UTF-8 (Python's strict codec: no surrogates), or None if it is."""
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}"
+    return None
+
+
 class BatchDecoder:
     """Turns raw Kafka messages into validated events and rejections with reasons."""
 
@@ -141,11 +150,14 @@ class BatchDecoder:
             except RecursionError:
                 self._reject(batch, message, 0, value, Reason.SCHEMA_VIOLATION, _TOO_DEEP)
                 continue
-            except msgspec.DecodeError as exc:
-                self._reject(batch, message, 0, value, Reason.NOT_JSON, str(exc))
-                continue
-            except UnicodeDecodeError:  # invalid UTF-8 inside a string: judge event by event
-                self._decode_guarded(batch, message, value, newest, oldest)
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                # Invalid UTF-8 inside a string is judged event by event. msgspec reports it
+                # as UnicodeDecodeError before 0.23 and as DecodeError since, so the bytes
+                # decide, not the exception's type.
+                if _utf8_problem(value) is not None:
+                    self._decode_guarded(batch, message, value, newest, oldest)
+                else:
+                    self._reject(batch, message, 0, value, Reason.NOT_JSON, str(exc))
                 continue
             events = decoded if isinstance(decoded, list) else [decoded]
             if not events:
@@ -160,7 +172,7 @@ class BatchDecoder:
         return batch
 
     @staticmethod
-    def _accept(batch: DecodedBatch, message: SourceMessage, events: list[Envelope]) -> None:
+    def _accept(batch: DecodedBatch, message: SourceMessage, events: Sequence[Envelope]) -> None:
         batch.events.extend(events)
         count = len(events)
         batch.partitions.extend([message.partition] * count)
@@ -215,11 +227,8 @@ class BatchDecoder:
             del batch.rejections[marks[1] :]
             if isinstance(exc, RecursionError):
                 reason, detail = Reason.SCHEMA_VIOLATION, _TOO_DEEP
-            elif isinstance(exc, UnicodeDecodeError):
-                reason = Reason.NOT_JSON
-                detail = f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}"
             else:
-                reason, detail = Reason.NOT_JSON, str(exc)
+                reason, detail = Reason.NOT_JSON, _utf8_problem(value) or str(exc)
             self._reject(batch, message, 0, value, reason, detail)
 
     def _decode_slowly(
@@ -246,9 +255,13 @@ class BatchDecoder:
                     # The rejection keeps the original bytes, never the rewritten ones.
                     self._reject(batch, message, index, item, reason, detail, event_type)
                     continue
-            except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string
-                detail = f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}"
-                self._reject(batch, message, index, item, Reason.NOT_JSON, detail)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                # The array split into valid JSON items, so only invalid UTF-8 inside one of
+                # its strings fails here; anything else rejects the whole message.
+                utf8 = _utf8_problem(item)
+                if utf8 is None:
+                    raise
+                self._reject(batch, message, index, item, Reason.NOT_JSON, utf8)
                 continue
             violation = self._violation(decoded, newest, oldest)
             if violation is None:
@@ -294,10 +307,9 @@ class BatchDecoder:
         """Name the reason an event failed validation, from its generic JSON shape."""
         try:
             obj = self._any.decode(item)
-        except msgspec.DecodeError as exc:  # typed decoding stopped before the syntax error
-            return Reason.NOT_JSON, str(exc), ""
-        except UnicodeDecodeError as exc:  # ... or before the invalid UTF-8
-            return Reason.NOT_JSON, f"JSON is not valid UTF-8: {exc.reason} at byte {exc.start}", ""
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # Typed decoding stopped at a wrong type before the syntax error or invalid UTF-8.
+            return Reason.NOT_JSON, _utf8_problem(item) or str(exc), ""
         if not isinstance(obj, dict):
             return Reason.SCHEMA_VIOLATION, f"{error}: an event is a JSON object", ""
         event_type = obj.get("event_type")
