@@ -37,14 +37,26 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from pipeline import resources
+
 KAFKA_VERSION = "3.9.1"
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEPLOY_DIR = REPO_ROOT / "deploy" / "local"
+DEPLOY_DIR = resources.folder("broker")
 POM_FILE = DEPLOY_DIR / "pom.xml"
 SERVER_TEMPLATE = DEPLOY_DIR / "server.properties.template"
 LOG4J_CONFIG = DEPLOY_DIR / "log4j.properties"
-DEFAULT_CACHE_DIR = DEPLOY_DIR / ".cache"
+
+
+def _default_cache_dir() -> Path:
+    """deploy/local/.cache in a checkout; the user's cache folder for an installed Uptake."""
+    root = resources.checkout()
+    if root is not None:
+        return root / "deploy" / "local" / ".cache"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "uptake" / f"kafka-{KAFKA_VERSION}"
+
+
+DEFAULT_CACHE_DIR = _default_cache_dir()
 
 LOG_TAIL_LINES = 20
 MAVEN_TIMEOUT_S = 900.0

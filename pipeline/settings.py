@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pipeline import resources
+
 KILL_POINTS = (
     "",
     "before_insert",
@@ -636,16 +638,13 @@ class Settings:
         return rows
 
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
 def _default_config(name: str) -> Path:
-    """`config/<name>` of the working directory when there is one (an installed package run in
-    a checkout), else of the checkout this package was installed from (editable install)."""
+    """`config/<name>` of the working directory when there is one, else the example catalogs
+    Uptake ships (the installed package's copy, or the checkout's `config/`)."""
     here = Path("config") / name
     if here.exists():
         return here.resolve()
-    return _REPO_ROOT / "config" / name
+    return resources.folder("config") / name
 
 
 def _parse(name: str, raw: str, default: object) -> object:

@@ -29,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--dir",
             type=Path,
             default=None,
-            help="the dashboards folder (default: dashboards/ of this checkout)",
+            help=(
+                "the dashboards folder (default: dashboards/ of this checkout; for an installed "
+                "Uptake, generate writes ./dashboards and check reads the packaged copy)"
+            ),
         )
     generate.set_defaults(func=_generate)
     check.set_defaults(func=_check)
@@ -97,7 +100,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from pipeline.dashboards import generate
 
-    problems = generate.differences(args.dir or generate.DEFAULT_DIRECTORY)
+    problems = generate.differences(args.dir or generate.SHIPPED_DIRECTORY)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

@@ -27,7 +27,9 @@ from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "events"
+from pipeline.resources import folder
+
+SCHEMA_DIR = folder("schemas/events")
 """The folder with the JSON Schema files: envelope, one file per type and version, dispatch."""
 
 BASE_URI = "https://uptake.dev/schemas/events/"

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import resources
 from pipeline.dashboards import adoption, impact, ml_platform, pipeline_health, team
 from pipeline.dashboards.board import Board
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DIRECTORY = REPO / "dashboards"
+_CHECKOUT = resources.checkout()
+DEFAULT_DIRECTORY = _CHECKOUT / "dashboards" if _CHECKOUT else Path("dashboards")
+"""Where `generate` writes: the checkout's dashboards/ (the committed source of truth), or
+dashboards/ in the working directory for an installed Uptake."""
+SHIPPED_DIRECTORY = _CHECKOUT / "dashboards" if _CHECKOUT else resources.folder("dashboards")
+"""What `check` compares with: the committed files, or the copy inside the installed package."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ def write(directory: Path = DEFAULT_DIRECTORY) -> list[Path]:
     return changed
 
 
-def differences(directory: Path = DEFAULT_DIRECTORY) -> list[str]:
+def differences(directory: Path = SHIPPED_DIRECTORY) -> list[str]:
     """Why `directory` does not hold exactly what `render()` gives (empty when it does)."""
     problems = []
     rendered = render()

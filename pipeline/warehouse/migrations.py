@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import resources
 from pipeline.warehouse.connection import Warehouse, WarehouseError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
+MIGRATIONS_DIR = resources.folder("schemas/clickhouse")
 _FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 LEDGER_DDL = """
@@ -58,8 +59,14 @@ class Migration:
 
 
 def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migrations in `directory`, in order; MigrationError when it holds none (an installation
+    without its migrations must not report a warehouse as up to date)."""
+    try:
+        paths = resources.require_files(directory, "*.sql", "warehouse migrations")
+    except resources.ResourceMissing as exc:
+        raise MigrationError(str(exc)) from None
     migrations = []
-    for path in sorted(directory.glob("*.sql")):
+    for path in paths:
         match = _FILE.match(path.name)
         if not match:
             raise MigrationError(f"{path} is not named NNNN_snake_case.sql")

@@ -58,3 +58,14 @@ def test_statements_are_split_on_semicolons_at_line_ends(tmp_path: Path) -> None
     path.write_text("-- a comment; not a statement\nSELECT 1;\nSELECT ';' AS s;\n\nSELECT 3")
     (migration,) = available(tmp_path)
     assert migration.statements() == ["SELECT 1", "SELECT ';' AS s", "SELECT 3"]
+
+
+def test_a_folder_without_migrations_is_an_error(
+    inprocess_warehouse_url: str, tmp_path: Path
+) -> None:
+    with pytest.raises(MigrationError, match="no warehouse migrations"):
+        available(tmp_path)
+    with connect(inprocess_warehouse_url, create_database=True) as wh:
+        with pytest.raises(MigrationError, match="no warehouse migrations"):
+            migrate(wh, directory=tmp_path, progress=lambda line: None)
+        assert not wh.table_exists("events")
