@@ -6,6 +6,22 @@
 #
 # deploy/docker-compose.yml builds and runs it with Kafka, ClickHouse, Prometheus and Grafana
 # (docs/deploy.md).
+# Stage 1: build the wheel and export the lock's runtime packages (exact versions, hashes).
+FROM python:3.11.13-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 UV_PYTHON_DOWNLOADS=never
+WORKDIR /src
+COPY requirements/uv.txt requirements/uv.txt
+RUN pip install --require-hashes --no-deps -r requirements/uv.txt
+COPY pyproject.toml uv.lock README.md ./
+COPY pipeline ./pipeline
+COPY schemas ./schemas
+COPY config ./config
+COPY dashboards ./dashboards
+COPY deploy/local ./deploy/local
+RUN uv export --frozen --no-dev --no-emit-project --output-file /dist/requirements.txt \
+ && uv build --wheel --out-dir /dist .
+
+# Stage 2: the runtime image holds the locked dependencies and the wheel, no source tree.
 FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,17 +36,14 @@ RUN groupadd --system --gid 10001 uptake \
  && useradd --system --uid 10001 --gid uptake --home-dir /var/lib/uptake --create-home \
         --shell /usr/sbin/nologin uptake
 
-WORKDIR /opt/uptake
-COPY pyproject.toml README.md ./
-COPY pipeline ./pipeline
-COPY schemas ./schemas
-COPY config ./config
-# Editable on purpose: Uptake reads its migrations (schemas/clickhouse), event schemas
-# (schemas/events) and default catalogs (config/) next to the package, from this checkout.
-RUN pip install --editable . \
+COPY --from=build /dist /tmp/dist
+RUN pip install --require-hashes --no-deps -r /tmp/dist/requirements.txt \
+ && pip install --no-deps /tmp/dist/uptake-*.whl \
+ && rm -rf /tmp/dist \
  && uptake --version
 
 USER uptake:uptake
+WORKDIR /var/lib/uptake
 ENV UPTAKE_HOME=/var/lib/uptake
 VOLUME ["/var/lib/uptake"]
 # 9464: /metrics, /healthz, /readyz of `uptake worker` and `uptake writer`;

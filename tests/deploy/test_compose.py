@@ -336,8 +336,8 @@ def _dockerfile() -> list[tuple[str, str]]:
 
 def test_dockerfile_pins_python_311_slim_and_runs_uptake_as_a_user() -> None:
     steps = _dockerfile()
-    (base,) = [rest for instruction, rest in steps if instruction == "FROM"]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
+    bases = [rest.split()[0] for instruction, rest in steps if instruction == "FROM"]
+    assert bases and all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", b) for b in bases)
     users = [rest for instruction, rest in steps if instruction == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     (entrypoint,) = [rest for instruction, rest in steps if instruction == "ENTRYPOINT"]
@@ -349,12 +349,26 @@ def test_dockerfile_pins_python_311_slim_and_runs_uptake_as_a_user() -> None:
 def test_dockerfile_copies_what_exists_and_what_uptake_reads_at_run_time() -> None:
     copied = set()
     for instruction, rest in _dockerfile():
-        if instruction == "COPY":
+        if instruction == "COPY" and not rest.startswith("--from="):
             *sources, _target = rest.split()
             for source in sources:
                 assert (REPO / source).exists(), source
                 copied.add(source.rstrip("/"))
-    # migrations, event schemas and default catalogs are read next to the package
-    assert {"pipeline", "schemas", "config", "pyproject.toml"} <= copied
+    # the wheel is built from these: the package, its data folders and the lock
+    wanted = {"pipeline", "schemas", "config", "dashboards", "deploy/local", "pyproject.toml"}
+    assert wanted | {"uv.lock", "requirements/uv.txt"} <= copied
     ignored = (REPO / ".dockerignore").read_text().split()
     assert not set(ignored) & copied, "the .dockerignore drops a file the Dockerfile copies"
+
+
+def test_the_image_installs_the_lock_and_the_wheel_not_the_source_tree() -> None:
+    steps = _dockerfile()
+    last_stage = max(i for i, (instruction, _) in enumerate(steps) if instruction == "FROM")
+    runs = [rest for instruction, rest in steps[last_stage:] if instruction == "RUN"]
+    installs = " ".join(runs)
+    assert "--require-hashes" in installs and "uptake-*.whl" in installs
+    assert "--editable" not in installs and " -e " not in installs
+    copies = [rest for instruction, rest in steps[last_stage:] if instruction == "COPY"]
+    assert copies and all(rest.startswith("--from=build") for rest in copies), copies
+    built = " ".join(rest for instruction, rest in steps[:last_stage] if instruction == "RUN")
+    assert "uv export --frozen --no-dev" in built and "uv build --wheel" in built
