@@ -1,6 +1,7 @@
 """`uptake bench`: pipeline throughput against a raw consume-and-insert baseline, same run.
 
-Phases, all against the same broker and one fresh embedded warehouse (or the configured server):
+Phases, all against the same broker and one fresh database of the run's own, in the bench's
+embedded warehouse ($UPTAKE_HOME/bench) or in the one `--warehouse` names:
 1. produce N api_call events (JSON-array messages of `per_message` events) to a fresh topic;
 2. pipeline: the real faust worker (decode, validate, sink) consumes them; throughput is
    events / (end of the last batch - start of the first batch);
@@ -9,6 +10,10 @@ Phases, all against the same broker and one fresh embedded warehouse (or the con
 4. freshness: a separate process sends events at a fixed rate for a few seconds while the worker
    runs; p95 of (end of the insert that wrote an event - its occurred_at) is produce-to-queryable.
 It prints one JSON line with the figures. Ratios, not absolute numbers, travel between machines.
+
+Runs repeat: every run has its own id, in its event ids, topics, consumer group and warehouse
+database, and deletes all of them when it ends, so a run starts from the state the first one
+did and the broker and warehouse do not grow with the number of runs (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ from pipeline.contract.decode import DecodedBatch
 from pipeline.settings import Secret, Settings
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import ensure_topics, partition_count
-from pipeline.warehouse.connection import Warehouse, connect
+from pipeline.warehouse.connection import (
+    DEFAULT_DATABASE,
+    Warehouse,
+    connect,
+    quote_identifier,
+    with_database,
+)
 from pipeline.warehouse.migrations import migrate
 from pipeline.worker.app import Progress, build_app
 from pipeline.worker.run import load_catalogs, tune_gc
@@ -53,6 +64,46 @@ CREATE TABLE IF NOT EXISTS bench_raw
 ENGINE = MergeTree
 ORDER BY (_partition, _offset)
 """
+
+
+BENCH_DATABASE_PREFIX = "bench_"
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One run's names. Everything the run creates carries its id, so all of it can go."""
+
+    run_id: str
+    id_seed: int  # the high 64 bits of the run's event ids
+
+    @classmethod
+    def new(cls) -> BenchRun:
+        drawn = uuid.uuid4()
+        return cls(drawn.hex[:12], drawn.int >> 64)
+
+    @classmethod
+    def of_database(cls, name: str) -> BenchRun | None:
+        """The run a warehouse database belongs to, or None for another database."""
+        if not name.startswith(BENCH_DATABASE_PREFIX):
+            return None
+        return cls(name.removeprefix(BENCH_DATABASE_PREFIX), 0)
+
+    @property
+    def topic(self) -> str:
+        return f"uptake.bench.{self.run_id}"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"uptake-bench-{self.run_id}"
+
+    @property
+    def database(self) -> str:
+        return f"{BENCH_DATABASE_PREFIX}{self.run_id}"
+
+    def owns_topic(self, name: str) -> bool:
+        # The events topic and the lifecycle's `<events topic>.activity`/`.milestones`, the
+        # changelog `<group>-lifecycle-changelog` and faust's `<group>-__assignor-__leader`.
+        return name == self.topic or name.startswith((f"{self.topic}.", f"{self.consumer_group}-"))
 
 
 @dataclass
@@ -100,14 +151,20 @@ class Figures:
         }
 
 
-def api_call_messages(count: int, per_message: int, teams: int, seed: int = 1) -> list[bytes]:
-    """`count` valid api_call events as JSON-array messages; occurred_at is now."""
+def api_call_messages(
+    count: int, per_message: int, teams: int, seed: int = 1, first: int = 0
+) -> list[bytes]:
+    """`count` valid api_call events as JSON-array messages; occurred_at is now.
+
+    Event ids are UUIDs of `seed` (high 64 bits) and first + 1 ... first + count (low bits):
+    the same arguments give the same ids, which the sink takes for re-sends.
+    """
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     messages = []
     for start in range(0, count, per_message):
         batch = [
             {
-                "event_id": str(uuid.UUID(int=(seed << 64) + i + 1, version=4)),
+                "event_id": str(uuid.UUID(int=(seed << 64) + first + i + 1, version=4)),
                 "event_type": "api_call",
                 "schema_version": 1,
                 "occurred_at": now,
@@ -134,26 +191,42 @@ def _say(text: str) -> None:
 
 
 def run_bench(config: BenchConfig, warehouse_url: str | None = None) -> dict[str, Any]:
-    """Run all phases; the warehouse defaults to a bench-only folder, never the user's data."""
-    run_id = uuid.uuid4().hex[:8]
-    topic = f"uptake.bench.{run_id}"
+    """Run all phases in a database of this run, dropped at the end with the run's topics.
+
+    The warehouse defaults to a bench-only folder ($UPTAKE_HOME/bench), never the user's data;
+    there the run first removes what earlier runs left behind (a run killed before its clean-up,
+    or the `uptake` database of bench versions that wrote there). With `warehouse_url`, only
+    this run's database is created and dropped.
+    """
+    run = BenchRun.new()
     home = Settings.from_env().home
+    base_url = warehouse_url or f"chdb://{(home / 'bench').resolve()}"
     settings = Settings.from_env(
-        events_topic=topic,
-        consumer_group=f"uptake-bench-{run_id}",
+        events_topic=run.topic,
+        consumer_group=run.consumer_group,
         flush_interval_s=0.5,
-        clickhouse_url=Secret(warehouse_url or f"chdb://{(home / 'bench').resolve()}"),
+        clickhouse_url=Secret(with_database(base_url, run.database)),
     )
-    ensure_topics(settings.kafka_bootstrap, {topic: settings.topic_partitions})
     warehouse = connect(settings.warehouse_url, create_database=True)
+    try:
+        if warehouse_url is None:
+            _remove_leftovers(warehouse, settings.kafka_bootstrap)
+        return _measure(run, config, settings, warehouse)
+    finally:
+        _remove_run(run, warehouse, settings.kafka_bootstrap)
+
+
+def _measure(
+    run: BenchRun, config: BenchConfig, settings: Settings, warehouse: Warehouse
+) -> dict[str, Any]:
+    topic = run.topic
+    ensure_topics(settings.kafka_bootstrap, {topic: settings.topic_partitions})
     migrate(warehouse, progress=lambda line: None)
-    warehouse.command("DROP TABLE IF EXISTS bench_raw")
     warehouse.command(RAW_TABLE_DDL)
-    warehouse.command("TRUNCATE TABLE bench_raw")
     figures = Figures(events=config.events)
 
-    _say(f"producing {config.events:,} api_call events to {topic}")
-    messages = api_call_messages(config.events, config.per_message, config.teams)
+    _say(f"run {run.run_id}: producing {config.events:,} api_call events to {topic}")
+    messages = api_call_messages(config.events, config.per_message, config.teams, run.id_seed)
     producer = make_producer(settings.kafka_bootstrap)
     started = time.perf_counter()
     for i, value in enumerate(messages):
@@ -162,12 +235,17 @@ def run_bench(config: BenchConfig, warehouse_url: str | None = None) -> dict[str
     producer.close()
     _say(f"produced in {time.perf_counter() - started:.1f}s")
 
-    figures.pipeline_seconds = _run_pipeline(settings, warehouse, config, figures)
+    figures.pipeline_seconds = _run_pipeline(run, settings, warehouse, config, figures)
+    # The run's own topic in the run's own database: only this run's events count.
     stored = warehouse.rows(
         "SELECT count() FROM events WHERE _topic = {topic:String}", {"topic": topic}
     )[0][0]
-    if stored != config.events + len(figures.freshness):
-        raise RuntimeError(f"pipeline stored {stored} events, expected {config.events}")
+    expected = config.events + len(figures.freshness)
+    if stored != expected:
+        raise RuntimeError(
+            f"pipeline stored {stored:,} events, expected {expected:,} ({config.events:,} of the "
+            f"throughput phase + {len(figures.freshness):,} of the freshness phase)"
+        )
     _say(f"pipeline: {config.events / figures.pipeline_seconds:,.0f} events/s")
 
     figures.baseline_seconds = asyncio.run(
@@ -178,14 +256,59 @@ def run_bench(config: BenchConfig, warehouse_url: str | None = None) -> dict[str
         _run_baseline(settings, warehouse, config, messages, split=True)
     )
     _say(f"baseline (events raw): {config.events / figures.split_baseline_seconds:,.0f} events/s")
-    result = figures.as_json(config, warehouse.kind)
-    warehouse.command("TRUNCATE TABLE bench_raw")
-    warehouse.close()
-    return result
+    return figures.as_json(config, warehouse.kind)
+
+
+def _remove_run(run: BenchRun, warehouse: Warehouse, bootstrap: str) -> None:
+    """Drop the run's database and delete its topics (its group's offsets go with them)."""
+    try:
+        warehouse.command(f"DROP DATABASE IF EXISTS {quote_identifier(run.database)} SYNC")
+    finally:
+        warehouse.close()
+    _delete_topics(bootstrap, [run])
+
+
+def _remove_leftovers(warehouse: Warehouse, bootstrap: str) -> None:
+    """Remove earlier runs' databases and topics from the bench's own folder and the broker.
+
+    Only on the bench-only folder, which this process holds locked: no other run is using it.
+    """
+    current = warehouse.database
+    names = [row[0] for row in warehouse.rows("SELECT name FROM system.databases")]
+    runs = [r for r in map(BenchRun.of_database, names) if r is not None and r.database != current]
+    stale = [r.database for r in runs] + [n for n in names if n == DEFAULT_DATABASE]
+    for name in stale:
+        warehouse.command(f"DROP DATABASE IF EXISTS {quote_identifier(name)} SYNC")
+    if stale:
+        _say(f"removed the databases of earlier runs: {', '.join(stale)}")
+    _delete_topics(bootstrap, runs)
+
+
+def _delete_topics(bootstrap: str, runs: list[BenchRun]) -> None:
+    """Delete the runs' topics (best effort: a leftover topic is reported, not fatal)."""
+    if not runs:
+        return
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    topics: list[str] = []
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-bench")
+    except KafkaError as exc:
+        _say(f"could not delete the topics of run(s) {', '.join(r.run_id for r in runs)}: {exc}")
+        return
+    try:
+        topics = [t for t in admin.list_topics() if any(r.owns_topic(t) for r in runs)]
+        if topics:
+            admin.delete_topics(topics, timeout_ms=30_000)
+    except KafkaError as exc:
+        _say(f"could not delete the topics {', '.join(topics) or '?'}: {exc}")
+    finally:
+        admin.close()
 
 
 def _run_pipeline(
-    settings: Settings, warehouse: Warehouse, config: BenchConfig, figures: Figures
+    run: BenchRun, settings: Settings, warehouse: Warehouse, config: BenchConfig, figures: Figures
 ) -> float:
     """Run the real worker in this process until the throughput and freshness phases end."""
     progress = Progress()
@@ -200,7 +323,7 @@ def _run_pipeline(
                 live.set()
                 _say("throughput phase done; measuring freshness at a fixed rate")
                 threading.Thread(
-                    target=_freshness_phase, args=(settings, config), daemon=True
+                    target=_freshness_phase, args=(run, settings, config), daemon=True
                 ).start()
         else:
             figures.freshness.extend(ended - e.occurred_at.timestamp() for e in batch.events)
@@ -222,24 +345,28 @@ def _run_pipeline(
     return window["last"] - window["first"]
 
 
-def _freshness_phase(settings: Settings, config: BenchConfig) -> None:
+def _freshness_phase(run: BenchRun, settings: Settings, config: BenchConfig) -> None:
     process = multiprocessing.get_context("spawn").Process(
         target=_paced_producer,
-        args=(settings.kafka_bootstrap, settings.events_topic, config),
+        args=(settings.kafka_bootstrap, settings.events_topic, config, run.id_seed),
         daemon=True,
     )
     process.start()
 
 
-def _paced_producer(bootstrap: str, topic: str, config: BenchConfig) -> None:
-    """Send `freshness_rate` events/s, in messages of 100 stamped at send time."""
+def _paced_producer(bootstrap: str, topic: str, config: BenchConfig, id_seed: int) -> None:
+    """Send `freshness_rate` events/s, in messages of 100 stamped at send time.
+
+    Their ids follow the throughput phase's: first + 1 ... with first >= config.events."""
     producer = make_producer(bootstrap, linger_ms=5)
     per_message = 100
     interval = per_message / config.freshness_rate
     total = int(config.freshness_rate * config.freshness_seconds)
     next_send = time.monotonic()
     for n in range(0, total, per_message):
-        value = api_call_messages(per_message, per_message, config.teams, seed=1000 + n)[0]
+        value = api_call_messages(
+            per_message, per_message, config.teams, seed=id_seed, first=config.events + n
+        )[0]
         producer.send(topic, key=f"team-{n % config.teams:02d}".encode(), value=value)
         next_send += interval
         pause = next_send - time.monotonic()

@@ -154,7 +154,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "warehouse; then measure produce-to-queryable freshness at a fixed rate. Prints "
             "progress to stderr and one JSON line to stdout with pipeline_events_per_s, "
             "baseline_events_per_s, ratio, p95_freshness_s and peak_rss_mb. Uses its own "
-            "warehouse ($UPTAKE_HOME/bench) unless --warehouse is given. Needs a broker."
+            "warehouse ($UPTAKE_HOME/bench) unless --warehouse is given. Safe to run again: "
+            "each run uses a database and topics of its own and deletes them at the end. "
+            "Needs a broker."
         ),
     )
     cmd.add_argument(
@@ -176,7 +178,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--warehouse",
         default=None,
         metavar="URL",
-        help="warehouse URL for the bench (default chdb://$UPTAKE_HOME/bench)",
+        help=(
+            "warehouse for the bench (default chdb://$UPTAKE_HOME/bench); the run creates a "
+            "database bench_<run id> there and drops it at the end"
+        ),
     )
     cmd.set_defaults(func=_bench)
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -97,6 +97,18 @@ def parse_url(url: str) -> Target:
         f"unsupported warehouse URL {redact_url(url)!r}: use chdb:///folder (embedded) or "
         "http(s)://user:password@host:port/database (ClickHouse server)"
     )
+
+
+def with_database(url: str, database: str) -> str:
+    """The warehouse URL `url` with its database replaced by `database` (same engine/server)."""
+    target = parse_url(url)  # raises for a URL that is not a warehouse URL
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items() if k != "database"}
+    if target.kind == "chdb":
+        query["database"] = database
+        return f"chdb://{parts.path}?{urlencode(query)}"  # urlunsplit would drop the "//"
+    path = "/" + quote(database, safe="")
+    return urlunsplit(parts._replace(path=path, query=urlencode(query)))
 
 
 class _FolderLock:

@@ -1,4 +1,5 @@
-"""Warehouse URLs: parse_url for the embedded engine and servers, and identifier quoting."""
+"""Warehouse URLs: parse_url for the embedded engine and servers, with_database, and identifier
+quoting."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pipeline.warehouse.connection import (
     WarehouseError,
     parse_url,
     quote_identifier,
+    with_database,
 )
 
 PASSWORD = "s3cret"
@@ -189,3 +191,26 @@ def test_target_is_immutable() -> None:
     assert isinstance(target, Target)
     with pytest.raises(AttributeError):
         target.database = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "moved"),
+    [
+        ("chdb:///data/wh", "chdb:///data/wh?database=bench_1"),
+        ("chdb:///data/my%20wh?database=analytics", "chdb:///data/my%20wh?database=bench_1"),
+        (f"http://u:{PASSWORD}@ch:8123/analytics", f"http://u:{PASSWORD}@ch:8123/bench_1"),
+        ("https://ch", "https://ch/bench_1"),
+        ("http://ch:8123/?database=analytics", "http://ch:8123/bench_1"),
+    ],
+)
+def test_with_database_keeps_the_engine_and_replaces_the_database(url: str, moved: str) -> None:
+    assert with_database(url, "bench_1") == moved
+    before, after = parse_url(url), parse_url(moved)
+    assert after.database == "bench_1"
+    assert (after.kind, after.path, after.host, after.port, after.password) == (
+        before.kind,
+        before.path,
+        before.host,
+        before.port,
+        before.password,
+    )
