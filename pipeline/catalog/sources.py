@@ -16,6 +16,7 @@ entities, raises CatalogError.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import os
@@ -170,8 +171,9 @@ def _location_files(path: Path, text: str) -> list[Path]:
 
 def read_files(paths: Iterable[Path]) -> dict[Path, bytes]:
     """The bytes of every file of `expand_paths(paths)` and of the files their Locations point
-    to (recursively, each file once). Raises CatalogError for a missing configured file or a
-    file that is not YAML; a missing Location target is left out (a warning when parsed)."""
+    to (recursively, each file once). Raises CatalogError for a missing or unreadable
+    configured file; a missing Location target is left out (a warning when parsed), and so are
+    the Locations of a file that is not YAML (an error when parsed)."""
     contents: dict[Path, bytes] = {}
     seen: set[str] = set()
     queue: list[tuple[Path, bool]] = [(p, True) for p in expand_paths(paths)]
@@ -191,7 +193,9 @@ def read_files(paths: Iterable[Path]) -> dict[Path, bytes]:
             raise CatalogError(f"cannot read: {exc}", source=str(path)) from None
         contents[path] = raw
         if path.suffix.lower() in BACKSTAGE_SUFFIXES:
-            queue.extend((p, False) for p in _location_files(path, _decode(path, raw)))
+            # Bytes that are not YAML are reported when parsed (a watcher: once per content).
+            with contextlib.suppress(CatalogError):
+                queue.extend((p, False) for p in _location_files(path, _decode(path, raw)))
     return contents
 
 
