@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.catalog._yaml import load_documents
 from pipeline.catalog.backstage import Entity, location_targets, read_entities, resolve_entities
 from pipeline.catalog.backstage_api import API_SOURCE_PREFIX, BackstageCatalogApi
 from pipeline.catalog.errors import CatalogError, CatalogWarning
@@ -145,11 +144,8 @@ def _target_path(location_file: Path, target: str) -> Path:
 
 def _location_files(path: Path, text: str) -> list[Path]:
     """The local files the Locations of one Backstage file point to (globs expanded)."""
-    if not any(
-        isinstance(doc.data, dict) and str(doc.data.get("kind", "")).lower() == "location"
-        for doc in load_documents(text, str(path))
-    ):
-        return []
+    if "location" not in text.lower():
+        return []  # no Location entity: spare the YAML parse (it is parsed again later)
     found: list[Path] = []
     for entity in read_entities(text, str(path)):
         if entity.kind != "location":

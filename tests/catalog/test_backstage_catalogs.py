@@ -443,3 +443,14 @@ def test_the_watcher_reads_the_api_on_every_poll_and_rebuilds_only_on_change(
 def test_the_api_answer_must_be_backstages() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         BackstageCatalogApi("backstage.example")
+
+
+def test_folders_and_locations_naming_the_same_files_read_each_once(examples: Path) -> None:
+    # Both folders are configured, and the Locations in them name the same files again.
+    contents = TeamSources((examples, examples / "acme")).read()
+    catalog = TeamCatalog.empty().merge_snapshot(parse_team_files(contents), AT)
+
+    assert len(contents) == 2 + 9 + 13  # all*.yaml, acme/*.yaml, components/*.yaml
+    assert not [w for w in catalog.warnings if w.kind == "duplicate_entity"]
+    assert catalog.owner_at("searcher", AT) == "team-a"
+    assert catalog.ancestors("team-e", AT) == ("boxoffice", "infrastructure", "acme-corp")
