@@ -206,6 +206,17 @@ ADOPTION_REFRESH_ERRORS = Counter(
     registry=REGISTRY,
 )
 
+# Counter, warnings, by kind (pipeline.catalog.errors.WARNING_KINDS, a closed set): parts of the
+# team catalog left out at a load or reload (a reference to an entity the catalog does not hold,
+# a missing Location target, ...); the rest of the catalog is used. Counted again at every load
+# that still finds them.
+CATALOG_WARNINGS = Counter(
+    "uptake_catalog_warnings",
+    "Parts of the team catalog left out at a load or reload, by kind of warning.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
 # Info: version and warehouse kind of this process.
 BUILD_INFO = Info("uptake_build", "Version of Uptake and kind of warehouse.", registry=REGISTRY)
 

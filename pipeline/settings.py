@@ -27,7 +27,8 @@ KILL_POINTS = (
 BACKFILL_MAX_AGE_LIMIT_DAYS = 2500
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-_SECRETS = ("clickhouse_url", "pseudonym_key", "kafka_sasl_password")  # always a Secret
+# Always a Secret.
+_SECRETS = ("clickhouse_url", "pseudonym_key", "kafka_sasl_password", "backstage_token")
 WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
 """One insert may touch at most 100 monthly partitions (ClickHouse's
 max_partitions_per_insert_block): ~82 months of history keeps a backfill batch under it."""
@@ -214,6 +215,21 @@ class Settings:
         metadata=_env(
             "UPTAKE_CATALOG_RELOAD_S",
             "how often the worker checks the catalog files for changes (seconds; 0: never)",
+        ),
+    )
+    backstage_url: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_BACKSTAGE_URL",
+            "a Backstage backend whose catalog API is one more team catalog source, e.g. "
+            "https://backstage.example.com (default: none)",
+        ),
+    )
+    backstage_token: Secret = field(
+        default=Secret(""),
+        metadata=_env(
+            "UPTAKE_BACKSTAGE_TOKEN",
+            "bearer token for UPTAKE_BACKSTAGE_URL (a Backstage static external-access token)",
         ),
     )
     batch_max_messages: int = field(
@@ -541,6 +557,13 @@ class Settings:
                 f"UPTAKE_TEAM_CATALOG names no path: give files or folders separated by "
                 f"'{os.pathsep}', or leave it empty for config/teams"
             )
+        if self.backstage_url:
+            parts = urlsplit(self.backstage_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise SettingsError(
+                    "UPTAKE_BACKSTAGE_URL must be the http:// or https:// address of a Backstage "
+                    f"backend, not {redact_url(self.backstage_url)!r}"
+                )
         if self.capabilities and self.capabilities != self.capabilities.strip():
             raise SettingsError(
                 f"UPTAKE_CAPABILITIES has leading or trailing spaces: {self.capabilities!r}"
@@ -622,7 +645,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "pseudonym_key":
                 shown = "(set, hidden)" if value else f"(default) {self.pseudonym_key_file}"
-            elif f.name == "kafka_sasl_password":
+            elif f.name in ("kafka_sasl_password", "backstage_token"):
                 shown = "(set, hidden)" if value else ""
             elif isinstance(value, Secret):
                 shown = redact_url(value.reveal())

@@ -65,7 +65,19 @@ EXPLICIT = [
     ("UPTAKE_MAX_LATENESS_S", "3600.5", "max_lateness_s", 3600.5),
     ("UPTAKE_METRICS_PORT", "0", "metrics_port", 0),
     ("UPTAKE_LOG_LEVEL", "debug", "log_level", "debug"),
+    ("UPTAKE_BACKSTAGE_URL", "https://bs.example:7007", "backstage_url", "https://bs.example:7007"),
+    ("UPTAKE_BACKSTAGE_TOKEN", "s3cret", "backstage_token", Secret("s3cret")),
 ]
+
+
+def test_the_backstage_url_must_be_http_and_its_token_is_hidden() -> None:
+    with pytest.raises(SettingsError, match="UPTAKE_BACKSTAGE_URL must be the http"):
+        Settings.from_env({"UPTAKE_BACKSTAGE_URL": "backstage.example"})
+    settings = Settings.from_env(
+        {"UPTAKE_BACKSTAGE_URL": "https://bs.example", "UPTAKE_BACKSTAGE_TOKEN": "s3cret"}
+    )
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings.describe())
 
 
 @pytest.mark.parametrize(("variable", "raw", "name", "expected"), EXPLICIT)

@@ -40,8 +40,11 @@ def load_documents(text: str, source: str) -> list[YamlDocument]:
 
     Raises CatalogError naming `source` and the line for a syntax error or a repeated key.
     """
-    loader = yaml.SafeLoader(text)
     documents: list[YamlDocument] = []
+    try:
+        loader = yaml.SafeLoader(text)  # raises for characters YAML does not allow (e.g. NUL)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"not valid YAML: {exc}", source=source) from None
     try:
         while loader.check_node():
             node = loader.get_node()

@@ -1,20 +1,35 @@
-"""Backstage catalog files (`catalog-info.yaml`) -> a `TeamSnapshot`.
+"""Backstage catalog entities -> a `TeamSnapshot`, with relations resolved across all files.
 
-A file is a multi-document YAML stream of Backstage entities (apiVersion `backstage.io/v1alpha1`
-or `backstage.io/v1beta1`). Three kinds matter; every other kind (System, API, Resource,
-Domain, Location, Template, ...) is skipped:
+Reading happens in two steps, so that the set of configured files (and the entities a Backstage
+backend serves) forms **one catalog**, as in Backstage:
 
-- `Group`: a team or a larger unit. `spec.parent` names its parent group and `spec.children`
-  its child groups (both directions may be written; they must agree, and a listed child must be
-  declared in the same file). `spec.members` lists users.
-- `Component`: a service, `metadata.name`, owned by the group `spec.owner`.
-- `User`: an engineer, `metadata.name`, member of the groups in `spec.memberOf`; the first one
-  is the user's team. A user without a User entity belongs to the one group whose
-  `spec.members` lists it.
+1. `read_entities(text, source)` reads one YAML stream of entities (apiVersion
+   `backstage.io/v1alpha1` or `backstage.io/v1beta1`). A stream that is not YAML, or a document
+   that is not a Backstage entity (no kind, no metadata.name, a malformed spec), raises
+   CatalogError: such a file is refused as a whole.
+2. `resolve_entities(entities)` ties them together once everything is loaded. Four kinds matter;
+   every other kind (System, API, Resource, Domain, Template, ...) is skipped:
 
-References follow Backstage's entity-reference syntax `[kind:][namespace/]name`:
-`group:default/payments`, `group:payments`, `default/payments` and `payments` all name the
-group `payments`. Names are matched as written and must be unique across namespaces.
+   - `Group`: a team or a larger unit; `spec.parent` / `spec.children` link groups (either side
+     may be written, in any file), `spec.members` lists users.
+   - `Component`: a service, owned by `spec.owner`: a group, or a user, who stands for their
+     team (see `user_team`).
+   - `User`: an engineer; their team is the first group of `spec.memberOf` that the catalog
+     holds, else the group whose `spec.members` lists them (the first in sorted order when
+     several do, with a warning).
+   - `Location`: its targets are followed by `pipeline.catalog.sources`; here a target that
+     was not found, or a remote one, becomes a warning.
+
+   A relation to an entity the catalog does not hold, two entities with one reference, or
+   relations that disagree, do not refuse the catalog: they become `CatalogWarning`s on the
+   snapshot, and the rest is used.
+
+References follow Backstage's entity-reference rules, `[kind:][namespace/]name`, compared
+without regard to case: the kind defaults to the one the field expects (a group for
+`spec.owner`, `spec.parent`, `spec.children`, `spec.memberOf`; a user for `spec.members`), the
+namespace to the namespace of the entity that holds the reference (`default` for most). The same
+name in two namespaces names two entities. In the team catalog an entity of the `default`
+namespace keeps its name (`payments`); one of another namespace is named `namespace/name`.
 
 A fact holds from the moment the snapshot is merged, unless the entity carries the annotations
 `uptake.dev/valid-from` / `uptake.dev/valid-to` (ISO date or date-time with offset).
@@ -23,23 +38,28 @@ A fact holds from the moment the snapshot is merged, unless the entity carries t
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.catalog._yaml import YamlDocument, load_documents
-from pipeline.catalog.errors import CatalogError
+from pipeline.catalog.errors import CatalogError, CatalogWarning
 from pipeline.catalog.teams import Fact, TeamSnapshot, parse_instant
 
 API_VERSIONS = frozenset({"backstage.io/v1alpha1", "backstage.io/v1beta1"})
-KINDS_READ = frozenset({"group", "component", "user"})
+KINDS_READ = frozenset({"group", "component", "user", "location"})
+DEFAULT_NAMESPACE = "default"
 VALID_FROM_ANNOTATION = "uptake.dev/valid-from"
 VALID_TO_ANNOTATION = "uptake.dev/valid-to"
 
 # Backstage: 1-63 characters, [a-zA-Z0-9] runs separated by single '-', '_' or '.'.
 _NAME = re.compile(r"[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*")
 _NAME_MAX = 63
+# Backstage namespaces: DNS labels, [a-z0-9] runs separated by '-' (compared without case).
+_NAMESPACE = re.compile(r"[A-Za-z0-9]+(?:-+[A-Za-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -50,18 +70,33 @@ class EntityRef:
     namespace: str
     name: str
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What two references to one entity share: Backstage compares them without case."""
+        return self.kind.lower(), self.namespace.lower(), self.name.lower()
 
-def parse_entity_ref(ref: object, *, default_kind: str) -> EntityRef:
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.namespace}/{self.name}"
+
+
+def parse_entity_ref(
+    ref: object, *, default_kind: str, default_namespace: str = DEFAULT_NAMESPACE
+) -> EntityRef:
     """`[kind:][namespace/]name` -> EntityRef. Raises ValueError with a readable message."""
     if not isinstance(ref, str) or not ref.strip():
         raise ValueError(f"an entity reference must be a non-empty string, not {ref!r}")
     text = ref.strip()
     kind, _, rest = text.partition(":") if ":" in text else ("", "", text)
-    namespace, _, name = rest.partition("/") if "/" in rest else ("default", "", rest)
+    namespace, _, name = rest.partition("/") if "/" in rest else (default_namespace, "", rest)
     if (":" in text and not kind) or not namespace or not name:
         raise ValueError(f"{ref!r} is not an entity reference of the form [kind:][namespace/]name")
     _check_name(name, what=f"the name in {ref!r}")
     return EntityRef((kind or default_kind).lower(), namespace, name)
+
+
+def catalog_name(namespace: str, name: str) -> str:
+    """How the team catalog names an entity: `name` in the default namespace, else `ns/name`."""
+    return name if namespace.lower() == DEFAULT_NAMESPACE else f"{namespace}/{name}"
 
 
 def load_backstage(path: Path) -> TeamSnapshot:
@@ -75,51 +110,296 @@ def load_backstage(path: Path) -> TeamSnapshot:
     return parse_backstage(text, str(path))
 
 
+def parse_backstage(text: str, source: str) -> TeamSnapshot:
+    """The facts of one Backstage catalog stream `text`, as a catalog of its own."""
+    snapshot = resolve_entities(read_entities(text, source))
+    return TeamSnapshot(snapshot.facts, (source,), snapshot.warnings)
+
+
 @dataclass
-class _Entity:
-    kind: str
+class Entity:
+    """One Backstage entity as read: its reference, spec, validity and where it was written."""
+
+    kind: str  # lower case
+    namespace: str
     name: str
     doc: YamlDocument
     spec: dict[str, Any]
     valid_from: datetime | None
     valid_to: datetime | None
-    source: str
+    source: str  # the file (or API) it came from
+
+    @property
+    def ref(self) -> EntityRef:
+        return EntityRef(self.kind, self.namespace, self.name)
+
+    @property
+    def catalog_name(self) -> str:
+        return catalog_name(self.namespace, self.name)
 
     @property
     def label(self) -> str:
-        return f"{self.kind.capitalize()} {self.name!r}"
+        return f"{self.kind.capitalize()} {self.catalog_name!r}"
+
+    @property
+    def where(self) -> str:
+        """`file:line (Kind 'name')`: the source of the facts this entity states."""
+        return f"{self.source}:{self.doc.line} ({self.label})"
 
 
-def parse_backstage(text: str, source: str) -> TeamSnapshot:
-    """The facts of a Backstage catalog stream `text`; `source` names it in errors."""
-    entities: dict[tuple[str, str], _Entity] = {}
+@dataclass(frozen=True)
+class _Undeclared:
+    """A group named in a catalog that declares no groups at all: taken by its name."""
+
+    catalog_name: str
+
+
+class _Resolver:
+    """Ties the entities of one catalog together; collects the warnings on the way."""
+
+    def __init__(self, entities: Iterable[Entity]) -> None:
+        self.warnings: list[CatalogWarning] = []
+        self.index: dict[tuple[str, str, str], Entity] = {}
+        for entity in entities:
+            first = self.index.get(entity.ref.key)
+            if first is not None:
+                self.warn(
+                    "duplicate_entity",
+                    entity,
+                    None,
+                    f"{entity.ref} is declared twice (first at {first.source}:{first.doc.line}); "
+                    "the first is used",
+                )
+                continue
+            self.index[entity.ref.key] = entity
+        # A catalog without any Group (e.g. Components only, the groups kept elsewhere) may
+        # name any team, as an ownership CSV without team rows may.
+        self.has_groups = any(e.kind == "group" for e in self.index.values())
+
+    def of_kind(self, kind: str) -> list[Entity]:
+        return [e for e in self.index.values() if e.kind == kind]
+
+    def warn(self, kind: str, entity: Entity, field: str | None, message: str) -> None:
+        self.warnings.append(
+            CatalogWarning(
+                kind,
+                message,
+                source=entity.source,
+                line=entity.doc.line_of(*_path(field)) if field else entity.doc.line,
+                entry=entity.label,
+                field=field,
+            )
+        )
+
+    def refs(self, entity: Entity, key: str, kind: str) -> list[tuple[str, EntityRef]]:
+        """(field, reference) of `spec.<key>`: one reference or a list of them."""
+        value = entity.spec.get(key)
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [
+                (f"spec.{key}.{i}", _parse(entity, f"spec.{key}.{i}", item, kind))
+                for i, item in enumerate(value)
+            ]
+        return [(f"spec.{key}", _parse(entity, f"spec.{key}", value, kind))]
+
+    def target(
+        self, entity: Entity, field: str, ref: EntityRef, kinds: Sequence[str]
+    ) -> Entity | _Undeclared | None:
+        """The entity `ref` names, if the catalog holds it and it is of one of `kinds`;
+        else None and a warning."""
+        if ref.kind not in kinds:
+            self.warn(
+                "wrong_kind",
+                entity,
+                field,
+                f"{ref} is a {ref.kind}; Uptake expects a {' or a '.join(kinds)} here: ignored",
+            )
+            return None
+        found = self.index.get(ref.key)
+        if found is None and ref.kind == "group" and not self.has_groups:
+            return _Undeclared(catalog_name(ref.namespace, ref.name))
+        if found is None:
+            self.warn(
+                "unresolved_reference", entity, field, f"{ref} is not in the catalog: ignored"
+            )
+        return found
+
+
+def resolve_entities(entities: Iterable[Entity]) -> TeamSnapshot:
+    """The facts of a whole catalog (every file and source at once), with its warnings."""
+    resolver = _Resolver(entities)
+    facts: list[Fact] = []
+    facts.extend(_group_facts(resolver))
+    user_team, user_facts = _users(resolver)
+    facts.extend(user_facts)
+    for component in resolver.of_kind("component"):
+        team = _owner(resolver, component, user_team)
+        if team is not None:
+            facts.append(
+                Fact(
+                    "service",
+                    component.catalog_name,
+                    team,
+                    "",
+                    component.valid_from,
+                    component.valid_to,
+                    component.where,
+                )
+            )
+    return TeamSnapshot(tuple(facts), (), tuple(resolver.warnings))
+
+
+def _group_facts(r: _Resolver) -> list[Fact]:
+    groups = r.of_kind("group")
+    parent: dict[tuple[str, str, str], Entity] = {}
+    for group in groups:
+        for field, ref in r.refs(group, "parent", "group"):
+            found = r.target(group, field, ref, ("group",))
+            if isinstance(found, Entity):
+                parent[group.ref.key] = found
+    listed_by: dict[tuple[str, str, str], Entity] = {}
+    for group in groups:
+        for field, ref in r.refs(group, "children", "group"):
+            child = r.target(group, field, ref, ("group",))
+            if not isinstance(child, Entity):
+                continue
+            key = child.ref.key
+            own = parent.get(key)
+            if key in listed_by and listed_by[key] is not group:
+                r.warn(
+                    "conflicting_relation",
+                    group,
+                    field,
+                    f"{child.ref} is also a child of {listed_by[key].ref}; that parent is used",
+                )
+            elif own is not None and own is not group:
+                r.warn(
+                    "conflicting_relation",
+                    group,
+                    field,
+                    f"{child.ref} names {own.ref} as its spec.parent; that parent is used",
+                )
+            else:
+                listed_by[key] = group
+                parent[key] = group
+    return [
+        Fact(
+            "team",
+            g.catalog_name,
+            g.catalog_name,
+            parent[g.ref.key].catalog_name if g.ref.key in parent else "",
+            g.valid_from,
+            g.valid_to,
+            g.where,
+        )
+        for g in groups
+    ]
+
+
+def _users(r: _Resolver) -> tuple[dict[tuple[str, str, str], str], list[Fact]]:
+    """The team of every user (by reference key) and the user facts.
+
+    A user's team is the first group of their `spec.memberOf` that the catalog holds; without
+    one, the group whose `spec.members` lists them, the first in sorted order if several do.
+    """
+    team: dict[tuple[str, str, str], str] = {}
+    facts: list[Fact] = []
+    for user in r.of_kind("user"):
+        for field, ref in r.refs(user, "memberOf", "group"):
+            found = r.target(user, field, ref, ("group",))
+            if found is not None:
+                team[user.ref.key] = found.catalog_name
+                facts.append(
+                    Fact(
+                        "user",
+                        user.catalog_name,
+                        found.catalog_name,
+                        "",
+                        user.valid_from,
+                        user.valid_to,
+                        user.where,
+                    )
+                )
+                break
+    listers: dict[tuple[str, str, str], list[Entity]] = defaultdict(list)
+    names: dict[tuple[str, str, str], str] = {}
+    for group in r.of_kind("group"):
+        for field, ref in r.refs(group, "members", "user"):
+            if ref.kind != "user":
+                r.warn("wrong_kind", group, field, f"{ref} is a {ref.kind}, not a user: ignored")
+                continue
+            if ref.key in team:
+                continue  # the User entity's memberOf decides
+            listers[ref.key].append(group)
+            member = r.index.get(ref.key)
+            names[ref.key] = (
+                member.catalog_name if member is not None else catalog_name(ref.namespace, ref.name)
+            )
+    for key, groups in listers.items():
+        chosen = sorted({id(g): g for g in groups}.values(), key=lambda g: g.catalog_name)
+        first = chosen[0]
+        if len(chosen) > 1:
+            listed = ", ".join(repr(g.catalog_name) for g in chosen)
+            r.warn(
+                "ambiguous_membership",
+                chosen[1],
+                "spec.members",
+                f"user {names[key]!r} is listed by {listed} and has no User entity whose "
+                f"spec.memberOf says which is their team: {first.catalog_name!r} (the first "
+                "in sorted order) is used",
+            )
+        team[key] = first.catalog_name
+        facts.append(
+            Fact(
+                "user",
+                names[key],
+                first.catalog_name,
+                "",
+                first.valid_from,
+                first.valid_to,
+                first.where,
+            )
+        )
+    return team, facts
+
+
+def _owner(
+    r: _Resolver, component: Entity, user_team: dict[tuple[str, str, str], str]
+) -> str | None:
+    """The team that owns `component`: its owner group, or the team of its owner user."""
+    [(field, ref)] = r.refs(component, "owner", "group")
+    if ref.kind == "user":
+        team = user_team.get(ref.key)
+        if team is not None:
+            return team
+        if ref.key in r.index:
+            r.warn(
+                "unresolved_reference",
+                component,
+                field,
+                f"{ref} belongs to no group of the catalog, so the component has no team: ignored",
+            )
+            return None
+    found = r.target(component, field, ref, ("group", "user"))
+    return None if found is None else found.catalog_name
+
+
+def read_entities(text: str, source: str) -> list[Entity]:
+    """The entities of the kinds Uptake reads in one YAML stream; other kinds are skipped.
+
+    Raises CatalogError (file, line, entity, field) for text that is not YAML or a document
+    that is not a Backstage entity.
+    """
+    entities = []
     for number, doc in enumerate(load_documents(text, source), start=1):
         entity = _read_entity(doc, number, source)
-        if entity is None:
-            continue
-        previous = entities.get((entity.kind, entity.name))
-        if previous is not None:
-            raise CatalogError(
-                f"declared twice (first at line {previous.doc.line})",
-                source=source,
-                line=doc.line,
-                entry=entity.label,
-            )
-        entities[entity.kind, entity.name] = entity
-    groups = {name: e for (kind, name), e in entities.items() if kind == "group"}
-    users = {name: e for (kind, name), e in entities.items() if kind == "user"}
-    facts: list[Fact] = []
-    facts.extend(_group_facts(groups, source))
-    facts.extend(
-        Fact("service", e.name, _owner(e, source), "", e.valid_from, e.valid_to, e.source)
-        for (kind, _), e in entities.items()
-        if kind == "component"
-    )
-    facts.extend(_user_facts(groups, users, source))
-    return TeamSnapshot(tuple(facts), (source,))
+        if entity is not None:
+            entities.append(entity)
+    return entities
 
 
-def _read_entity(doc: YamlDocument, number: int, source: str) -> _Entity | None:
+def _read_entity(doc: YamlDocument, number: int, source: str) -> Entity | None:
     data = doc.data
     if data is None:
         return None  # an empty document, e.g. after a trailing '---'
@@ -159,7 +439,17 @@ def _read_entity(doc: YamlDocument, number: int, source: str) -> _Entity | None:
             field="metadata.name",
         ) from None
     assert isinstance(name, str)
-    entry = f"{kind} {name!r}"
+    namespace = metadata.get("namespace", DEFAULT_NAMESPACE)
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace) or len(namespace) > 63:
+        raise CatalogError(
+            f"{namespace!r} is not a valid Backstage namespace (1-63 letters and digits, "
+            "separated by '-')",
+            source=source,
+            line=doc.line_of("metadata", "namespace"),
+            entry=f"{where} ({kind})",
+            field="metadata.namespace",
+        )
+    entry = f"{kind.capitalize()} {catalog_name(namespace, name)!r}"
     api_version = data.get("apiVersion")
     if api_version not in API_VERSIONS:
         raise CatalogError(
@@ -180,9 +470,38 @@ def _read_entity(doc: YamlDocument, number: int, source: str) -> _Entity | None:
             field="spec",
         )
     valid_from, valid_to = _validity(metadata, doc, source, entry)
-    return _Entity(
-        kind.lower(), name, doc, spec, valid_from, valid_to, f"{source}:{doc.line} ({entry})"
-    )
+    entity = Entity(kind.lower(), namespace, name, doc, spec, valid_from, valid_to, source)
+    _check_shape(entity)
+    return entity
+
+
+def _check_shape(entity: Entity) -> None:
+    """What Backstage's own validation refuses: a malformed relation field or reference."""
+    expected = {"parent": "group", "owner": "group"}
+    lists = {"children": "group", "members": "user", "memberOf": "group"}
+    for key, kind in expected.items():
+        if entity.spec.get(key) is not None:
+            _parse(entity, f"spec.{key}", entity.spec[key], kind)
+    for key, kind in lists.items():
+        value = entity.spec.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise _error(entity, f"spec.{key}", f"must be a list of {kind} references")
+        for i, item in enumerate(value):
+            _parse(entity, f"spec.{key}.{i}", item, kind)
+    if entity.kind == "component" and entity.spec.get("owner") is None:
+        raise CatalogError(
+            "missing: a Component needs the group (or user) that owns it",
+            source=entity.source,
+            line=entity.doc.line_of("spec"),
+            entry=entity.label,
+            field="spec.owner",
+        )
+    if entity.kind == "location":
+        for field, target in _location_targets(entity):
+            if not isinstance(target, str) or not target.strip():
+                raise _error(entity, field, "a Location target must be a non-empty string")
 
 
 def _validity(
@@ -225,118 +544,57 @@ def _validity(
     return valid_from, valid_to
 
 
-def _ref(entity: _Entity, source: str, field: str, value: object, expected: str) -> str:
-    """The name a reference in `field` points to; it must be of kind `expected`."""
-    path = tuple(int(part) if part.isdigit() else part for part in field.split("."))
-    try:
-        ref = parse_entity_ref(value, default_kind=expected)
-    except ValueError as exc:
-        raise CatalogError(
-            str(exc),
-            source=source,
-            line=entity.doc.line_of(*path),
-            entry=entity.label,
-            field=field,
-        ) from None
-    if ref.kind != expected:
-        raise CatalogError(
-            f"{value!r} refers to a {ref.kind}; Uptake expects a {expected} here",
-            source=source,
-            line=entity.doc.line_of(*path),
-            entry=entity.label,
-            field=field,
-        )
-    return ref.name
+def _path(field: str) -> tuple[str | int, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in field.split("."))
 
 
-def _ref_list(entity: _Entity, source: str, key: str, expected: str) -> list[str]:
-    value = entity.spec.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise CatalogError(
-            f"must be a list of {expected} references",
-            source=source,
-            line=entity.doc.line_of("spec", key),
-            entry=entity.label,
-            field=f"spec.{key}",
-        )
-    return [_ref(entity, source, f"spec.{key}.{i}", item, expected) for i, item in enumerate(value)]
-
-
-def _owner(component: _Entity, source: str) -> str:
-    if component.spec.get("owner") is None:
-        raise CatalogError(
-            "missing: a Component needs the group that owns it",
-            source=source,
-            line=component.doc.line_of("spec"),
-            entry=component.label,
-            field="spec.owner",
-        )
-    return _ref(component, source, "spec.owner", component.spec["owner"], "group")
-
-
-def _group_facts(groups: dict[str, _Entity], source: str) -> list[Fact]:
-    parent: dict[str, str] = {}
-    for name, group in groups.items():
-        if group.spec.get("parent") is not None:
-            parent[name] = _ref(group, source, "spec.parent", group.spec["parent"], "group")
-    listed_by: dict[str, str] = {}
-    for name, group in groups.items():
-        for i, child in enumerate(_ref_list(group, source, "children", "group")):
-            line = group.doc.line_of("spec", "children", i)
-
-            def fail(message: str, line: int = line, group: _Entity = group) -> CatalogError:
-                return CatalogError(
-                    message,
-                    source=source,
-                    line=line,
-                    entry=group.label,
-                    field="spec.children",
-                )
-
-            if child not in groups:
-                raise fail(f"child group {child!r} is not declared in this file")
-            if child in listed_by and listed_by[child] != name:
-                raise fail(f"group {child!r} is also a child of {listed_by[child]!r}")
-            if parent.get(child, name) != name:
-                raise fail(f"group {child!r} names {parent[child]!r} as its spec.parent")
-            listed_by[child] = name
-            parent[child] = name
-    return [
-        Fact("team", name, name, parent.get(name, ""), g.valid_from, g.valid_to, g.source)
-        for name, g in groups.items()
-    ]
-
-
-def _user_facts(groups: dict[str, _Entity], users: dict[str, _Entity], source: str) -> list[Fact]:
-    facts: list[Fact] = []
-    for name, user in users.items():
-        member_of = _ref_list(user, source, "memberOf", "group")
-        if member_of:
-            facts.append(
-                Fact("user", name, member_of[0], "", user.valid_from, user.valid_to, user.source)
-            )
-    listed: dict[str, _Entity] = {}
-    for group in groups.values():
-        for member in _ref_list(group, source, "members", "user"):
-            if member in users and _ref_list(users[member], source, "memberOf", "group"):
-                continue  # the User entity's first memberOf is the user's team
-            if member in listed and listed[member] is not group:
-                raise CatalogError(
-                    f"user {member!r} is also a member of {listed[member].name!r}; add a User "
-                    "entity whose spec.memberOf lists the user's team first",
-                    source=source,
-                    line=group.doc.line_of("spec", "members"),
-                    entry=group.label,
-                    field="spec.members",
-                )
-            listed[member] = group
-    facts.extend(
-        Fact("user", member, g.name, "", g.valid_from, g.valid_to, g.source)
-        for member, g in listed.items()
+def _error(entity: Entity, field: str, message: str) -> CatalogError:
+    return CatalogError(
+        message,
+        source=entity.source,
+        line=entity.doc.line_of(*_path(field)),
+        entry=entity.label,
+        field=field,
     )
-    return facts
+
+
+def _parse(entity: Entity, field: str, value: object, default_kind: str) -> EntityRef:
+    try:
+        return parse_entity_ref(
+            value, default_kind=default_kind, default_namespace=entity.namespace
+        )
+    except ValueError as exc:
+        raise _error(entity, field, str(exc)) from None
+
+
+def _location_targets(entity: Entity) -> list[tuple[str, object]]:
+    """(field, target) of a Location: `spec.target` and every item of `spec.targets`."""
+    out: list[tuple[str, object]] = []
+    if entity.spec.get("target") is not None:
+        out.append(("spec.target", entity.spec["target"]))
+    targets = entity.spec.get("targets")
+    if targets is not None:
+        if not isinstance(targets, list):
+            raise _error(entity, "spec.targets", "must be a list of targets")
+        out.extend((f"spec.targets.{i}", target) for i, target in enumerate(targets))
+    return out
+
+
+def location_targets(entity: Entity) -> list[tuple[str, str, bool]]:
+    """(field, target, remote) of a Location entity, as written (already checked to be strings).
+
+    A target is remote when the Location's `spec.type` is `url` (or anything but `file`) or the
+    target has a scheme (`https://...`, `url:...`): Uptake does not fetch those.
+    """
+    kind = str(entity.spec.get("type") or "file").lower()
+    out = []
+    for field, target in _location_targets(entity):
+        text = str(target).strip()
+        remote = kind != "file" or bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text))
+        if text.startswith("file:"):
+            text, remote = text[len("file:") :], False
+        out.append((field, text, remote))
+    return out
 
 
 def _check_name(name: object, *, what: str) -> None:

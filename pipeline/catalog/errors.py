@@ -33,3 +33,55 @@ class CatalogError(ValueError):
             parts.append(f"field {field!r}")
         parts.append(message)
         super().__init__(": ".join(parts))
+
+
+WARNING_KINDS = (
+    "unresolved_reference",  # a relation names an entity the catalog does not hold
+    "wrong_kind",  # a relation names an entity of a kind Uptake cannot use there
+    "duplicate_entity",  # the same kind:namespace/name twice: the first one is used
+    "conflicting_relation",  # e.g. a group listed as child of two groups: one is chosen
+    "ambiguous_membership",  # a user's team picked among several groups by a stated rule
+    "location_target_missing",  # a Location target that does not exist
+    "location_target_remote",  # a url: / remote Location target: not followed
+)
+"""The kinds of `CatalogWarning`: a closed set, so a metric label stays bounded."""
+
+
+class CatalogWarning:
+    """A part of a catalog that cannot be used as written, while the rest of it is used.
+
+    `kind` is one of `WARNING_KINDS`; `str(warning)` reads like a `CatalogError`
+    (`FILE:LINE: ENTRY: field FIELD: what is wrong`).
+    """
+
+    __slots__ = ("kind", "text")
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        source: str,
+        line: int | None = None,
+        entry: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        if kind not in WARNING_KINDS:
+            raise ValueError(f"unknown catalog warning kind {kind!r}")
+        self.kind = kind
+        self.text = str(CatalogError(message, source=source, line=line, entry=entry, field=field))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"CatalogWarning({self.kind!r}, {self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CatalogWarning) and (self.kind, self.text) == (
+            other.kind,
+            other.text,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.text))

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Literal, get_args
 
-from pipeline.catalog.errors import CatalogError
+from pipeline.catalog.errors import CatalogError, CatalogWarning
 
 Kind = Literal["service", "user", "team"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -171,14 +171,18 @@ def _check_shape(kind: str, name: str, team: str, parent: str) -> None:
 class TeamSnapshot:
     """What a set of catalog files says, as `Fact`s, before it is placed in history.
 
-    `sources` lists the files read. Snapshots of several files combine with `+`.
+    `sources` lists the files read; `warnings` what of them could not be used (and was left
+    out). Snapshots of several files combine with `+`.
     """
 
     facts: tuple[Fact, ...] = ()
     sources: tuple[str, ...] = ()
+    warnings: tuple[CatalogWarning, ...] = ()
 
     def __add__(self, other: TeamSnapshot) -> TeamSnapshot:
-        return TeamSnapshot(self.facts + other.facts, self.sources + other.sources)
+        return TeamSnapshot(
+            self.facts + other.facts, self.sources + other.sources, self.warnings + other.warnings
+        )
 
     def declared_groups(self) -> frozenset[str]:
         """Names of the groups the snapshot declares (kind "team" facts)."""
@@ -207,7 +211,7 @@ class TeamSnapshot:
                 if fact.valid_to is None or fact.valid_to > start:
                     fact = replace(fact, valid_from=start)
             facts.append(fact)
-        return TeamSnapshot(tuple(facts), self.sources)
+        return TeamSnapshot(tuple(facts), self.sources, self.warnings)
 
     def with_user_names(self, rename: Callable[[str], str]) -> TeamSnapshot:
         """This snapshot with every user renamed (e.g. to the pseudonymous key that events and
@@ -215,7 +219,39 @@ class TeamSnapshot:
         return TeamSnapshot(
             tuple(replace(f, name=rename(f.name)) if f.kind == "user" else f for f in self.facts),
             self.sources,
+            self.warnings,
         )
+
+    def without_undeclared_teams(self) -> TeamSnapshot:
+        """This snapshot without the facts that name a team that is not a declared group (a
+        parent that is not one is dropped, the group kept as a root), each with a warning.
+
+        A snapshot without groups (e.g. an ownership CSV alone) may name any team. This is how
+        a set of files is used despite a stray reference; `check_references` is the strict form.
+        """
+        groups = self.declared_groups()
+        if not groups:
+            return self
+        facts: list[Fact] = []
+        warnings = list(self.warnings)
+        for fact in self.facts:
+            referred = fact.parent if fact.kind == "team" else fact.team
+            if referred and referred not in groups:
+                what = "parent" if fact.kind == "team" else "team"
+                outcome = "taken as a root group" if fact.kind == "team" else "ignored"
+                warnings.append(
+                    CatalogWarning(
+                        "unresolved_reference",
+                        f"{what} {referred!r} is not a declared group: {outcome}",
+                        source=fact.source or "<snapshot>",
+                        entry=f"{fact.kind} {fact.name!r}",
+                    )
+                )
+                if fact.kind != "team":
+                    continue
+                fact = replace(fact, parent="")
+            facts.append(fact)
+        return TeamSnapshot(tuple(facts), self.sources, tuple(warnings))
 
     def check_references(self) -> None:
         """Every team a fact names must be a declared group, when the snapshot declares any.
@@ -248,6 +284,8 @@ class TeamCatalog:
     """
 
     assignments: tuple[Assignment, ...] = ()
+    warnings: tuple[CatalogWarning, ...] = field(default=(), compare=False)
+    """What the files of the last merged snapshot said that could not be used."""
     _index: dict[tuple[Kind, str], tuple[list[datetime], tuple[Assignment, ...]]] = field(
         init=False, repr=False, compare=False
     )
@@ -345,7 +383,7 @@ class TeamCatalog:
                 for piece in _subtract(_clip_before(old, at), stated)
             ]
             merged.extend(_coalesce(sorted(kept + stated, key=lambda a: a.valid_from)))
-        catalog = TeamCatalog(tuple(merged))
+        catalog = TeamCatalog(tuple(merged), new.warnings)
         catalog._check_no_parent_cycles()
         return catalog
 

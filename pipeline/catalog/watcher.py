@@ -17,6 +17,10 @@ Contract of `CatalogWatcher`:
   does not start on a catalog it cannot read. Later failures (a half-saved file, a conflict)
   go to `on_error` and the last good catalog stays in force; the same broken content is
   reported once, not on every poll.
+- Team files are read with `TeamSources.read`, which follows Backstage `Location` targets; the
+  files a Location pointed to are watched too, from the read that found them on. A source
+  without file stats (a Backstage backend's API, `live`) is read on every poll; an unchanged
+  answer hashes the same and rebuilds nothing.
 - `stop()` ends the thread (bounded by `timeout`); `poll()` does one check synchronously, for
   tests and for callers that bring their own scheduler.
 """
@@ -40,7 +44,7 @@ from pipeline.catalog.capabilities import (
     parse_capabilities,
 )
 from pipeline.catalog.errors import CatalogError
-from pipeline.catalog.sources import expand_paths, parse_team_files
+from pipeline.catalog.sources import TeamSources, expand_paths, parse_team_files
 from pipeline.catalog.teams import TeamCatalog
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,8 @@ class CatalogWatcher(Generic[T]):
         clock: Callable[[], datetime] = _utc_now,
         on_error: Callable[[BaseException], None] = _log_error,
         name: str = "uptake-catalog-watcher",
+        read: Callable[[], Mapping[Path, bytes]] | None = None,
+        live: bool = False,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be greater than 0")
@@ -89,6 +95,9 @@ class CatalogWatcher(Generic[T]):
         self._read_ns = 0
         self._digest: bytes | None = None
         self._current: T | None = None
+        self._read = read or self._read_paths
+        self._live = live
+        self._followed: tuple[Path, ...] = ()  # files the last read found beyond the paths
 
     @classmethod
     def for_teams(
@@ -100,13 +109,16 @@ class CatalogWatcher(Generic[T]):
         interval_s: float = 30.0,
         clock: Callable[[], datetime] = _utc_now,
         on_error: Callable[[BaseException], None] = _log_error,
+        sources: TeamSources | None = None,
     ) -> CatalogWatcher[TeamCatalog]:
-        """A watcher of team files (Backstage YAML, ownership CSV, folders of them).
+        """A watcher of team files (Backstage YAML, ownership CSV, folders of them), or of
+        `sources` (files and a Backstage API) when given.
 
         Each change is merged into the previous catalog at the clock's time; the first load is
         merged into `history` (e.g. rows read back from the warehouse), default empty.
         """
         start = history or TeamCatalog.empty()
+        team_sources = sources or TeamSources(tuple(paths))
 
         def build(
             contents: Mapping[Path, bytes], at: datetime, previous: TeamCatalog | None
@@ -114,13 +126,15 @@ class CatalogWatcher(Generic[T]):
             return (previous or start).merge_snapshot(parse_team_files(contents), at)
 
         return CatalogWatcher(
-            paths,
+            team_sources.paths,
             build,
             on_change,
             interval_s=interval_s,
             clock=clock,
             on_error=on_error,
             name="uptake-team-catalog-watcher",
+            read=team_sources.read,
+            live=team_sources.live,
         )
 
     @classmethod
@@ -168,20 +182,15 @@ class CatalogWatcher(Generic[T]):
         """
         with self._lock:
             paths = expand_paths(self._paths)
-            stats = tuple(_stat(p) for p in paths)
+            stats = tuple(_stat(p) for p in [*paths, *self._followed])
             settled = all(len(s) == 1 or s[1] < self._read_ns - _SETTLE_NS for s in stats)
-            if stats == self._stats and settled:
+            if stats == self._stats and settled and not self._live:
                 return False
             self._stats = stats  # before reading: a missing file is reported once per change
             self._read_ns = time.time_ns()
-            contents: dict[Path, bytes] = {}
-            for path in paths:
-                try:
-                    contents[path] = path.read_bytes()
-                except FileNotFoundError:
-                    raise CatalogError("file not found", source=str(path)) from None
-                except OSError as exc:
-                    raise CatalogError(f"cannot read: {exc}", source=str(path)) from None
+            contents = self._read()
+            listed = set(paths)
+            self._followed = tuple(p for p in contents if p not in listed)
             digest = _digest(contents)
             if digest == self._digest:
                 return False
@@ -190,6 +199,17 @@ class CatalogWatcher(Generic[T]):
             self._current = catalog
         self._on_change(catalog)
         return True
+
+    def _read_paths(self) -> dict[Path, bytes]:
+        contents: dict[Path, bytes] = {}
+        for path in expand_paths(self._paths):
+            try:
+                contents[path] = path.read_bytes()
+            except FileNotFoundError:
+                raise CatalogError("file not found", source=str(path)) from None
+            except OSError as exc:
+                raise CatalogError(f"cannot read: {exc}", source=str(path)) from None
+        return contents
 
     def start(self) -> CatalogWatcher[T]:
         """Load once now (raising on broken files), then poll on a daemon thread."""

@@ -66,17 +66,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _sync(args: argparse.Namespace) -> int:
     from pipeline.catalog.capabilities import load_capabilities
     from pipeline.catalog.errors import CatalogError
-    from pipeline.catalog.sources import read_files
     from pipeline.catalog.store import CatalogStore, TeamCatalogBuilder
     from pipeline.enrich.pseudonym import Pseudonymizer
     from pipeline.warehouse.connection import opened
-    from pipeline.worker.catalogs import first_load_lookback
+    from pipeline.worker.catalogs import first_load_lookback, team_sources
 
     settings = Settings.from_env()
     pseudonyms = Pseudonymizer.from_secret_or_file(
         settings.pseudonym_key.reveal(), settings.pseudonym_key_file
     )
     now = datetime.now(UTC)
+    sources = team_sources(settings)
     with opened(settings.warehouse_url) as warehouse:
         _require_tables(warehouse)
         store = CatalogStore(warehouse)
@@ -86,17 +86,20 @@ def _sync(args: argparse.Namespace) -> int:
             first_load_lookback(settings),
         )
         try:
-            teams = build(read_files(settings.team_catalog_paths), now, None)
+            teams = build(sources.read(), now, None)
         except CatalogError as exc:
-            raise SettingsError(f"UPTAKE_TEAM_CATALOG: the catalog cannot be used: {exc}") from exc
+            variable = "UPTAKE_TEAM_CATALOG" + (" / UPTAKE_BACKSTAGE_URL" if sources.live else "")
+            raise SettingsError(f"{variable}: the catalog cannot be used: {exc}") from exc
         try:
             capabilities = load_capabilities(settings.capabilities_path)
         except CatalogError as exc:
             raise SettingsError(f"UPTAKE_CAPABILITIES: the catalog cannot be used: {exc}") from exc
         summary = store.write(teams, capabilities)
-    print(f"teams from {', '.join(map(str, settings.team_catalog_paths))}")
+    print(f"teams from {sources.describe()}")
     print(f"capabilities from {settings.capabilities_path}")
     print(summary.line())
+    for warning in teams.warnings:
+        print(f"warning: {warning}")
     for problem in capabilities.check_against(teams, now):
         print(f"warning: {problem}")
     return 0

@@ -2,10 +2,12 @@
 
 Contract:
 
-- `WorkerCatalogs.load()` reads the team files (UPTAKE_TEAM_CATALOG) on top of the history in
-  `team_catalog`, and the capability file (UPTAKE_CAPABILITIES), then writes both to the
-  warehouse, on the caller's thread before the stream starts. A broken file raises
-  SettingsError naming the variable and the file's line: the worker does not start.
+- `WorkerCatalogs.load()` reads the team files (UPTAKE_TEAM_CATALOG, plus the Backstage API of
+  UPTAKE_BACKSTAGE_URL when set) on top of the history in `team_catalog`, and the capability
+  file (UPTAKE_CAPABILITIES), then writes both to the warehouse, on the caller's thread before
+  the stream starts. A broken file raises SettingsError naming the variable and the file's
+  line: the worker does not start. What the team catalog leaves out (`CatalogWarning`s) is
+  logged and counted in `uptake_catalog_warnings_total` at every load and reload.
 - `enrich(batch)` runs on the event loop, never blocks and does no I/O: it sets `batch.teams`
   (`pipeline.enrich.teams.TeamResolver`, after the pseudonymiser) and notes capabilities the
   catalog does not declare. Their events are kept and counted under their own name; each new
@@ -28,13 +30,16 @@ from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.catalog.backstage_api import BackstageCatalogApi
 from pipeline.catalog.capabilities import CapabilityCatalog, UndeclaredCapabilities
-from pipeline.catalog.errors import CatalogError
+from pipeline.catalog.errors import WARNING_KINDS, CatalogError
+from pipeline.catalog.sources import TeamSources
 from pipeline.catalog.store import CatalogStore, TeamCatalogBuilder
 from pipeline.catalog.teams import TeamCatalog
 from pipeline.catalog.watcher import CatalogWatcher
 from pipeline.contract.decode import DecodedBatch
 from pipeline.enrich.teams import TeamResolver
+from pipeline.metrics import CATALOG_WARNINGS
 from pipeline.settings import Settings, SettingsError
 
 log = logging.getLogger("uptake.catalog")
@@ -46,6 +51,25 @@ def first_load_lookback(settings: Settings) -> timedelta:
     """How far back a first load without stored history takes the team files as true: as far
     back as an event may be (the live lateness, or the backfill's age limit)."""
     return timedelta(seconds=max(settings.max_lateness_s, settings.backfill_max_age_s))
+
+
+def team_sources(settings: Settings) -> TeamSources:
+    """The team catalog's sources: UPTAKE_TEAM_CATALOG's paths and UPTAKE_BACKSTAGE_URL."""
+    api = None
+    if settings.backstage_url:
+        api = BackstageCatalogApi(settings.backstage_url, settings.backstage_token.reveal())
+    return TeamSources(settings.team_catalog_paths, api)
+
+
+def report_warnings(teams: TeamCatalog) -> None:
+    """Log every warning of the catalog just put in force and count it by kind."""
+    for warning in teams.warnings:
+        CATALOG_WARNINGS.labels(kind=warning.kind).inc()
+        log.warning("team catalog: %s", warning)
+
+
+for _kind in WARNING_KINDS:  # every kind is exported from the start, at 0
+    CATALOG_WARNINGS.labels(kind=_kind)
 
 
 def _counts(teams: TeamCatalog) -> str:
@@ -101,13 +125,16 @@ class WorkerCatalogs:
         def on_capabilities(catalog: CapabilityCatalog) -> None:
             catalogs._use_capabilities(catalog)
 
+        sources = team_sources(settings)
         team_watcher = CatalogWatcher(
-            settings.team_catalog_paths,
+            sources.paths,
             builder,
             on_teams,
             interval_s=interval,
             on_error=_reload_failed("team"),
             name="uptake-team-catalog-watcher",
+            read=sources.read,
+            live=sources.live,
         )
         capability_watcher = CatalogWatcher.for_capabilities(
             settings.capabilities_path,
@@ -117,8 +144,9 @@ class WorkerCatalogs:
             on_error=_reload_failed("capability"),
         )
         catalogs = cls(store, team_watcher, capability_watcher, settings.catalog_reload_s)
+        team_variable = "UPTAKE_TEAM_CATALOG" + (" / UPTAKE_BACKSTAGE_URL" if sources.live else "")
         for watcher, variable in (
-            (team_watcher, "UPTAKE_TEAM_CATALOG"),
+            (team_watcher, team_variable),
             (capability_watcher, "UPTAKE_CAPABILITIES"),
         ):
             try:
@@ -129,7 +157,7 @@ class WorkerCatalogs:
         catalogs._dirty = False
         log.info(
             "catalogs loaded: teams from %s, capabilities from %s; stored %s; %s",
-            ", ".join(map(str, settings.team_catalog_paths)),
+            sources.describe(),
             settings.capabilities_path,
             summary.line(),
             f"checking for changes every {settings.catalog_reload_s:g}s"
@@ -196,6 +224,7 @@ class WorkerCatalogs:
     def _use_teams(self, catalog: TeamCatalog) -> None:
         self._teams = catalog
         self.resolver.use(catalog)
+        report_warnings(catalog)
         if "teams" in self._loaded:
             log.info("team catalog reloaded: %s", _counts(catalog))
         self._loaded.add("teams")

@@ -7,13 +7,17 @@ from pathlib import Path
 import pytest
 
 from pipeline.catalog.backstage import EntityRef, load_backstage, parse_backstage, parse_entity_ref
-from pipeline.catalog.errors import CatalogError
+from pipeline.catalog.errors import CatalogError, CatalogWarning
 from pipeline.catalog.teams import Fact, TeamCatalog
 from tests.catalog.helpers import component, group, org, t, user
 
 
 def facts(text: str) -> set[tuple[str, str, str, str]]:
     return {(f.kind, f.name, f.team, f.parent) for f in parse_backstage(text, "c.yaml").facts}
+
+
+def warnings(text: str) -> list[CatalogWarning]:
+    return list(parse_backstage(text, "c.yaml").warnings)
 
 
 def error(text: str) -> CatalogError:
@@ -49,7 +53,7 @@ def test_facts_name_their_file_line_and_entity() -> None:
         "payments",
         "default/payments",
         "Group:default/payments",
-        "group:other-namespace/payments",
+        "GROUP:DEFAULT/PAYMENTS",
     ],
 )
 def test_owner_entity_ref_forms(ref: str) -> None:
@@ -151,10 +155,25 @@ def test_owner_missing() -> None:
     assert "missing" in e.message
 
 
-def test_owner_must_be_a_group() -> None:
-    e = error(component("s", "user:default/jdoe"))
-    assert (e.line, e.entry, e.field) == (9, "Component 's'", "spec.owner")
-    assert "refers to a user" in e.message
+def test_an_owner_of_another_namespace_is_another_group() -> None:
+    text = org(owner_of_api="group:other-namespace/payments")
+
+    assert not any(f.name == "payments-api" for f in parse_backstage(text, "c.yaml").facts)
+    [w] = warnings(text)
+    assert (w.kind, str(w)) == (
+        "unresolved_reference",
+        "c.yaml:37: Component 'payments-api': field 'spec.owner': "
+        "group:other-namespace/payments is not in the catalog: ignored",
+    )
+
+
+def test_an_owner_of_another_kind_is_a_warning() -> None:
+    text = group("payments") + component("s", "system:default/billing")
+
+    assert facts(text) == {("team", "payments", "payments", "")}
+    [w] = warnings(text)
+    assert w.kind == "wrong_kind"
+    assert "system:default/billing is a system" in str(w)
 
 
 def test_owner_is_not_an_entity_ref() -> None:
@@ -196,34 +215,51 @@ def test_spec_not_a_mapping() -> None:
     assert (e.line, e.field) == (5, "spec")
 
 
-def test_entity_declared_twice() -> None:
-    e = error(group("payments") + group("payments"))
-    assert (e.line, e.entry) == (10, "Group 'payments'")
-    assert "declared twice (first at line 2)" in e.message
+def test_entity_declared_twice_is_a_warning_and_the_first_is_used() -> None:
+    text = group("payments") + group("payments", "engineering") + group("engineering")
+
+    assert ("team", "payments", "payments", "") in facts(text)
+    [w] = warnings(text)
+    assert (w.kind, str(w)) == (
+        "duplicate_entity",
+        "c.yaml:10: Group 'payments': group:default/payments is declared twice "
+        "(first at c.yaml:2); the first is used",
+    )
 
 
-def test_child_not_declared_in_the_file() -> None:
-    e = error(group("engineering").replace("children: []", "children: [payments]"))
-    assert (e.line, e.entry, e.field) == (8, "Group 'engineering'", "spec.children")
-    assert "'payments' is not declared in this file" in e.message
+def test_a_child_not_in_the_catalog_is_a_warning() -> None:
+    text = group("engineering").replace("children: []", "children: [payments]")
+
+    assert facts(text) == {("team", "engineering", "engineering", "")}
+    [w] = warnings(text)
+    assert (w.kind, str(w)) == (
+        "unresolved_reference",
+        "c.yaml:8: Group 'engineering': field 'spec.children.0': "
+        "group:default/payments is not in the catalog: ignored",
+    )
 
 
-def test_child_with_another_parent() -> None:
+def test_a_child_naming_another_parent_keeps_its_own() -> None:
     text = group("a").replace("children: []", "children: [c]") + group("b") + group("c", "b")
-    e = error(text)
-    assert (e.entry, e.field) == ("Group 'a'", "spec.children")
-    assert "names 'b' as its spec.parent" in e.message
+
+    assert ("team", "c", "c", "b") in facts(text)
+    [w] = warnings(text)
+    assert w.kind == "conflicting_relation"
+    assert "group:default/c names group:default/b as its spec.parent" in str(w)
 
 
-def test_child_of_two_groups() -> None:
+def test_a_child_of_two_groups_keeps_the_first() -> None:
     text = (
         group("a").replace("children: []", "children: [c]")
         + group("b").replace("children: []", "children: [c]")
         + group("c")
     )
-    e = error(text)
-    assert e.entry == "Group 'b'"
-    assert "also a child of 'a'" in e.message
+
+    assert ("team", "c", "c", "a") in facts(text)
+    [w] = warnings(text)
+    assert w.kind == "conflicting_relation"
+    assert str(w).startswith("c.yaml:16: Group 'b': field 'spec.children.0': ")
+    assert "also a child of group:default/a" in str(w)
 
 
 def test_children_not_a_list() -> None:
@@ -232,10 +268,13 @@ def test_children_not_a_list() -> None:
     assert "must be a list" in e.message
 
 
-def test_member_of_two_groups_without_a_user_entity() -> None:
-    e = error(group("a", members=["jdoe"]) + group("b", members=["jdoe"]))
-    assert (e.entry, e.field) == ("Group 'b'", "spec.members")
-    assert "'jdoe' is also a member of 'a'" in e.message
+def test_member_of_two_groups_without_a_user_entity_takes_the_first_in_sorted_order() -> None:
+    text = group("b", members=["jdoe"]) + group("a", members=["jdoe"])
+
+    assert ("user", "jdoe", "a", "") in facts(text)
+    [w] = warnings(text)
+    assert w.kind == "ambiguous_membership"
+    assert "'a' (the first in sorted order) is used" in str(w)
 
 
 def test_bad_validity_annotation() -> None:

@@ -51,17 +51,22 @@ def test_files_of_one_snapshot_may_refer_to_each_other(tmp_path: Path) -> None:
     assert catalog.owner_at("payments-api", AT) == "payments"
 
 
-def test_a_csv_naming_an_undeclared_group_is_an_error(tmp_path: Path) -> None:
+def test_a_csv_naming_an_undeclared_group_is_left_out_with_a_warning(tmp_path: Path) -> None:
     (tmp_path / "org.yaml").write_text(org(), encoding="utf-8")
     (tmp_path / "history.csv").write_text(
         "kind,name,team,valid_from,valid_to\nservice,ledger-db,ledger,,\n", encoding="utf-8"
     )
 
-    with pytest.raises(CatalogError) as caught:
-        load_team_snapshot([tmp_path]).check_references()
+    snapshot = load_team_snapshot([tmp_path])
 
-    assert caught.value.source == f"{tmp_path / 'history.csv'}:2"
-    assert "team 'ledger' is not a declared group" in caught.value.message
+    assert not any(f.name == "ledger-db" for f in snapshot.facts)
+    assert any(f.name == "payments-api" for f in snapshot.facts)
+    [w] = snapshot.warnings
+    assert w.kind == "unresolved_reference"
+    assert str(w) == (
+        f"{tmp_path / 'history.csv'}:2: service 'ledger-db': "
+        "team 'ledger' is not a declared group: ignored"
+    )
 
 
 def test_unknown_suffix_missing_file_and_bad_encoding(tmp_path: Path) -> None:

@@ -397,3 +397,83 @@ def test_uptake_catalog_sync_and_show(
     assert uptake(["catalog", "sync"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: UPTAKE_TEAM_CATALOG: the catalog cannot be used: {path}:")
+
+
+EXAMPLES = Path(__file__).parent / "fixtures" / "backstage-examples"
+ACME_CAPABILITIES = """\
+capabilities:
+  - name: api-gateway
+    platform: developer-infrastructure
+    owner: team-a
+    usage:
+      event_types: [api_call]
+    target_teams: [infrastructure]
+"""
+
+
+@pytest.mark.integration
+def test_uptake_catalog_sync_reads_backstages_multi_file_example_with_warnings(
+    warehouse: Warehouse,
+    inprocess_warehouse_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Backstage's own layout: org, department, sub-departments and teams in separate files
+    # tied by parent/children and a Location; components behind two more Locations.
+    examples = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, examples)
+    (tmp_path / "capabilities.yaml").write_text(ACME_CAPABILITIES)
+    monkeypatch.setenv("UPTAKE_CLICKHOUSE_URL", inprocess_warehouse_url)
+    monkeypatch.setenv("UPTAKE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(
+        "UPTAKE_TEAM_CATALOG", f"{examples / 'acme' / 'org.yaml'}:{examples / 'all.yaml'}"
+    )
+    monkeypatch.setenv("UPTAKE_CAPABILITIES", str(tmp_path / "capabilities.yaml"))
+
+    assert uptake(["catalog", "sync"]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == (
+        "team_catalog: 5 teams (9 groups), 12 services, 17 users (38 rows, 0 retracted); "
+        "capability_catalog: 1 capabilities"
+    )
+    warnings = [line for line in out if line.startswith("warning: ")]
+    assert len(warnings) == 6
+    assert (
+        f"warning: {examples / 'components' / 'playback-order-component.yaml'}:12: "
+        "Component 'playback-order': field 'spec.owner': group:default/guest is not in the "
+        "catalog: ignored"
+    ) in warnings
+    assert sum("does not exist: not followed" in w for w in warnings) == 5
+    assert owner_on(warehouse, "searcher", datetime.now(UTC).date().isoformat()) == "team-a"
+    assert warehouse.rows(
+        "SELECT target_teams FROM capability_catalog FINAL WHERE name = 'api-gateway'"
+    ) == [(["team-a", "team-b", "team-c", "team-d", "team-e"],)]
+
+
+@pytest.mark.integration
+def test_the_worker_loads_a_catalog_with_warnings_logs_and_counts_them(
+    warehouse: Warehouse, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pipeline.metrics import REGISTRY
+
+    def count() -> float:
+        labels = {"kind": "location_target_missing"}
+        return REGISTRY.get_sample_value("uptake_catalog_warnings_total", labels) or 0.0
+
+    (tmp_path / "capabilities.yaml").write_text(ACME_CAPABILITIES)
+    settings = Settings.from_env(
+        {},
+        team_catalog=str(EXAMPLES / "acme" / "org.yaml") + ":" + str(EXAMPLES / "all.yaml"),
+        capabilities=str(tmp_path / "capabilities.yaml"),
+        catalog_reload_s=0.0,
+    )
+    before = count()
+
+    with caplog.at_level(logging.WARNING, logger="uptake.catalog"):
+        catalogs = WorkerCatalogs.load(settings, CatalogStore(warehouse), PSEUDONYMS.key_of)
+
+    assert catalogs.teams.owner_at("shuffle-api", datetime.now(UTC)) == "team-a"
+    assert count() == before + 5
+    assert sum(m.startswith("team catalog: ") for m in caplog.messages) == 6

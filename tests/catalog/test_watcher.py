@@ -185,10 +185,10 @@ def test_a_deleted_file_is_reported_and_the_catalog_kept(files: Path, recorder: 
 
 
 def test_start_refuses_broken_files(files: Path, recorder: Recorder) -> None:
-    (files / "catalog-info.yaml").write_text(org(owner_of_api="nobody"), encoding="utf-8")
+    (files / "catalog-info.yaml").write_text(org() + "---\n: [unclosed", encoding="utf-8")
     w = CatalogWatcher.for_teams([files], recorder.changed)
 
-    with pytest.raises(CatalogError, match="team 'nobody' is not a declared group"):
+    with pytest.raises(CatalogError, match="not valid YAML"):
         w.start()
     w.stop()
     assert recorder.catalogs == []
