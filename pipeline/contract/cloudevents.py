@@ -29,7 +29,7 @@ from urllib.parse import unquote
 
 import msgspec
 
-from pipeline.contract.events import EVENT_CLASSES
+from pipeline.contract.events import EVENT_CLASSES, SUPPORTED_VERSIONS
 from pipeline.contract.reasons import Reason
 
 SPECVERSION = "1.0"
@@ -109,6 +109,14 @@ def to_native(obj: dict[str, Any], parse: Callable[[bytes], Any]) -> bytes | Pro
             "- at `$.type`",
         )
     event_type, version = named
+    if version not in SUPPORTED_VERSIONS[event_type]:
+        return Problem(
+            Reason.UNSUPPORTED_VERSION,
+            f"schema_version {version} of {event_type}; known: "
+            f"{sorted(SUPPORTED_VERSIONS[event_type])} (the version is the type's .v<N> "
+            "suffix, 1 without one) - at `$.type`",
+            event_type,
+        )
     if obj.get("time") is None:
         return Problem(
             Reason.SCHEMA_VIOLATION,
@@ -213,8 +221,6 @@ def detail_for(detail: str) -> str:
 def violation_detail(reason: Reason, detail: str) -> str:
     """A rule violation of the mapped event (`BatchDecoder._violation`), said in CloudEvents
     terms and with the path of the attribute or member it comes from."""
-    if reason is Reason.UNSUPPORTED_VERSION:
-        return f"{detail} (the version is the type's .v<N> suffix, 1 without one) - at `$.type`"
     if reason is Reason.MISSING_ATTRIBUTION:
         return f"{detail} in the CloudEvent's data - at `$.data`"
     if reason in (Reason.OCCURRED_IN_FUTURE, Reason.OCCURRED_TOO_OLD):
