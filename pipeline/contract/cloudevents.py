@@ -252,9 +252,20 @@ def _structured(attributes: dict[str, str], value: bytes | None) -> bytes:
     return msgspec.json.encode(event)
 
 
-def from_kafka_binary(headers: Iterable[tuple[str, Any]], value: bytes | None) -> bytes | None:
-    """The structured CloudEvent a Kafka message in binary mode carries, None when it is not
-    one (no `ce_specversion` header).
+_SPECVERSION_HEADER = "ce_specversion"
+
+
+def is_kafka_binary(headers: Iterable[tuple[str, Any]]) -> bool:
+    """Whether Kafka headers mark a CloudEvent in binary mode (a `ce_specversion` header, in
+    any case). Cheap: it runs for every message that has headers."""
+    for key, _ in headers:
+        if len(key) == 14 and (key == _SPECVERSION_HEADER or key.lower() == _SPECVERSION_HEADER):
+            return True
+    return False
+
+
+def from_kafka_binary(headers: Iterable[tuple[str, Any]], value: bytes | None) -> bytes:
+    """The structured CloudEvent a Kafka message in binary mode carries (`is_kafka_binary`).
 
     Attributes are the `ce_`-prefixed headers (UTF-8; later duplicates win), `datacontenttype`
     the `content-type` header, `data` the value (Kafka protocol binding of CloudEvents 1.0).
@@ -268,8 +279,6 @@ def from_kafka_binary(headers: Iterable[tuple[str, Any]], value: bytes | None) -
             attributes[name[3:]] = text
         elif name == "content-type":
             content_type = text
-    if "specversion" not in attributes:
-        return None
     if content_type is not None:
         attributes.setdefault("datacontenttype", content_type)
     return _structured(attributes, value)

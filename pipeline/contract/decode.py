@@ -25,7 +25,7 @@ rejects that event only.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -45,13 +45,13 @@ from pipeline.contract.reasons import Reason
 
 class SourceMessage(NamedTuple):
     """A Kafka message as the decoder sees it: where it came from, its raw bytes and its
-    headers ((name, bytes) pairs or a mapping; only CloudEvents binary mode reads them)."""
+    headers ((name, bytes) pairs or a dict; only CloudEvents binary mode reads them)."""
 
     topic: str
     partition: int
     offset: int
     value: bytes | None
-    headers: Iterable[tuple[str, Any]] | Mapping[str, Any] | None = None
+    headers: Iterable[tuple[str, Any]] | dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -150,13 +150,13 @@ class BatchDecoder:
                     f"message is {len(value)} bytes, the limit is {max_bytes}",
                 )
                 continue
-            if message.headers:
-                headers = message.headers
-                pairs = headers.items() if isinstance(headers, Mapping) else headers
+            headers = message.headers
+            if headers and cloudevents.is_kafka_binary(
+                pairs := headers.items() if isinstance(headers, dict) else headers
+            ):  # binary mode: judged as its structured form
                 structured = cloudevents.from_kafka_binary(pairs, value)
-                if structured is not None:  # binary mode: judged as its structured form
-                    self._decode_guarded(batch, message, structured, newest, oldest)
-                    continue
+                self._decode_guarded(batch, message, structured, newest, oldest)
+                continue
             try:
                 decoded = decode(value)
             except msgspec.ValidationError:

@@ -84,6 +84,7 @@ def test_cloudevents_in_structured_and_binary_mode_land_in_events_or_rejected_ev
         message = ce_kafka.to_binary_event(event)
         foreign.produce(topic, value=message.value, key=b"checkout", headers=message.headers)
     assert foreign.flush(30) == 0, "confluent-kafka did not deliver"
+    del foreign  # librdkafka's threads stop with the last reference
 
     worker = pipeline_env.start_worker("--exit-when-idle", "3")
     assert worker.wait(timeout=180) == 0, pipeline_env.worker_log()
