@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -486,3 +487,36 @@ def test_deploy_body_paths_point_into_data_data() -> None:
     assert detail.endswith("- at `$.data.data.commits[0].sha`"), detail
     event = native_event(DEPLOY)
     assert isinstance(event, DeployEvent)
+
+
+# --- the docs ------------------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+DOC_CLOUDEVENT = re.compile(
+    r"<!-- cloudevent: (?P<file>[^ ]+) -->\s*```json\n(?P<body>.*?)```", re.S
+)
+
+
+def test_docs_cloudevents_examples_are_the_corpus_events_they_name() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    examples = list(DOC_CLOUDEVENT.finditer(text))
+    assert examples and len(examples) == text.count("<!-- cloudevent: ")
+    for match in examples:
+        native = json.loads((EXAMPLES / match["file"]).read_text())
+        batch = decode(match["body"].encode())
+        assert batch.rejections == [] and batch.events == [native_event(native)], match["file"]
+
+
+def test_docs_binary_mode_example_is_the_structured_one() -> None:
+    """The headers and value shown for binary mode carry the structured example."""
+    text = DOCS.read_text(encoding="utf-8")
+    block = text.split("```text\nheaders:", 1)[1].split("```", 1)[0]
+    head, value = block.split("value:", 1)
+    headers = [
+        (name.strip(), raw.strip().encode())
+        for name, raw in (line.split(":", 1) for line in head.strip().splitlines())
+    ]
+    value_bytes = " ".join(value.split()).encode()
+    [match] = DOC_CLOUDEVENT.finditer(text)
+    binary, structured_doc = decode((value_bytes, headers)), decode(match["body"].encode())
+    assert binary.rejections == [] and binary.events == structured_doc.events
