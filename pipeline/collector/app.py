@@ -3,7 +3,10 @@
 Endpoints (docs/collector.md has the formats, examples and the full status table):
 
 - `POST /v1/events` — one event (JSON object), a JSON array of events, or NDJSON
-  (`Content-Type: application/x-ndjson`), authenticated with `Authorization: Bearer <token>`.
+  (`Content-Type: application/x-ndjson`), authenticated with `Authorization: Bearer <token>`;
+  CloudEvents 1.0 in structured mode (`application/cloudevents+json`, and the batch format
+  `application/cloudevents-batch+json`) or HTTP binary mode (`ce-*` headers), kept in
+  structured form on Kafka and mapped by the worker's decoder like any CloudEvent.
   Each event is judged with the worker's decoder; the accepted ones are produced to Kafka as
   JSON-array messages keyed by team (else service), and the answer is sent only after Kafka
   acknowledged them (acks=all). 200: every event accepted; 207: some rejected; 422: all
@@ -43,6 +46,7 @@ from pipeline.collector.config import CollectorConfig
 from pipeline.collector.ingest import NDJSON_TYPES, BodyError, judge, split_body
 from pipeline.collector.producer import KafkaGateway, ProduceFailed
 from pipeline.collector.ratelimit import RateLimiter
+from pipeline.contract import cloudevents
 from pipeline.contract.decode import BatchDecoder
 from pipeline.metrics import REGISTRY
 from pipeline.topics import KafkaUnavailable
@@ -217,7 +221,11 @@ async def post_events(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     try:
-        items = split_body(body, ndjson=request.content_type in NDJSON_TYPES)
+        binary = cloudevents.from_http_binary(request.headers.items(), body)
+        if binary is not None:  # CloudEvents HTTP binary mode: forwarded in structured form
+            items = [binary]
+        else:
+            items = split_body(body, ndjson=request.content_type in NDJSON_TYPES)
     except RecursionError:
         return json_error(400, "too_deep", "the body is nested too deeply to hold events")
     except BodyError as exc:

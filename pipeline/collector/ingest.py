@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from pipeline.contract import cloudevents
 from pipeline.contract.decode import BatchDecoder, SourceMessage
 from pipeline.contract.reasons import Reason
 from pipeline.sdk import MESSAGE_TARGET_BYTES, pack_messages
@@ -131,8 +132,10 @@ def judge(
 
     Source rule: an event without `source` (absent or null) gets the authenticated source; one
     that names another source is rejected (`schema_violation` at `$.source`), so a token can
-    only speak for its own source. Accepted events are packed per key (team, else service) into
-    JSON-array messages of at most `batch_events` events.
+    only speak for its own source. A CloudEvent must name its source (a required attribute):
+    it is never filled in, and its `id` is the event id of its result. Accepted events are
+    packed per key (team, else service) into JSON-array messages of at most `batch_events`
+    events; a CloudEvent keeps its form (the worker maps it the same way).
     """
     results: list[dict[str, Any] | None] = [None] * len(items)
     event_ids: list[Any] = [None] * len(items)
@@ -156,9 +159,10 @@ def judge(
             results[index] = _result(index, None, Reason.SCHEMA_VIOLATION, detail)
             continue
         if obj is not _UNDECODED:
-            event_ids[index] = obj.get("event_id")
+            is_cloudevent = cloudevents.is_cloudevent(obj)
+            event_ids[index] = obj.get("id" if is_cloudevent else "event_id")
             claimed = obj.get("source")
-            if claimed is None:
+            if claimed is None and not is_cloudevent:  # a CloudEvent without one is rejected
                 obj["source"] = source
                 raw = msgspec.json.encode(obj)
             elif isinstance(claimed, str) and claimed != source:

@@ -12,6 +12,11 @@ typed decoding with "Expected `int`, got `float`" is rewritten with its integral
 integers (see `_integral_floats_as_ints`) and decoded again; every other number keeps the text
 it was written with, so a number beyond the double range in an unknown field changes nothing.
 
+CloudEvents 1.0 (pipeline/contract/cloudevents.py) stay off the fast path: a structured
+CloudEvent has no `event_type`, so it fails typed decoding and is mapped on the slow path; a
+message in Kafka binary mode is told by its `ce_specversion` header, looked for only in
+messages that have headers.
+
 A message is `not_json` whenever its bytes are not JSON, even if typed decoding stopped at a
 wrong type before it reached the syntax error; invalid UTF-8 inside one event of an array
 rejects that event only.
@@ -20,13 +25,14 @@ rejects that event only.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
+from pipeline.contract import cloudevents
 from pipeline.contract.events import (
     EVENT_CLASSES,
     SUPPORTED_VERSIONS,
@@ -38,12 +44,14 @@ from pipeline.contract.reasons import Reason
 
 
 class SourceMessage(NamedTuple):
-    """A Kafka message as the decoder sees it: where it came from and its raw bytes."""
+    """A Kafka message as the decoder sees it: where it came from, its raw bytes and its
+    headers ((name, bytes) pairs or a dict; only CloudEvents binary mode reads them)."""
 
     topic: str
     partition: int
     offset: int
     value: bytes | None
+    headers: Iterable[tuple[str, Any]] | dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -141,6 +149,13 @@ class BatchDecoder:
                     Reason.TOO_LARGE,
                     f"message is {len(value)} bytes, the limit is {max_bytes}",
                 )
+                continue
+            headers = message.headers
+            if headers and cloudevents.is_kafka_binary(
+                pairs := headers.items() if isinstance(headers, dict) else headers
+            ):  # binary mode: judged as its structured form
+                structured = cloudevents.from_kafka_binary(pairs, value)
+                self._decode_guarded(batch, message, structured, newest, oldest)
                 continue
             try:
                 decoded = decode(value)
@@ -248,6 +263,10 @@ class BatchDecoder:
         else:
             items = [value]
         for index, item in enumerate(items):
+            if cloudevents.MARK in item and self._judge_cloudevent(
+                batch, message, index, item, newest, oldest
+            ):
+                continue
             try:
                 decoded = self._decode_event(item)
                 if isinstance(decoded, tuple):
@@ -269,6 +288,52 @@ class BatchDecoder:
             else:
                 reason, detail = violation
                 self._reject(batch, message, index, item, reason, detail, event_type_of(decoded))
+
+    def _judge_cloudevent(
+        self,
+        batch: DecodedBatch,
+        message: SourceMessage,
+        index: int,
+        item: bytes,
+        newest: datetime,
+        oldest: datetime,
+    ) -> bool:
+        """Accept or reject `item` as a structured CloudEvent; False when it is not one (the
+        native path then judges it). Rejections keep `item`, paths point into it."""
+        try:
+            obj = self._any.decode(item)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return False  # the native path names the problem
+        if not cloudevents.is_cloudevent(obj):
+            return False
+        native = cloudevents.to_native(obj, self._any.decode)
+        if isinstance(native, cloudevents.Problem):
+            reason, detail, event_type = native
+            self._reject(batch, message, index, item, reason, detail, event_type)
+            return True
+        named = cloudevents.parse_type(obj["type"])
+        event_type = named[0] if named else ""
+        try:
+            decoded = self._decode_event(native)
+        except RecursionError:
+            self._reject(batch, message, index, item, Reason.SCHEMA_VIOLATION, _TOO_DEEP)
+            return True
+        if isinstance(decoded, tuple):
+            detail = cloudevents.detail_for(self._with_path(decoded[1]))
+            self._reject(batch, message, index, item, Reason.SCHEMA_VIOLATION, detail, event_type)
+            return True
+        violation = self._violation(decoded, newest, oldest)
+        if violation is None:
+            self._accept(batch, message, [decoded])
+        else:
+            reason, detail = violation
+            detail = cloudevents.violation_detail(reason, detail)
+            self._reject(batch, message, index, item, reason, detail, event_type)
+        return True
+
+    @staticmethod
+    def _with_path(error: str) -> str:
+        return error if _PATH.search(error) else f"{error} - at `$`"
 
     def _decode_event(self, item: bytes) -> Envelope | tuple[bytes, str]:
         """The typed event in `item`, or the bytes that were judged and msgspec's error.

@@ -269,7 +269,13 @@ def build_app(
         ):
             messages = unique_offsets(
                 [
-                    SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.value)
+                    SourceMessage(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.value,
+                        e.message.headers,  # CloudEvents binary mode: ce_* headers
+                    )
                     for e in events
                 ]
             )

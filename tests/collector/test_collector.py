@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pipeline.collector import auth
 from pipeline.collector.app import create_app
 from pipeline.collector.auth import TokensFileError, TokenTable, hash_token
 from pipeline.collector.config import CollectorConfig
+from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
 from pipeline.sdk import api_call
 from pipeline.settings import Settings, SettingsError
 from pipeline.topics import ensure_topics
@@ -211,6 +213,135 @@ def test_a_body_that_is_not_events_at_all_is_400(
     assert reply.status == 400
     assert reply.json["error"] == code
     assert reply.json["message"]
+
+
+# --- CloudEvents 1.0 ----------------------------------------------------------------------------
+
+
+def cloud_event(team: str = "checkout", source: str = "api-gateway", **attributes: Any) -> Any:
+    """A CloudEvent of the SDK (cloudevents.core) standing for `event(team)`."""
+    from cloudevents.core.v1.event import CloudEvent
+
+    native = event(team)
+    data = {k: v for k, v in native.items() if k not in ("event_id", "occurred_at", "source")}
+    data.pop("event_type"), data.pop("schema_version")
+    base = {
+        "id": native["event_id"],
+        "source": source,
+        "type": "dev.uptake.api_call.v1",
+        "time": datetime.fromisoformat(native["occurred_at"]),
+    }
+    return CloudEvent({**base, **attributes}, data)
+
+
+def worker_verdict(values: list[bytes]) -> DecodedBatch:
+    """What the worker's decoder makes of messages the collector produced."""
+    messages = [SourceMessage("t", 0, i, v) for i, v in enumerate(values)]
+    return BatchDecoder().decode(messages)
+
+
+def test_cloudevents_structured_mode_is_accepted_and_forwarded_as_a_cloudevent(
+    collector: Callable[..., Collector],
+) -> None:
+    from cloudevents.core.bindings.http import to_structured_event
+
+    server = collector()
+    sent = cloud_event()
+    message = to_structured_event(sent)
+    assert message.headers["content-type"] == "application/cloudevents+json"
+    reply = server.request("POST", "/v1/events", message.body, {**message.headers, **AUTH})
+    assert reply.status == 200, reply.raw
+    [result] = reply.json["results"]
+    assert (result["status"], result["event_id"]) == ("accepted", sent.get_id())
+    [(key, [landed])] = server.landed()
+    assert key == "checkout"
+    assert landed == json.loads(message.body), "the CloudEvent is forwarded as it came"
+    batch = worker_verdict([msgspec.json.encode([landed])])
+    assert [str(e.event_id) for e in batch.events] == [sent.get_id()]
+
+
+def test_cloudevents_batch_format_gets_per_event_results(
+    collector: Callable[..., Collector],
+) -> None:
+    from cloudevents.core.formats.json import JSONFormat
+
+    server = collector()
+    good = [cloud_event("checkout"), cloud_event("search")]
+    old_spec = json.loads(JSONFormat().write(cloud_event()))
+    old_spec["specversion"] = "0.3"
+    unknown = cloud_event(type="com.example.page_view")
+    foreign = cloud_event(source="deploy-pipeline")
+    no_source = json.loads(JSONFormat().write(cloud_event()))
+    del no_source["source"]
+    items = [json.loads(JSONFormat().write(e)) for e in (good[0], unknown, foreign)]
+    body = [
+        items[0],
+        old_spec,
+        items[1],
+        items[2],
+        no_source,
+        json.loads(JSONFormat().write(good[1])),
+    ]
+    reply = server.request(
+        "POST",
+        "/v1/events",
+        msgspec.json.encode(body),
+        {"Content-Type": "application/cloudevents-batch+json", **AUTH},
+    )
+    assert reply.status == 207, reply.raw
+    results = reply.json["results"]
+    assert [r["reason"] for r in results] == [
+        None,
+        "unsupported_version",
+        "unknown_event_type",
+        "schema_violation",
+        "schema_violation",
+        None,
+    ]
+    assert [r["event_id"] for r in results] == [e["id"] for e in body]
+    assert results[1]["detail"].endswith("- at `$.specversion`")
+    assert "does not match the token" in results[3]["detail"]
+    assert "`source` is required" in results[4]["detail"], "a CloudEvent's source is not filled"
+    landed = server.landed_events()
+    assert sorted(e["id"] for e in landed) == sorted(e.get_id() for e in good)
+
+
+def test_cloudevents_http_binary_mode_is_accepted_and_forwarded_in_structured_form(
+    collector: Callable[..., Collector],
+) -> None:
+    from cloudevents.core.bindings.http import to_binary_event
+
+    server = collector()
+    sent = cloud_event(datacontenttype="application/json", subject="checkout-api")
+    message = to_binary_event(sent)
+    assert message.headers["ce-id"] == sent.get_id()
+    reply = server.request("POST", "/v1/events", message.body, {**message.headers, **AUTH})
+    assert reply.status == 200, reply.raw
+    assert reply.json["results"][0]["event_id"] == sent.get_id()
+    [(key, [landed])] = server.landed()
+    assert key == "checkout"
+    assert landed["specversion"] == "1.0" and landed["id"] == sent.get_id()
+    assert landed["subject"] == "checkout-api"
+    assert landed["data"] == json.loads(message.body)
+    batch = worker_verdict([msgspec.json.encode([landed])])
+    assert [str(e.event_id) for e in batch.events] == [sent.get_id()]
+
+    unknown = to_binary_event(cloud_event(type="com.example.page_view"))
+    reply = server.request("POST", "/v1/events", unknown.body, {**unknown.headers, **AUTH})
+    assert reply.status == 422, reply.raw
+    [result] = reply.json["results"]
+    assert (result["reason"], result["event_id"]) == (
+        "unknown_event_type",
+        unknown.headers["ce-id"],
+    )
+    not_json = server.request(
+        "POST",
+        "/v1/events",
+        b"team=checkout",
+        {**message.headers, "Content-Type": "application/json", **AUTH},
+    )
+    assert not_json.status == 422 and not_json.json["results"][0]["reason"] == "not_json"
+    assert len(server.landed_events()) == 1
 
 
 # --- authentication ----------------------------------------------------------------------------
