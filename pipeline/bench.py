@@ -154,7 +154,7 @@ def run_bench(config: BenchConfig, warehouse_url: str | None = None) -> dict[str
 
     _say(f"producing {config.events:,} api_call events to {topic}")
     messages = api_call_messages(config.events, config.per_message, config.teams)
-    producer = make_producer(settings.kafka_bootstrap)
+    producer = make_producer(settings.kafka_bootstrap, compression=settings.kafka_compression)
     started = time.perf_counter()
     for i, value in enumerate(messages):
         producer.send(topic, key=f"team-{i % config.teams:02d}".encode(), value=value)
@@ -233,7 +233,10 @@ def _freshness_phase(settings: Settings, config: BenchConfig) -> None:
 
 def _paced_producer(bootstrap: str, topic: str, config: BenchConfig) -> None:
     """Send `freshness_rate` events/s, in messages of 100 stamped at send time."""
-    producer = make_producer(bootstrap, linger_ms=5)
+    # UPTAKE_KAFKA_COMPRESSION, inherited with the environment of the parent.
+    producer = make_producer(
+        bootstrap, linger_ms=5, compression=Settings.from_env().kafka_compression
+    )
     per_message = 100
     interval = per_message / config.freshness_rate
     total = int(config.freshness_rate * config.freshness_seconds)

@@ -356,7 +356,10 @@ def attach(
     ensure_lifecycle_topics(settings.kafka_bootstrap, config, security)
     stopping = threading.Event()
     store = ChangelogState()
-    kafka = KafkaWrites(lambda: make_producer(settings.kafka_bootstrap, **security))
+    compression = settings.kafka_compression
+    kafka = KafkaWrites(
+        lambda: make_producer(settings.kafka_bootstrap, compression=compression, **security)
+    )
     outputs = LifecycleOutputs(
         lambda: connect(settings.warehouse_url), kafka, config.milestones_topic
     )
@@ -400,7 +403,11 @@ def attach(
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(stopping_soon)  # type: ignore[arg-type]
     publisher = ActivityPublisher(
-        lambda: make_producer(settings.kafka_bootstrap, **security), config.activity_topic, stopping
+        lambda: make_producer(
+            settings.kafka_bootstrap, compression=settings.kafka_compression, **security
+        ),
+        config.activity_topic,
+        stopping,
     )
     log.debug("lifecycle attached: %s -> %s", config.activity_topic, config.milestones_topic)
     return publisher
