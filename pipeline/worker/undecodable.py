@@ -180,7 +180,7 @@ def stop_worker(
     group: str,
     bootstrap: str,
     delay_s: float,
-    exit_: Callable[[int], None] = os._exit,
+    exit_: Callable[[int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Callable[[UndecodableBatch], None]:
     """The worker's handler: export the gauge, log the message, wait `delay_s`, exit 65.
@@ -196,7 +196,11 @@ def stop_worker(
         log.error("%s", batch.explain(group, bootstrap))
         log.error("exiting with status %d in %.0fs", EXIT_UNDECODABLE, delay_s)
         sleep(delay_s)
-        logging.shutdown()
-        exit_(EXIT_UNDECODABLE)
+        (exit_ or _exit_now)(EXIT_UNDECODABLE)
 
     return handle
+
+
+def _exit_now(code: int) -> None:
+    logging.shutdown()  # the message above reaches stderr first
+    os._exit(code)
