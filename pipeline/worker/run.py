@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import faust
 
-from pipeline import metrics
+from pipeline import metrics, undecodable
 from pipeline.catalog.store import CatalogStore
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.kafka_security import client_kwargs
@@ -21,7 +21,6 @@ from pipeline.simulate.produce import make_producer
 from pipeline.topics import ensure_topics
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import require_current
-from pipeline.worker import undecodable
 from pipeline.worker.app import BatchSink, Progress, build_app
 from pipeline.worker.catalogs import WorkerCatalogs
 from pipeline.worker.chaos import KillSwitch

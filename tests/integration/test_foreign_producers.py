@@ -214,3 +214,28 @@ def test_an_undecodable_batch_stops_the_worker_with_its_coordinates(
     assert "zstd" in output and "install the codec libraries" in output
     assert "Traceback" not in output
     assert pipeline_env.rows("SELECT count() AS n FROM events")[0]["n"] == 0
+
+
+def test_a_kafka_python_command_names_an_undecodable_batch(pipeline_env: Pipeline) -> None:
+    """`uptake dlq replay` (kafka-python, like `uptake writer` and the changelog reader) stops
+    with the batch's coordinates and status 65 instead of a traceback."""
+    import subprocess
+
+    dlq = pipeline_env.env["UPTAKE_DLQ_TOPIC"]
+    producer = _librdkafka(pipeline_env.env["KAFKA_BOOTSTRAP_SERVERS"], "zstd")
+    _send(producer, dlq, [(None, b'{"not": "an event"}' * 10) for _ in range(30)])
+    hide_zstd = (
+        "import sys, kafka.codec; kafka.codec.has_zstd = lambda: False; "
+        "from pipeline.cli import main; sys.exit(main(['dlq', 'replay', '--dry-run']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_zstd],
+        env=pipeline_env.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 65, done.stdout + done.stderr
+    assert f"cannot decode the Kafka record batch of {dlq} partition 0 at offset 0" in done.stderr
+    assert "zstd" in done.stderr and "Traceback" not in done.stderr

@@ -1,4 +1,4 @@
-"""A Kafka record batch the worker cannot decode: named, exported, and the worker stops.
+"""A Kafka record batch a consumer cannot decode: named, exported, and the process stops.
 
 aiokafka 0.14 (under faust-streaming 0.15.3) decompresses a record batch while its fetcher
 iterates it (`aiokafka.consumer.fetcher.PartitionRecords._unpack_records`). A batch compressed
@@ -15,6 +15,12 @@ iteration, but it knows the batch it is reading, so such an error becomes an `Un
 keeps serving /metrics for UPTAKE_UNDECODABLE_EXIT_DELAY_S and exits with status 65 without
 committing anything of that partition past the batch. Nothing is skipped silently: skipping the
 batch is an operator's deliberate offset reset (docs/operations.md#uptakeundecodablebatch).
+
+kafka-python 3.0.12 (`uptake writer`, `uptake dlq replay`, the lifecycle's changelog reader,
+`uptake soak`) has the same blind spot in `Fetcher.PartitionRecords._unpack_records`;
+`install_kafka_python()` (done by `uptake`'s entry point for every command) makes its fetcher
+raise `UndecodableBatchError` too, which the command line turns into the same message and
+status 65.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from typing import Any
 
 import aiokafka.codec
 import kafka.codec
+import kafka.errors
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
+from kafka.consumer.fetcher import Fetcher as KafkaPythonFetcher
 
 from pipeline import metrics
 
@@ -72,7 +80,7 @@ class UndecodableBatch:
     missing_codec: bool
     error: str
 
-    def explain(self, group: str, bootstrap: str) -> str:
+    def explain(self, group: str = "<consumer group>", bootstrap: str = "<bootstrap>") -> str:
         """The message a person reads: what, where, and the remedy."""
         codec = f", {self.codec}-compressed" if self.codec not in ("none", "unknown") else ""
         span = (
@@ -114,7 +122,7 @@ class UndecodableBatchError(Exception):
 
 
 class _BatchTracker:
-    """aiokafka's MemoryRecords, remembering the batch it handed out last."""
+    """aiokafka's or kafka-python's MemoryRecords, remembering the batch it handed out last."""
 
     __slots__ = ("_records", "current")
 
@@ -151,19 +159,34 @@ class AttributedPartitionRecords(aiokafka_fetcher.PartitionRecords):
             raise UndecodableBatchError(batch) from exc
 
 
+class KafkaPythonPartitionRecords(KafkaPythonFetcher.PartitionRecords):
+    """kafka-python's PartitionRecords that names the batch it cannot decode (see the module)."""
+
+    def _unpack_records(
+        self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any
+    ) -> Iterator[Any]:
+        tracker = _BatchTracker(records)
+        try:
+            yield from super()._unpack_records(tp, tracker, key_deserializer, value_deserializer)
+        except (kafka.errors.UnsupportedCodecError, kafka.errors.CorruptRecordError) as exc:
+            raise UndecodableBatchError(
+                describe(tp, self.next_fetch_offset, tracker.current, exc)
+            ) from exc
+
+
 def describe(tp: Any, position: int, batch: Any, exc: BaseException) -> UndecodableBatch:
     """The UndecodableBatch of error `exc` met at consumer `position` in `batch` (or None)."""
     next_offset = codec = None
     if batch is not None:
-        next_offset = int(batch.next_offset)
+        next_offset = getattr(batch, "next_offset", None)  # legacy (v0/v1) batches have none
         codec = _CODEC_IDS.get(int(getattr(batch, "compression_type", -1)), "unknown")
     return UndecodableBatch(
         topic=tp.topic,
         partition=tp.partition,
         offset=position,
-        next_offset=next_offset,
+        next_offset=None if next_offset is None else int(next_offset),
         codec=codec or "unknown",
-        missing_codec=isinstance(exc, UnsupportedCodecError),
+        missing_codec=isinstance(exc, UnsupportedCodecError | kafka.errors.UnsupportedCodecError),
         error=str(exc)
         if str(exc).startswith(type(exc).__name__)
         else f"{type(exc).__name__}: {exc}",
@@ -174,6 +197,11 @@ def install(handler: Callable[[UndecodableBatch], None]) -> None:
     """Make aiokafka's fetcher, in this process, attribute undecodable batches to `handler`."""
     AttributedPartitionRecords.handler = handler
     aiokafka_fetcher.PartitionRecords = AttributedPartitionRecords
+
+
+def install_kafka_python() -> None:
+    """Make kafka-python's fetcher, in this process, raise UndecodableBatchError with the batch."""
+    KafkaPythonFetcher.PartitionRecords = KafkaPythonPartitionRecords
 
 
 def stop_worker(

@@ -16,9 +16,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
-from pipeline import metrics
-from pipeline.worker import undecodable
-from pipeline.worker.undecodable import (
+from pipeline import metrics, undecodable
+from pipeline.undecodable import (
     EXIT_UNDECODABLE,
     AttributedPartitionRecords,
     UndecodableBatch,
@@ -155,3 +154,95 @@ def test_install_makes_aiokafkas_fetcher_build_attributed_records(
     undecodable.install(print)
     assert fetcher.PartitionRecords is AttributedPartitionRecords
     assert AttributedPartitionRecords.handler is print
+
+
+def kafka_python_batch(codec: str, base_offset: int, count: int = 20) -> bytearray:
+    from kafka.record.default_records import DefaultRecordBatchBuilder as Builder
+
+    builder = Builder(2, CODEC_IDS[codec], 0, -1, -1, -1, 1 << 20)
+    for i in range(count):
+        builder.append(i, 1_700_000_000_000 + i, b"k", b'{"n": %d}' % i * 10, [])
+    buffer = builder.build()
+    struct.pack_into(">q", buffer, 0, base_offset)
+    return buffer
+
+
+def kafka_python_records(buffer: bytes, fetch_offset: int) -> list[int]:
+    from kafka.record.memory_records import MemoryRecords as KafkaPythonMemoryRecords
+    from kafka.structs import TopicPartition as KafkaPythonTopicPartition
+
+    records = undecodable.KafkaPythonPartitionRecords(
+        fetch_offset,
+        KafkaPythonTopicPartition("uptake.events.dlq", 0),
+        KafkaPythonMemoryRecords(bytes(buffer)),
+    )
+    return [record.offset for record in records.take()]
+
+
+@pytest.mark.parametrize("codec", list(CODEC_IDS))
+def test_kafka_python_reads_each_codec_through_the_attributed_fetcher(codec: str) -> None:
+    assert kafka_python_records(kafka_python_batch(codec, 7), 7) == list(range(7, 27))
+
+
+def test_kafka_python_names_a_batch_whose_codec_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kafka.codec
+
+    buffer = kafka_python_batch("lz4", 0, 3) + kafka_python_batch("zstd", 3, 10)
+    monkeypatch.setattr(kafka.codec, "has_zstd", lambda: False)
+    with pytest.raises(UndecodableBatchError) as raised:
+        kafka_python_records(buffer, 3)
+    batch = raised.value.batch
+    assert (batch.topic, batch.partition, batch.offset, batch.next_offset, batch.codec) == (
+        "uptake.events.dlq",
+        0,
+        3,
+        13,
+        "zstd",
+    )
+    assert batch.missing_codec
+    assert "uptake.events.dlq partition 0 at offset 3" in batch.explain()
+
+
+def test_kafka_python_names_a_damaged_batch() -> None:
+    buffer = kafka_python_batch("gzip", 100, 10)
+    buffer[-3] ^= 0xFF
+    with pytest.raises(UndecodableBatchError) as raised:
+        kafka_python_records(buffer, 100)
+    batch = raised.value.batch
+    assert (batch.offset, batch.next_offset, batch.missing_codec) == (100, 110, False)
+    assert "--reset-offsets --to-offset 110" in batch.explain("uptake-writer", "k:9092")
+
+
+def test_the_command_line_turns_an_undecodable_batch_into_its_message_and_65(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kafka.consumer.fetcher import Fetcher
+
+    from pipeline import cli
+
+    monkeypatch.setattr(Fetcher, "PartitionRecords", Fetcher.PartitionRecords)
+    batch = UndecodableBatch("uptake.enriched", 0, 41, 45, "zstd", True, "no zstd")
+
+    def writer(args: object) -> int:
+        assert Fetcher.PartitionRecords is undecodable.KafkaPythonPartitionRecords
+        raise UndecodableBatchError(batch)
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), "settings", writer))
+    assert cli.main(["settings"]) == EXIT_UNDECODABLE
+    err = capsys.readouterr().err
+    assert (
+        "error: cannot decode the Kafka record batch of uptake.enriched partition 0 at offset 41"
+        in err
+    )
+    assert "Traceback" not in err
+
+
+def _with_func(parser: object, command: str, func: object) -> object:
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        if isinstance(action, argparse._SubParsersAction):
+            action.choices[command].set_defaults(func=func)
+    return parser
