@@ -52,6 +52,7 @@ from pipeline.lifecycle.state import ChangelogState, read_changelog
 from pipeline.settings import Settings
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import KafkaUnavailable, partition_count, unreachable_message
+from pipeline.undecodable import EXIT_UNDECODABLE, UndecodableBatchError
 from pipeline.warehouse.connection import connect
 
 log = logging.getLogger("uptake.lifecycle")
@@ -218,6 +219,10 @@ class LifecycleRunner:
             except BaseException as exc:
                 _die(exc)
             raise
+        except UndecodableBatchError as exc:  # the changelog holds a batch kafka-python cannot read
+            log.error("%s", exc.batch.explain())
+            logging.shutdown()
+            os._exit(EXIT_UNDECODABLE)
         except Exception as exc:
             log.exception("lifecycle batch failed")
             _die(exc)
