@@ -93,7 +93,8 @@ class UndecodableBatch:
             remedy = (
                 "install the codec libraries this Uptake is locked with (`make .venv/.installed`, "
                 f"or the image): aiokafka needs {CODEC_LIBRARIES['aiokafka']}, kafka-python "
-                f"{CODEC_LIBRARIES['kafka-python']}; then restart the worker"
+                f"{CODEC_LIBRARIES['kafka-python']}; then start the process again (it reads "
+                "the batch then)"
             )
         else:
             target = self.next_offset if self.next_offset is not None else self.offset + 1
