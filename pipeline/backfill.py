@@ -492,6 +492,7 @@ def run_backfill(
             lambda: make_producer(
                 settings.kafka_bootstrap,
                 client_id="uptake-backfill",
+                compression=settings.kafka_compression,
                 max_request_size=max(8 << 20, 2 * settings.max_message_bytes),
                 **client_kwargs(settings),
             )

@@ -227,7 +227,7 @@ def _measure(
 
     _say(f"run {run.run_id}: producing {config.events:,} api_call events to {topic}")
     messages = api_call_messages(config.events, config.per_message, config.teams, run.id_seed)
-    producer = make_producer(settings.kafka_bootstrap)
+    producer = make_producer(settings.kafka_bootstrap, compression=settings.kafka_compression)
     started = time.perf_counter()
     for i, value in enumerate(messages):
         producer.send(topic, key=f"team-{i % config.teams:02d}".encode(), value=value)
@@ -358,7 +358,10 @@ def _paced_producer(bootstrap: str, topic: str, config: BenchConfig, id_seed: in
     """Send `freshness_rate` events/s, in messages of 100 stamped at send time.
 
     Their ids follow the throughput phase's: first + 1 ... with first >= config.events."""
-    producer = make_producer(bootstrap, linger_ms=5)
+    # UPTAKE_KAFKA_COMPRESSION, inherited with the environment of the parent.
+    producer = make_producer(
+        bootstrap, linger_ms=5, compression=Settings.from_env().kafka_compression
+    )
     per_message = 100
     interval = per_message / config.freshness_rate
     total = int(config.freshness_rate * config.freshness_seconds)

@@ -94,7 +94,13 @@ def replay(
     )
     backfill_decoder = BatchDecoder(backfill_limits(settings))
     producer = (
-        None if dry_run else make_producer(settings.kafka_bootstrap, **client_kwargs(settings))
+        None
+        if dry_run
+        else make_producer(
+            settings.kafka_bootstrap,
+            compression=settings.kafka_compression,
+            **client_kwargs(settings),
+        )
     )
     publisher = None if producer is None else dl.DeadLetterPublisher(producer, settings.dlq_topic)
     try:

@@ -48,6 +48,7 @@ from kafka.errors import KafkaError
 
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.contract.reasons import Reason
+from pipeline.settings import DEFAULT_KAFKA_COMPRESSION
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import KafkaUnavailable
 
@@ -387,7 +388,9 @@ class UptakeClient:
     `bootstrap_servers`: "host:port[,host:port]" or a list. `source` fills the `source` of
     events that have none. `timeout_s` bounds connecting, each blocking send and the default
     `flush()`. `limits` are the decoder's clock and size rules (the worker's defaults).
-    `producer_config` overrides kafka-python producer settings.
+    `producer_config` overrides kafka-python producer settings. `compression` is the codec of
+    the record batches (none, gzip, snappy, lz4, zstd; the default of UPTAKE_KAFKA_COMPRESSION,
+    which services usually pass on: `compression=Settings.from_env().kafka_compression`).
 
     The constructor connects: it raises `DeliveryError` if no broker answers within
     `timeout_s`. Use it as a context manager, or call `close()`; events still buffered when
@@ -405,6 +408,7 @@ class UptakeClient:
         timeout_s: float = 30.0,
         limits: Limits | None = None,
         producer_config: Mapping[str, Any] | None = None,
+        compression: str = DEFAULT_KAFKA_COMPRESSION,
     ) -> None:
         if batch_events < 1:
             raise ValueError("batch_events must be at least 1")
@@ -439,7 +443,7 @@ class UptakeClient:
         }
         config.update(producer_config or {})
         try:
-            self._producer = make_producer(bootstrap, **config)
+            self._producer = make_producer(bootstrap, compression=compression, **config)
         except KafkaUnavailable as exc:
             raise DeliveryError(f"{exc} No event can be delivered.", errors=[exc]) from exc
         self._bootstrap = bootstrap

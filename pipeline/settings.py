@@ -27,6 +27,10 @@ KILL_POINTS = (
 BACKFILL_MAX_AGE_LIMIT_DAYS = 2500
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# UPTAKE_KAFKA_COMPRESSION: what Uptake's producers compress with; every consumer reads all of
+# them. The default is measured (docs/benchmarks.md, "Producer compression").
+KAFKA_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+DEFAULT_KAFKA_COMPRESSION = "lz4"
 # Always a Secret.
 _SECRETS = ("clickhouse_url", "pseudonym_key", "kafka_sasl_password", "backstage_token")
 WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
@@ -156,6 +160,15 @@ class Settings:
             "PEM private key of UPTAKE_KAFKA_SSL_CERTFILE (empty: in the certificate file)",
         ),
     )
+    kafka_compression: str = field(
+        default=DEFAULT_KAFKA_COMPRESSION,
+        metadata=_env(
+            "UPTAKE_KAFKA_COMPRESSION",
+            "compression of the record batches Uptake's producers send (SDK, collector, "
+            "simulator, backfill, dead letters): none, gzip, snappy, lz4 or zstd; consumers "
+            "read every codec whatever this says (docs/events.md#compression)",
+        ),
+    )
     clickhouse_url: Secret = field(
         default=Secret(""),
         metadata=_env(
@@ -269,6 +282,15 @@ class Settings:
         metadata=_env(
             "UPTAKE_DEDUP_WINDOW",
             "event ids the sink remembers to skip an event sent twice (0: off; ~90 bytes each)",
+        ),
+    )
+    undecodable_exit_delay_s: float = field(
+        default=45.0,
+        metadata=_env(
+            "UPTAKE_UNDECODABLE_EXIT_DELAY_S",
+            "after a record batch it cannot decode, the worker keeps serving /metrics this "
+            "long (so Prometheus scrapes uptake_undecodable_batch_offset) before it exits "
+            "with status 65 (seconds; docs/operations.md)",
         ),
     )
     metrics_port: int = field(
@@ -570,6 +592,16 @@ class Settings:
             )
 
     def _validate_kafka_security(self) -> None:
+        if self.kafka_compression not in KAFKA_COMPRESSIONS:
+            raise SettingsError(
+                f"UPTAKE_KAFKA_COMPRESSION must be one of {', '.join(KAFKA_COMPRESSIONS)}, "
+                f"not {self.kafka_compression!r}"
+            )
+        delay = self.undecodable_exit_delay_s
+        if not math.isfinite(delay) or not 0 <= delay <= 3600:
+            raise SettingsError(
+                f"UPTAKE_UNDECODABLE_EXIT_DELAY_S must be between 0 and 3600 seconds, not {delay:g}"
+            )
         protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
         if protocol not in KAFKA_SECURITY_PROTOCOLS:
             raise SettingsError(

@@ -59,7 +59,7 @@ from typing import Any
 
 import msgspec
 
-from pipeline.settings import Settings, redact_url
+from pipeline.settings import DEFAULT_KAFKA_COMPRESSION, Settings, redact_url
 from pipeline.topics import ensure_topics
 
 Cell = tuple[str, str]
@@ -162,10 +162,18 @@ def _now_iso() -> bytes:
 class Sender:
     """Sends templates round-robin with fresh event ids; counts what Kafka acknowledged."""
 
-    def __init__(self, bootstrap: str, topic: str, templates: Sequence[MessageTemplate]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        templates: Sequence[MessageTemplate],
+        compression: str = DEFAULT_KAFKA_COMPRESSION,
+    ) -> None:
         from pipeline.simulate.produce import make_producer
 
-        self.producer = make_producer(bootstrap, linger_ms=10, client_id="uptake-soak")
+        self.producer = make_producer(
+            bootstrap, linger_ms=10, client_id="uptake-soak", compression=compression
+        )
         self.topic = topic
         self.templates = templates
         rng = random.SystemRandom()
@@ -290,7 +298,8 @@ def _producer_main(
         templates = message_templates(
             config.seed, config.teams, config.per_message, config.reject_every
         )
-        sender = Sender(bootstrap, topic, templates)
+        # UPTAKE_KAFKA_COMPRESSION, inherited with the environment of the parent.
+        sender = Sender(bootstrap, topic, templates, Settings.from_env().kafka_compression)
 
         def on_ack(total: int) -> None:
             handle.acked.value = total

@@ -98,6 +98,7 @@ def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
         "writer": "kafka",
         "kafka_security_protocol": "SSL",
         "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_compression": "zstd",
     }  # closed sets of values
     covered = {name for _, _, name, _ in EXPLICIT} | KAFKA_SECURITY_COVERED
     for name, f in FIELDS.items():
@@ -118,6 +119,33 @@ def test_an_unknown_writer_is_refused_with_the_choices() -> None:
     with pytest.raises(SettingsError, match="UPTAKE_WRITER must be one of direct, kafka"):
         Settings.from_env({"UPTAKE_WRITER": "clickhouse"})
     assert Settings.from_env({}).writer == "direct"
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_kafka_compression_takes_each_codec(codec: str) -> None:
+    assert Settings.from_env({"UPTAKE_KAFKA_COMPRESSION": codec}).kafka_compression == codec
+
+
+@pytest.mark.parametrize("raw", ["brotli", "LZ4", "zstd ", "true", "0"])
+def test_an_unknown_kafka_compression_is_refused_with_the_choices(raw: str) -> None:
+    with pytest.raises(
+        SettingsError,
+        match=r"UPTAKE_KAFKA_COMPRESSION must be one of none, gzip, snappy, lz4, zstd, not ",
+    ):
+        Settings.from_env({"UPTAKE_KAFKA_COMPRESSION": raw})
+
+
+def test_kafka_compression_defaults_to_the_measured_codec_and_is_listed() -> None:
+    settings = Settings.from_env({})
+    assert settings.kafka_compression == "lz4"  # docs/benchmarks.md, "Producer compression"
+    rows = {name: shown for name, shown, _ in settings.describe()}
+    assert rows["UPTAKE_KAFKA_COMPRESSION"] == "lz4"
+
+
+@pytest.mark.parametrize("raw", ["-1", "3601", "nan", "inf"])
+def test_the_undecodable_exit_delay_is_bounded(raw: str) -> None:
+    with pytest.raises(SettingsError, match="UPTAKE_UNDECODABLE_EXIT_DELAY_S"):
+        Settings.from_env({"UPTAKE_UNDECODABLE_EXIT_DELAY_S": raw})
 
 
 def test_an_empty_variable_means_the_default() -> None:

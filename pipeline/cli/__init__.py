@@ -62,8 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         # kafka-python logs every failed connection attempt; our own error says it once.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    from pipeline import undecodable
+
+    undecodable.install_kafka_python()  # a batch no consumer can read is named, never a trace
     try:
         code = args.func(args)
+    except undecodable.UndecodableBatchError as exc:
+        print(f"error: {exc.batch.explain()}", file=sys.stderr)
+        return undecodable.EXIT_UNDECODABLE
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -280,7 +280,9 @@ def _simulate(args: argparse.Namespace) -> int:
     events = generate(
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
     )
-    producer = make_producer(settings.kafka_bootstrap, **client_kwargs(settings))
+    producer = make_producer(
+        settings.kafka_bootstrap, compression=settings.kafka_compression, **client_kwargs(settings)
+    )
     deadline = time.monotonic() + args.duration if args.duration else None
     progress = ProgressLine("simulate: events sent", None if args.duration else total)
     try:

@@ -333,6 +333,7 @@ def create_app(
             config.events_topic,
             config.kafka_timeout_s,
             security=config.kafka_security,
+            compression=config.kafka_compression,
         ),
         executor=ThreadPoolExecutor(kafka_threads, thread_name_prefix="uptake-collector-kafka"),
         webhooks=table,

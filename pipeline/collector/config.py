@@ -74,6 +74,8 @@ class CollectorConfig:
     events_topic: str = _DEFAULTS.events_topic
     kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """kafka-python security kwargs (`pipeline.kafka_security.client_kwargs`; {}: PLAINTEXT)."""
+    kafka_compression: str = _DEFAULTS.kafka_compression
+    """UPTAKE_KAFKA_COMPRESSION: what the collector's producer compresses with."""
     limits: Limits = field(default_factory=Limits)
     """The worker's size and clock rules, applied to each event."""
 
@@ -105,6 +107,7 @@ class CollectorConfig:
             "kafka_bootstrap": settings.kafka_bootstrap,
             "events_topic": settings.events_topic,
             "kafka_security": client_kwargs(settings),
+            "kafka_compression": settings.kafka_compression,
             "limits": Limits(
                 max_message_bytes=settings.max_message_bytes,
                 max_future_skew=timedelta(seconds=settings.max_future_skew_s),

@@ -18,6 +18,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from pipeline.broker import broker_answers
+from pipeline.settings import DEFAULT_KAFKA_COMPRESSION
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import KafkaUnavailable, unreachable_message
 
@@ -39,9 +40,11 @@ class KafkaGateway:
         timeout_s: float,
         *,
         security: Mapping[str, Any] | None = None,
+        compression: str = DEFAULT_KAFKA_COMPRESSION,
     ) -> None:
         self.bootstrap = bootstrap
         self.security = dict(security or {})
+        self.compression = compression
         self.topic = topic
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
@@ -66,7 +69,9 @@ class KafkaGateway:
                 **self.security,
             }
             try:
-                self._producer = make_producer(self.bootstrap, **config)
+                self._producer = make_producer(
+                    self.bootstrap, compression=self.compression, **config
+                )
             except KafkaUnavailable:
                 self._failed_at = time.monotonic()
                 raise

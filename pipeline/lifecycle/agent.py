@@ -52,6 +52,7 @@ from pipeline.lifecycle.state import ChangelogState, read_changelog
 from pipeline.settings import Settings
 from pipeline.simulate.produce import make_producer
 from pipeline.topics import KafkaUnavailable, partition_count, unreachable_message
+from pipeline.undecodable import EXIT_UNDECODABLE, UndecodableBatchError
 from pipeline.warehouse.connection import connect
 
 log = logging.getLogger("uptake.lifecycle")
@@ -218,6 +219,10 @@ class LifecycleRunner:
             except BaseException as exc:
                 _die(exc)
             raise
+        except UndecodableBatchError as exc:  # the changelog holds a batch kafka-python cannot read
+            log.error("%s", exc.batch.explain())
+            logging.shutdown()
+            os._exit(EXIT_UNDECODABLE)
         except Exception as exc:
             log.exception("lifecycle batch failed")
             _die(exc)
@@ -356,7 +361,10 @@ def attach(
     ensure_lifecycle_topics(settings.kafka_bootstrap, config, security)
     stopping = threading.Event()
     store = ChangelogState()
-    kafka = KafkaWrites(lambda: make_producer(settings.kafka_bootstrap, **security))
+    compression = settings.kafka_compression
+    kafka = KafkaWrites(
+        lambda: make_producer(settings.kafka_bootstrap, compression=compression, **security)
+    )
     outputs = LifecycleOutputs(
         lambda: connect(settings.warehouse_url), kafka, config.milestones_topic
     )
@@ -400,7 +408,11 @@ def attach(
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(stopping_soon)  # type: ignore[arg-type]
     publisher = ActivityPublisher(
-        lambda: make_producer(settings.kafka_bootstrap, **security), config.activity_topic, stopping
+        lambda: make_producer(
+            settings.kafka_bootstrap, compression=settings.kafka_compression, **security
+        ),
+        config.activity_topic,
+        stopping,
     )
     log.debug("lifecycle attached: %s -> %s", config.activity_topic, config.milestones_topic)
     return publisher

@@ -12,6 +12,7 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from pipeline.settings import DEFAULT_KAFKA_COMPRESSION, KAFKA_COMPRESSIONS
 from pipeline.topics import KafkaUnavailable, unreachable_message
 
 
@@ -26,8 +27,19 @@ class ProduceReport:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
-    """A durable producer: acks from all in-sync replicas, ordered retries, batching."""
+def make_producer(
+    bootstrap: str, *, compression: str = DEFAULT_KAFKA_COMPRESSION, **overrides: Any
+) -> KafkaProducer:
+    """A durable producer: acks from all in-sync replicas, ordered retries, batching.
+
+    `compression` is UPTAKE_KAFKA_COMPRESSION's vocabulary (none, gzip, snappy, lz4, zstd):
+    callers that have settings pass `settings.kafka_compression`. Raises ValueError for another
+    value, KafkaUnavailable when no broker answers.
+    """
+    if compression not in KAFKA_COMPRESSIONS:
+        raise ValueError(
+            f"compression must be one of {', '.join(KAFKA_COMPRESSIONS)}, not {compression!r}"
+        )
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap.split(","),
         "acks": "all",
@@ -41,6 +53,7 @@ def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
         "batch_size": 1024 * 1024,
         "max_request_size": 8 * 1024 * 1024,
         "client_id": "uptake-producer",
+        "compression_type": None if compression == "none" else compression,
     }
     config.update(overrides)
     try:

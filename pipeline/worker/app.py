@@ -230,6 +230,9 @@ def build_app(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         producer_acks=-1,
+        producer_compression_type=(
+            None if settings.kafka_compression == "none" else settings.kafka_compression
+        ),
         # faust's default sensor plus Uptake's metrics for commits, rebalances, full buffers.
         Monitor=UptakeMonitor,
         **faust_options(settings),  # UPTAKE_KAFKA_SECURITY_PROTOCOL & co.

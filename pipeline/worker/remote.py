@@ -278,6 +278,7 @@ def publisher_for(bootstrap: str, topic: str, **producer: Any) -> KafkaBatchPubl
     from pipeline.simulate.produce import make_producer
 
     security = {k: v for k, v in producer.items() if k.startswith(("security_", "sasl_", "ssl_"))}
+    # `compression` (UPTAKE_KAFKA_COMPRESSION) passes through to make_producer with the rest.
     ensure_writer_topic(bootstrap, topic, security=security)
     config = {"linger_ms": 0, "max_request_size": TOPIC_MAX_MESSAGE_BYTES, **producer}
     return KafkaBatchPublisher(make_producer(bootstrap, **config), topic)

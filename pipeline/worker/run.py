@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import faust
 
-from pipeline import metrics
+from pipeline import metrics, undecodable
 from pipeline.catalog.store import CatalogStore
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.kafka_security import client_kwargs
@@ -108,7 +108,12 @@ def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None
         },
         security=client_kwargs(settings),
     )
-    sink = publisher_for(settings.kafka_bootstrap, settings.writer_topic, **client_kwargs(settings))
+    sink = publisher_for(
+        settings.kafka_bootstrap,
+        settings.writer_topic,
+        compression=settings.kafka_compression,
+        **client_kwargs(settings),
+    )
     metrics.set_build_info("none")
     health = Health()
     if settings.metrics_port:
@@ -149,7 +154,12 @@ def build_sink(settings: Settings, warehouse: Warehouse) -> ClickHouseSink:
     """The sink a process that inserts events uses: dead letters, the dedup window, and the
     injected faults and negative control of the chaos settings."""
     dead_letters = DeadLetterPublisher(
-        make_producer(settings.kafka_bootstrap, **client_kwargs(settings)), settings.dlq_topic
+        make_producer(
+            settings.kafka_bootstrap,
+            compression=settings.kafka_compression,
+            **client_kwargs(settings),
+        ),
+        settings.dlq_topic,
     )
     sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
     if settings.chaos_fail_inserts:
@@ -187,6 +197,19 @@ def _launch(
     # faust's folder is <home>/faust: nothing else creates <home> when the pseudonym key is set
     # and the warehouse is a server (or another process's).
     settings.home.mkdir(parents=True, exist_ok=True)
+    # A record batch no codec can open stops the worker with its coordinates (exit 65).
+    for library, codecs in undecodable.missing_codecs().items():
+        log.warning(
+            "%s cannot decompress %s: batches compressed so will stop the worker (install %s)",
+            library,
+            ", ".join(codecs),
+            undecodable.CODEC_LIBRARIES[library],
+        )
+    undecodable.install(
+        undecodable.stop_worker(
+            settings.consumer_group, settings.kafka_bootstrap, settings.undecodable_exit_delay_s
+        )
+    )
     progress = Progress()
     app = build_app(
         settings,
