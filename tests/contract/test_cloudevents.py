@@ -437,16 +437,21 @@ def _as_cloudevent(native: Any) -> dict[str, Any] | None:
 
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*/*.json"))
+# Arrays, and events whose attributes are not strings, have no CloudEvents form.
+CONVERTIBLE = [p for p in EXAMPLE_FILES if _as_cloudevent(json.loads(p.read_bytes())) is not None]
 
 
-@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_most_of_the_corpus_has_a_cloudevents_form() -> None:
+    assert len(CONVERTIBLE) > len(EXAMPLE_FILES) // 2
+
+
+@pytest.mark.parametrize("path", CONVERTIBLE, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_a_cloudevent_gets_the_verdict_of_the_native_event_it_stands_for(path: Path) -> None:
     """Every example of the corpus that has a CloudEvents form is accepted or rejected for the
     same reason in both forms (an example without `schema_version` is version 1 both ways)."""
     native = json.loads(path.read_bytes())
     event = _as_cloudevent(native)
-    if event is None:
-        pytest.skip("no CloudEvents form")
+    assert event is not None
     if "schema_version" not in native:
         native = {**native, "schema_version": 1}
     want = decode(msgspec.json.encode(native))
