@@ -8,6 +8,10 @@ from pipeline.dashboards.board import Board, clickhouse, query_variable
 UID = "uptake-team"
 TEAM = "team = ${team:singlequote}"
 WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
+DORA_WEEKS = (
+    "period = 'week' AND period_start >= toMonday(toDate($__fromTime)) "
+    "AND period_start <= toDate($__toTime)"
+)
 
 
 def build() -> Board:
@@ -153,13 +157,17 @@ def build() -> Board:
     board.add(
         panels.timeseries(
             "Deployments and lead time per week",
-            "Production deployments per week and the median lead time of their commits.",
+            "Production deployments that went live per week (dora_metrics) and the median lead "
+            "time of their commits.",
             [
                 clickhouse(
                     f"""
-                    SELECT week AS time, deployments, lead_time_median_s / 3600 AS lead_time_h
-                    FROM dora_weekly
-                    WHERE {WEEKS} AND {TEAM}
+                    SELECT
+                        period_start AS time,
+                        deployments,
+                        lead_time_median_s / 3600 AS lead_time_h
+                    FROM dora_metrics
+                    WHERE {DORA_WEEKS} AND {TEAM}
                     ORDER BY time
                     """,
                     "timeseries",
@@ -171,17 +179,19 @@ def build() -> Board:
     )
     board.add(
         panels.timeseries(
-            "Change failure rate and time to restore per week",
-            "Change failure rate (0-1) and median time to restore in hours, per week.",
+            "Change failure rate and recovery per week",
+            "Change failure rate (0-1: deployments rolled back or causing an incident), median "
+            "failed deployment recovery time and median incident time to restore, in hours.",
             [
                 clickhouse(
                     f"""
                     SELECT
-                        week AS time,
+                        period_start AS time,
                         change_failure_rate,
+                        recovery_time_median_s / 3600 AS recovery_time_h,
                         time_to_restore_median_s / 3600 AS time_to_restore_h
-                    FROM dora_weekly
-                    WHERE {WEEKS} AND {TEAM}
+                    FROM dora_metrics
+                    WHERE {DORA_WEEKS} AND {TEAM}
                     ORDER BY time
                     """,
                     "timeseries",

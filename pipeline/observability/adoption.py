@@ -5,10 +5,15 @@ What is exported (docs/operations.md explains each):
 - `uptake_adoption_known_teams`: teams with any event in the last 28 days (the denominator);
 - `uptake_adoption_active_teams{capability, window="7d"|"28d"}`: teams that used the capability
   in the window; `uptake_adoption_rate{capability, window}`: active teams / known teams;
-- `uptake_dora_deployment_frequency_per_week`: production deploys per week over 28 days;
-- `uptake_dora_change_failure_ratio`: failed + rolled back / all production deploys, 28 days;
-- `uptake_dora_lead_time_seconds`: median commit-to-production time of successful production
-  deploys, 28 days.
+- `uptake_dora_deployment_frequency_per_week`: production deployments per week over 28 days;
+- `uptake_dora_change_failure_ratio`: change failures / deployments, 28 days;
+- `uptake_dora_lead_time_seconds`: median commit-to-production time, 28 days;
+- `uptake_dora_recovery_time_seconds`: median failed deployment recovery time, 28 days;
+- `uptake_dora_time_to_restore_seconds`: median incident opened-to-resolved time, 28 days.
+
+The DORA keys follow the definitions of the dora_metrics view (migration 0006,
+docs/analysts.md): a deployment went live (succeeded or rolled back), a change failure was
+rolled back or named by an incident's caused_by_deployment.
 
 Per-team variants (`uptake_adoption_team_active`, `uptake_dora_team_*`) only when
 `UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES` > 0, at most that many series in total: teams are taken
@@ -49,8 +54,6 @@ log = logging.getLogger(__name__)
 DAY_S = 86_400
 WINDOWS: tuple[tuple[str, int], ...] = (("7d", 7), ("28d", 28))
 DORA_WINDOW_DAYS = 28
-PRODUCTION = "production"
-FAILED_STATUSES = ("failed", "rolled_back")
 MAX_CAPABILITIES = 200  # a guard against an emitter inventing capabilities: top 200 by teams
 
 ACTIVE_TEAMS = "uptake_adoption_active_teams"
@@ -59,6 +62,8 @@ KNOWN_TEAMS = "uptake_adoption_known_teams"
 DEPLOY_FREQUENCY = "uptake_dora_deployment_frequency_per_week"
 CHANGE_FAILURE = "uptake_dora_change_failure_ratio"
 LEAD_TIME = "uptake_dora_lead_time_seconds"
+RECOVERY_TIME = "uptake_dora_recovery_time_seconds"
+TIME_TO_RESTORE = "uptake_dora_time_to_restore_seconds"
 TEAM_ACTIVE = "uptake_adoption_team_active"
 TEAM_DEPLOY_FREQUENCY = "uptake_dora_team_deployment_frequency_per_week"
 TEAM_CHANGE_FAILURE = "uptake_dora_team_change_failure_ratio"
@@ -69,9 +74,11 @@ HELP: dict[str, str] = {
     KNOWN_TEAMS: "Teams with at least one event in the last 28 days.",
     ACTIVE_TEAMS: "Teams that used the capability in the window.",
     RATE: "Share of known teams that used the capability in the window (0-1).",
-    DEPLOY_FREQUENCY: "Production deployments per week, over the last 28 days.",
-    CHANGE_FAILURE: "Failed or rolled back production deployments / all, last 28 days (0-1).",
-    LEAD_TIME: "Median time from commit to successful production deployment, last 28 days.",
+    DEPLOY_FREQUENCY: "Production deployments that went live per week, over the last 28 days.",
+    CHANGE_FAILURE: "Deployments rolled back or causing an incident / deployments, 28 days (0-1).",
+    LEAD_TIME: "Median time from commit to production deployment, last 28 days.",
+    RECOVERY_TIME: "Median failed deployment recovery time, change failures of the last 28 days.",
+    TIME_TO_RESTORE: "Median incident opened-to-resolved time, incidents of the last 28 days.",
     TEAM_ACTIVE: "1 when the team used the capability in the window, else 0 (opt-in, capped).",
     TEAM_DEPLOY_FREQUENCY: "Production deployments per week of the team, last 28 days (opt-in).",
     TEAM_CHANGE_FAILURE: "Change failure ratio of the team, last 28 days (opt-in, capped).",
@@ -85,6 +92,8 @@ LABELS: dict[str, tuple[str, ...]] = {
     DEPLOY_FREQUENCY: (),
     CHANGE_FAILURE: (),
     LEAD_TIME: (),
+    RECOVERY_TIME: (),
+    TIME_TO_RESTORE: (),
     TEAM_ACTIVE: ("team", "capability", "window"),
     TEAM_DEPLOY_FREQUENCY: ("team",),
     TEAM_CHANGE_FAILURE: ("team",),
@@ -96,11 +105,16 @@ PER_TEAM = (TEAM_ACTIVE, TEAM_DEPLOY_FREQUENCY, TEAM_CHANGE_FAILURE, TEAM_LEAD_T
 
 @dataclass(frozen=True)
 class Dora:
-    """Production deployments of the DORA window and the median lead time of their commits."""
+    """DORA keys of the window: deployments, change failures, medians of lead time and recovery.
+
+    Recovery and time to restore are read for the whole organisation only.
+    """
 
     deployments: int = 0
     failures: int = 0
     lead_time_median_s: float | None = None
+    recovery_time_median_s: float | None = None
+    time_to_restore_median_s: float | None = None
 
     @property
     def deployment_frequency_per_week(self) -> float:
@@ -159,38 +173,39 @@ KNOWN_TEAMS_SQL = f"""
 SELECT uniqExact(team) FROM events WHERE occurred_at >= {_SINCE % "since_28d"} AND team != ''
 """
 
-# One row per production deploy (GROUP BY event_id folds duplicates not merged yet).
-_PRODUCTION_DEPLOYS = f"""
-SELECT event_id, any(team) AS team, any(occurred_at) AS deployed_at, any(data) AS body,
-       JSONExtractString(body, 'status') AS status
-FROM events
-WHERE event_type = 'deploy' AND occurred_at >= {_SINCE % "since_dora"}
-  AND JSONExtractString(data, 'environment') = '{PRODUCTION}'
-GROUP BY event_id
-"""
-
+# DORA by the standard definitions, from the dora_deployments view (0006, docs/analysts.md):
+# deployments went live (succeeded or rolled back); change failures were rolled back or named
+# by an incident; lead time per commit of a deployment; recovery from the failing deployment.
 DEPLOYS_SQL = f"""
-SELECT team, count() AS deployments, countIf(status IN {FAILED_STATUSES!r}) AS failures
-FROM ({_PRODUCTION_DEPLOYS})
+SELECT team, countIf(deployed) AS deployments, countIf(change_failure) AS failures
+FROM dora_deployments
+WHERE deployed_at >= {_SINCE % "since_dora"}
 GROUP BY team
 """
 
 _COMMIT_LEAD_TIMES = f"""
-SELECT team,
-       greatest(0, dateDiff('millisecond',
-           parseDateTime64BestEffortOrNull(JSONExtractString(commit, 'committed_at'), 3, 'UTC'),
-           deployed_at) / 1000.0) AS lead_s
-FROM ({_PRODUCTION_DEPLOYS})
-ARRAY JOIN JSONExtractArrayRaw(body, 'commits') AS commit
-WHERE status = 'succeeded'
-  AND parseDateTime64BestEffortOrNull(JSONExtractString(commit, 'committed_at'), 3, 'UTC')
-      IS NOT NULL
+SELECT team, lead_s
+FROM dora_deployments
+ARRAY JOIN lead_times_s AS lead_s
+WHERE deployed_at >= {_SINCE % "since_dora"}
 """
 
 LEAD_TIME_SQL = f"SELECT count(), quantileExactInclusive(0.5)(lead_s) FROM ({_COMMIT_LEAD_TIMES})"
 TEAM_LEAD_TIME_SQL = f"""
 SELECT team, quantileExactInclusive(0.5)(lead_s) FROM ({_COMMIT_LEAD_TIMES})
 WHERE team != '' GROUP BY team
+"""
+
+RECOVERY_SQL = f"""
+SELECT
+    (SELECT count() FROM dora_deployments
+     WHERE deployed_at >= {_SINCE % "since_dora"} AND recovery_time_s IS NOT NULL),
+    (SELECT quantileExactInclusive(0.5)(assumeNotNull(recovery_time_s)) FROM dora_deployments
+     WHERE deployed_at >= {_SINCE % "since_dora"} AND recovery_time_s IS NOT NULL),
+    (SELECT count() FROM incident_restores
+     WHERE opened_at >= {_SINCE % "since_dora"} AND time_to_restore_s IS NOT NULL),
+    (SELECT quantileExactInclusive(0.5)(assumeNotNull(time_to_restore_s)) FROM incident_restores
+     WHERE opened_at >= {_SINCE % "since_dora"} AND time_to_restore_s IS NOT NULL)
 """
 
 TEAM_ADOPTION_SQL = f"""
@@ -218,10 +233,13 @@ def read_figures(warehouse: Warehouse, now_s: float, *, per_team: bool) -> Adopt
         str(team): (int(n), int(failed)) for team, n, failed in warehouse.rows(DEPLOYS_SQL, params)
     }
     commits, median = warehouse.rows(LEAD_TIME_SQL, params)[0]
+    recoveries, recovery, restores, restore = warehouse.rows(RECOVERY_SQL, params)[0]
     dora = Dora(
         deployments=sum(n for n, _ in deploys.values()),
         failures=sum(failed for _, failed in deploys.values()),
         lead_time_median_s=float(median) if int(commits) else None,
+        recovery_time_median_s=float(recovery) if int(recoveries) else None,
+        time_to_restore_median_s=float(restore) if int(restores) else None,
     )
     teams = _read_teams(warehouse, params, deploys) if per_team else []
     return AdoptionFigures(known, active, dora, teams)
@@ -266,7 +284,12 @@ def families(figures: AdoptionFigures, per_team_max_series: int = 0) -> list[Met
         _family(LEAD_TIME),
     )
     _add_dora(figures.dora, [], frequency, failure, lead)
-    out: list[Metric] = [known, active, rate, frequency, failure, lead]
+    recovery, restore = _family(RECOVERY_TIME), _family(TIME_TO_RESTORE)
+    if figures.dora.recovery_time_median_s is not None:
+        recovery.add_metric([], figures.dora.recovery_time_median_s)
+    if figures.dora.time_to_restore_median_s is not None:
+        restore.add_metric([], figures.dora.time_to_restore_median_s)
+    out: list[Metric] = [known, active, rate, frequency, failure, lead, recovery, restore]
     if per_team_max_series > 0:
         out += _team_families(figures.teams, per_team_max_series)
     return out
