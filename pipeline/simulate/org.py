@@ -13,6 +13,12 @@ Two worlds:
   platform capability, and lead time, change failure rate and time to restore change by the
   scenario's factors. That is what lets DORA before/after adoption and adopters against
   non-adopters be measured, and the scenario says what the analyst views must recover.
+  Deploys and incidents keep the same share of the events all window long (before anything is
+  adopted the other moments are calls to an in-house API), so no team looks busier before its
+  adoption than after. Optional: an organisation-wide trend (`trend_per_week`: every team gets
+  faster and deploys more, adopters or not), weekly seasonality of deploys
+  (`weekend_deploy_factor`), a deploy-rate effect of deploy-pipeline, and a capability adopted
+  without any effect (`no_effect_capability`); `Scenario.effects()` is the ground truth.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import math
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,6 +135,35 @@ class Scenario:
     incident_share: float = 0.01  # of all events (an incident sends two)
     legacy_deploy_capability: str = "self-managed-ci"
     legacy_incident_capability: str = "legacy-paging"
+    # What every team does whatever it adopted: calls to an in-house API (an undeclared
+    # capability) fill the moments before any team adopted anything, so deploys and incidents
+    # keep the same share of the events all window long.
+    legacy_api_capability: str = "in-house-api"
+    # The organisation-wide trend: every team's lead time and time to restore shrink, and its
+    # deploy rate grows, by this fraction per week (exp(-/+ trend x weeks since the start)).
+    trend_per_week: float = 0.0
+    # Weekly seasonality: the deploy rate on Saturdays and Sundays, relative to weekdays.
+    weekend_deploy_factor: float = 1.0
+    # Adopting deploy-pipeline multiplies a team's deploy rate by this.
+    deploy_frequency_factor: float = 1.0
+    # A capability teams adopt that changes nothing in delivery (its true factors are all 1).
+    no_effect_capability: str = "feature-store"
+
+    def effects(self) -> dict[str, dict[str, float]]:
+        """The true factor of each capability on each DORA key (1: no effect)."""
+        keys = ("deployment_frequency", "lead_time", "change_failure", "recovery_time")
+        out = {c.name: dict.fromkeys(keys, 1.0) for c in CAPABILITIES}
+        out[DEPLOY_PIPELINE].update(
+            deployment_frequency=self.deploy_frequency_factor,
+            lead_time=self.lead_time_factor,
+            change_failure=self.change_failure_factor,
+        )
+        out[INCIDENT_RESPONSE].update(recovery_time=self.restore_factor)
+        return out
+
+    def trend(self, weeks: float) -> float:
+        """The organisation-wide improvement factor after `weeks` (multiplies durations)."""
+        return math.exp(-self.trend_per_week * weeks)
 
     def __post_init__(self) -> None:
         for name in ("lead_time_factor", "change_failure_factor", "restore_factor"):
@@ -140,6 +175,10 @@ class Scenario:
             raise ValueError("deploy_share + incident_share must be between 0 and 1")
         if self.registration_delay_days < 0:
             raise ValueError("registration_delay_days must be 0 or more")
+        if not (self.weekend_deploy_factor > 0 and self.deploy_frequency_factor > 0):
+            raise ValueError("weekend_deploy_factor and deploy_frequency_factor must be > 0")
+        if self.no_effect_capability in (DEPLOY_PIPELINE, INCIDENT_RESPONSE):
+            raise ValueError("no_effect_capability must be a capability without DORA effects")
 
 
 DEPLOY_PIPELINE = "deploy-pipeline"
@@ -331,7 +370,19 @@ class _World:
 
     scenario: Scenario
     lead_scale: dict[str, float]
+    start: datetime
     first_training: dict[str, datetime] = field(default_factory=dict)
+
+    def weeks(self, at: datetime) -> float:
+        return (at - self.start) / timedelta(weeks=1)
+
+    def deploy_rate(self, at: datetime, adopted: bool) -> float:
+        """A team's deploy rate at `at`, relative to a weekday at the start before adopting."""
+        scenario = self.scenario
+        rate = 1.0 / scenario.trend(self.weeks(at))
+        if at.weekday() >= 5:
+            rate *= scenario.weekend_deploy_factor
+        return rate * (scenario.deploy_frequency_factor if adopted else 1.0)
 
 
 def generate(
@@ -367,7 +418,16 @@ def generate(
         weights.append((weights[-1] if weights else 0.0) + weight)
 
     if scenario is not None:
-        world = _World(scenario, {team.name: rng.uniform(0.5, 2.0) for team in org.teams})
+        world = _World(scenario, {team.name: rng.uniform(0.5, 2.0) for team in org.teams}, start)
+        # Deploy moments are thinned to the deploy rate: the highest rate is always kept.
+        weeks = window / timedelta(weeks=1)
+        top_rate = (
+            (1.0 / min(1.0, scenario.trend(weeks)))
+            * max(1.0, scenario.weekend_deploy_factor)
+            * max(1.0, scenario.deploy_frequency_factor)
+        )
+        in_house = Capability(scenario.legacy_api_capability, "api_call", "", ("internal",))
+        activity_weights = list(_accumulate(team.activity for team in org.teams))
         legacy = {
             DEPLOY_PIPELINE: scenario.legacy_deploy_capability,
             INCIDENT_RESPONSE: scenario.legacy_incident_capability,
@@ -414,10 +474,18 @@ def generate(
             _, _, adopter, adopted_capability = adoptions[next_adoption]
             join(_Stream(adopter, adopted_capability), pool, cum_weights)
             next_adoption += 1
-        if steady and (not pool or rng.random() < steady_share):
+        if steady and rng.random() < steady_share:
             stream = rng.choices(steady, cum_weights=steady_weights)[0]
+            kind = stream.capability.event_type
+            if kind == "deploy" and world is not None:
+                rate = world.deploy_rate(at, fraction >= stream.adopted)
+                if rng.random() * top_rate > rate:  # thinned: the team calls its API instead
+                    stream = _Stream(stream.team, in_house)
         elif pool:
             stream = rng.choices(pool, cum_weights=cum_weights)[0]
+        elif world is not None:  # nothing adopted yet: the in-house API, not more deploys
+            team = rng.choices(org.teams, cum_weights=activity_weights)[0]
+            stream = _Stream(team, in_house)
         else:
             stream = _Stream(org.teams[0], org.capabilities[0])
         adopted = fraction >= stream.adopted
@@ -431,6 +499,13 @@ def generate(
                     truth.record(event)
             yield event
         produced += len(made)
+
+
+def _accumulate(values: Iterable[float]) -> Iterator[float]:
+    total = 0.0
+    for value in values:
+        total += value
+        yield total
 
 
 def _uuid(rng: random.Random) -> str:
@@ -460,6 +535,7 @@ def _events(
     if kind == "deploy":
         lead_hours = scenario.lead_time_hours * world.lead_scale[team.name]
         lead_hours *= math.exp(rng.gauss(0.0, 0.5)) * (scenario.lead_time_factor if adopted else 1)
+        lead_hours *= scenario.trend(world.weeks(at))
         failure = scenario.change_failure_rate * (scenario.change_failure_factor if adopted else 1)
         event["data"] = {
             "deployment_id": f"dep-{_uuid(rng)[:13]}",
@@ -497,6 +573,7 @@ def _events(
         return [event]
     # An incident: opened, then resolved after the time to restore.
     minutes = scenario.restore_minutes * math.exp(rng.gauss(0.0, 0.7))
+    minutes *= scenario.trend(world.weeks(at))
     opened = at - timedelta(minutes=minutes * (scenario.restore_factor if adopted else 1))
     event["user"] = None  # incident tooling reports on its own
     body = {
