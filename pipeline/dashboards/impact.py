@@ -93,6 +93,46 @@ def build() -> Board:
     )
     board.variable(variable)
 
+    board.row("Impact estimates: staggered difference-in-differences (uptake impact)")
+    board.add(
+        panels.table(
+            "What adopting each capability changed (with N)",
+            "Per capability and DORA key, from the newest `uptake impact` run: the Callaway & "
+            "Sant'Anna difference-in-differences with not-yet-adopted teams as controls and "
+            "its 95% confidence interval (clustered by team), and the naive before/after "
+            "beside it (no control for the organisation's trend: not an effect). Factor: after "
+            "= factor x before (1: no change); difference: after - before (0: no change). "
+            "N treated / N control: teams in the estimate. pretrend_p low: the parallel-trends "
+            "assumption is in doubt. docs/analysts.md, 'Impact estimates'.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        capability,
+                        metric,
+                        if(method = 'naive_before_after', 'naive before/after (biased)',
+                           'difference-in-differences') AS method,
+                        if(status = 'ok', toString(round(estimate, 3)),
+                           'insufficient data') AS estimate,
+                        round(ci_low, 3) AS ci_low,
+                        round(ci_high, 3) AS ci_high,
+                        scale,
+                        treated_teams AS n_treated,
+                        control_teams AS n_control,
+                        round(pretrend_p, 3) AS pretrend_p,
+                        note
+                    FROM impact_estimates_latest
+                    WHERE {DECLARED}
+                    ORDER BY capability, metric, method
+                    """
+                )
+            ],
+            decimals=3,
+        ),
+        24,
+        10,
+    )
+
     board.row("Organisation DORA keys (dora_metrics_org; levels per the DORA 2024 report)")
     board.add(
         panels.table(

@@ -150,15 +150,20 @@ class Scenario:
     no_effect_capability: str = "feature-store"
 
     def effects(self) -> dict[str, dict[str, float]]:
-        """The true factor of each capability on each DORA key (1: no effect)."""
-        keys = ("deployment_frequency", "lead_time", "change_failure", "recovery_time")
+        """The true factor of each capability on each DORA key (1: no effect).
+
+        `change_failure` multiplies the probability that a production deploy fails or is rolled
+        back; `time_to_restore` every incident's opened-to-resolved time. Failed deployment
+        recovery time is not modelled (no incident names a deploy): no truth for it.
+        """
+        keys = ("deployment_frequency", "lead_time", "change_failure", "time_to_restore")
         out = {c.name: dict.fromkeys(keys, 1.0) for c in CAPABILITIES}
         out[DEPLOY_PIPELINE].update(
             deployment_frequency=self.deploy_frequency_factor,
             lead_time=self.lead_time_factor,
             change_failure=self.change_failure_factor,
         )
-        out[INCIDENT_RESPONSE].update(recovery_time=self.restore_factor)
+        out[INCIDENT_RESPONSE].update(time_to_restore=self.restore_factor)
         return out
 
     def trend(self, weeks: float) -> float:

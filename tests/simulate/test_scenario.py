@@ -82,7 +82,7 @@ def test_the_truth_names_each_capabilitys_factors_and_one_without_effect() -> No
     effects = scenario.effects()
     assert effects["deploy-pipeline"]["lead_time"] == scenario.lead_time_factor
     assert effects["deploy-pipeline"]["deployment_frequency"] == 1.5
-    assert effects["incident-response"]["recovery_time"] == scenario.restore_factor
+    assert effects["incident-response"]["time_to_restore"] == scenario.restore_factor
     assert set(effects[scenario.no_effect_capability].values()) == {1.0}
     with pytest.raises(ValueError):
         Scenario(no_effect_capability="deploy-pipeline")

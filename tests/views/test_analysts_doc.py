@@ -28,7 +28,12 @@ def test_example_query_runs_and_answers(warehouse: Warehouse, sql: str) -> None:
 def test_every_table_and_view_of_the_analyst_migrations_is_documented() -> None:
     text = DOC.read_text()
     names = set()
-    for migration in ("0003_rollups_and_facts.sql", "0004_views.sql", "0006_dora_metrics.sql"):
+    for migration in (
+        "0003_rollups_and_facts.sql",
+        "0004_views.sql",
+        "0006_dora_metrics.sql",
+        "0007_impact_estimates.sql",
+    ):
         sql = (REPO / "schemas" / "clickhouse" / migration).read_text()
         names |= set(re.findall(r"CREATE (?:TABLE|VIEW) IF NOT EXISTS (\w+)", sql))
     assert {n for n in names if f"`{n}`" not in text} == set()
