@@ -184,16 +184,21 @@ def build() -> Board:
     )
     board.add(
         panels.timeseries(
-            "Adoption rate",
-            "Share of each capability's target teams that had adopted it (first use) by each "
-            "day: adopted target teams / target teams.",
+            "Adoption rate and 28-day active rate",
+            "Per capability and day, over its target teams as they were that day "
+            "(adoption_rates_daily): cumulative adoption (had used it by the day; never falls) "
+            "beside the active rate (used it in the 28 days ending that day; falls after "
+            "churn). Use as the capability catalog defines it (event types and APIs).",
             [
                 clickhouse(
                     f"""
-                    SELECT day AS time, capability, adoption_rate
-                    FROM adoption_daily
+                    SELECT day AS time, concat(capability, ' · ', k.1) AS series, k.2 AS rate
+                    FROM adoption_rates_daily
+                    ARRAY JOIN [
+                        ('adopted', adoption_rate), ('active 28d', active_rate_28d)
+                    ] AS k
                     WHERE $__dateFilter(day) AND {CAPABILITIES}
-                    ORDER BY time, capability
+                    ORDER BY time, series
                     """,
                     "timeseries",
                 )

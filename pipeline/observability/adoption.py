@@ -2,9 +2,12 @@
 
 What is exported (docs/operations.md explains each):
 
-- `uptake_adoption_known_teams`: teams with any event in the last 28 days (the denominator);
+- `uptake_adoption_known_teams`: teams with any event in the last 28 days;
 - `uptake_adoption_active_teams{capability, window="7d"|"28d"}`: teams that used the capability
-  in the window; `uptake_adoption_rate{capability, window}`: active teams / known teams;
+  in the window (use as the capability catalog defines it: its event_types and apis; teams
+  `unowned` and empty left out); `uptake_adoption_rate{capability, window}`: the capability's
+  target teams that used it in the window / its target teams (capability_targets), the
+  denominator of the adoption views;
 - `uptake_dora_deployment_frequency_per_week`: production deployments per week over 28 days;
 - `uptake_dora_change_failure_ratio`: change failures / deployments, 28 days;
 - `uptake_dora_lead_time_seconds`: median commit-to-production time, 28 days;
@@ -26,10 +29,8 @@ with its own warehouse connection. A failed read counts in
 `uptake_adoption_refresh_errors_total`, is logged, and keeps the previous figures;
 `uptake_adoption_refresh_timestamp_seconds` tells how old they are.
 
-Until the team catalog and the adoption model exist, a team is "known" when it sent an event in
-the last 28 days (events attributed to a service only are not counted), and a team "adopts" a
-capability when it has at least one event with that capability in the window. When the
-catalog lands, the denominator becomes the catalog's teams and these queries move to its views.
+A team is "known" when it sent an event in the last 28 days (events attributed to a service
+only are not counted). A capability without target teams (no catalog) has no rate series.
 Duplicated events (the same event_id twice before ReplacingMergeTree merged them) are counted
 once in the DORA figures; the team counts are distinct counts anyway.
 """
@@ -73,7 +74,7 @@ TEAM_SERIES_OMITTED = "uptake_adoption_team_series_omitted"
 HELP: dict[str, str] = {
     KNOWN_TEAMS: "Teams with at least one event in the last 28 days.",
     ACTIVE_TEAMS: "Teams that used the capability in the window.",
-    RATE: "Share of known teams that used the capability in the window (0-1).",
+    RATE: "Target teams that used the capability in the window / its target teams (0-1).",
     DEPLOY_FREQUENCY: "Production deployments that went live per week, over the last 28 days.",
     CHANGE_FAILURE: "Deployments rolled back or causing an incident / deployments, 28 days (0-1).",
     LEAD_TIME: "Median time from commit to production deployment, last 28 days.",
@@ -150,6 +151,8 @@ class AdoptionFigures:
     active_teams: dict[str, dict[str, int]] = field(default_factory=dict)  # cap -> window -> n
     dora: Dora = field(default_factory=Dora)
     teams: list[TeamAdoption] = field(default_factory=list)  # most active first; opt-in
+    # cap -> window -> active target teams / target teams (capabilities with targets only)
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _since(now_s: float, days: int) -> int:
@@ -158,19 +161,35 @@ def _since(now_s: float, days: int) -> int:
 
 _SINCE = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 
+# Use as the capability catalog defines it (migration 0008, docs/analysts.md): the event type
+# is one of the capability's event_types and, for api_call, the API one of its apis.
+_USE = """
+(empty(c.event_types) OR has(c.event_types, e.event_type))
+AND (e.event_type != 'api_call' OR empty(c.apis)
+     OR has(c.apis, JSONExtractString(e.data, 'api')))
+"""
+
 ADOPTION_SQL = f"""
-SELECT capability,
-       uniqExactIf(team, occurred_at >= {_SINCE % "since_7d"}) AS teams_7d,
-       uniqExact(team) AS teams_28d
-FROM events
-WHERE occurred_at >= {_SINCE % "since_28d"} AND team != ''
+SELECT e.capability AS capability,
+       uniqExactIf(e.team, e.occurred_at >= {_SINCE % "since_7d"}) AS teams_7d,
+       uniqExact(e.team) AS teams_28d,
+       uniqExactIf(e.team, e.occurred_at >= {_SINCE % "since_7d"} AND has(t.target_teams, e.team))
+           AS targets_7d,
+       uniqExactIf(e.team, has(t.target_teams, e.team)) AS targets_28d,
+       any(t.targets) AS targets
+FROM events AS e
+LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
+    ON c.name = e.capability
+LEFT JOIN capability_targets AS t ON t.capability = e.capability
+WHERE e.occurred_at >= {_SINCE % "since_28d"} AND e.team NOT IN ('', 'unowned') AND {_USE}
 GROUP BY capability
 ORDER BY teams_28d DESC, capability
 LIMIT {MAX_CAPABILITIES}
 """
 
 KNOWN_TEAMS_SQL = f"""
-SELECT uniqExact(team) FROM events WHERE occurred_at >= {_SINCE % "since_28d"} AND team != ''
+SELECT uniqExact(team) FROM events
+WHERE occurred_at >= {_SINCE % "since_28d"} AND team NOT IN ('', 'unowned')
 """
 
 # DORA by the standard definitions, from the dora_deployments view (0006, docs/analysts.md):
@@ -209,10 +228,12 @@ SELECT
 """
 
 TEAM_ADOPTION_SQL = f"""
-SELECT team, capability, count() AS events,
-       countIf(occurred_at >= {_SINCE % "since_7d"}) > 0 AS active_7d
-FROM events
-WHERE occurred_at >= {_SINCE % "since_28d"} AND team != ''
+SELECT e.team AS team, e.capability AS capability, count() AS events,
+       countIf(e.occurred_at >= {_SINCE % "since_7d"}) > 0 AS active_7d
+FROM events AS e
+LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
+    ON c.name = e.capability
+WHERE e.occurred_at >= {_SINCE % "since_28d"} AND e.team NOT IN ('', 'unowned') AND {_USE}
 GROUP BY team, capability
 """
 
@@ -224,10 +245,17 @@ def read_figures(warehouse: Warehouse, now_s: float, *, per_team: bool) -> Adopt
         "since_28d": _since(now_s, 28),
         "since_dora": _since(now_s, DORA_WINDOW_DAYS),
     }
-    active: dict[str, dict[str, int]] = {
-        str(capability): {"7d": int(teams_7d), "28d": int(teams_28d)}
-        for capability, teams_7d, teams_28d in warehouse.rows(ADOPTION_SQL, params)
-    }
+    active: dict[str, dict[str, int]] = {}
+    rates: dict[str, dict[str, float]] = {}
+    for capability, teams_7d, teams_28d, targets_7d, targets_28d, targets in warehouse.rows(
+        ADOPTION_SQL, params
+    ):
+        active[str(capability)] = {"7d": int(teams_7d), "28d": int(teams_28d)}
+        if int(targets or 0) > 0:
+            rates[str(capability)] = {
+                "7d": int(targets_7d) / int(targets),
+                "28d": int(targets_28d) / int(targets),
+            }
     known = int(warehouse.rows(KNOWN_TEAMS_SQL, params)[0][0])
     deploys = {
         str(team): (int(n), int(failed)) for team, n, failed in warehouse.rows(DEPLOYS_SQL, params)
@@ -242,7 +270,7 @@ def read_figures(warehouse: Warehouse, now_s: float, *, per_team: bool) -> Adopt
         time_to_restore_median_s=float(restore) if int(restores) else None,
     )
     teams = _read_teams(warehouse, params, deploys) if per_team else []
-    return AdoptionFigures(known, active, dora, teams)
+    return AdoptionFigures(known, active, dora, teams, rates)
 
 
 def _read_teams(
@@ -276,8 +304,8 @@ def families(figures: AdoptionFigures, per_team_max_series: int = 0) -> list[Met
     for capability, by_window in figures.active_teams.items():
         for window, _ in WINDOWS:
             active.add_metric([capability, window], by_window[window])
-            if figures.known_teams:
-                rate.add_metric([capability, window], by_window[window] / figures.known_teams)
+            if capability in figures.rates:
+                rate.add_metric([capability, window], figures.rates[capability][window])
     frequency, failure, lead = (
         _family(DEPLOY_FREQUENCY),
         _family(CHANGE_FAILURE),

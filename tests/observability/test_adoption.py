@@ -91,6 +91,14 @@ ROWS = [
     _event("risk", "ml-training", 40),  # outside 28 days
     _event("legacy", "api-gateway", 35),  # a team not seen for 28 days is not known
     _event("", "api-gateway", 1),  # attributed to a service only: no team to count
+    _event("unowned", "api-gateway", 1),  # no owner found: no team to count
+    # An API the catalog does not list for api-gateway: not use of it.
+    _event(
+        "risk",
+        "api-gateway",
+        2,
+        data={"api": "internal", "operation": "GET /x", "status_code": 200, "latency_ms": 1},
+    ),
     # Production deploys in the last 28 days: 4 (one sent twice), 2 of them failures.
     _deploy("search", 2, "succeeded", commits_hours_before=(1, 3), event_id=DUPLICATE),
     _deploy("search", 5, "failed", commits_hours_before=(50,)),
@@ -99,7 +107,14 @@ ROWS = [
     _deploy("payments", 8, "succeeded", commits_hours_before=(0.5,), offset="+0100"),
     _deploy("payments", 30, "succeeded", commits_hours_before=(9,)),  # outside 28 days
 ]
+DUPLICATE_AT = next(i for i, row in enumerate(ROWS) if row[0] == DUPLICATE)
 COLUMNS = ["event_id", "event_type", "occurred_at", "team", "capability", "data"]
+# The capability catalog: what counts as use, and the target teams (the rates' denominator).
+CATALOG = [
+    ("api-gateway", ["api_call"], ["orders", "profile"], ["payments", "search", "risk"]),
+    ("feature-store", ["api_call"], [], ["payments", "risk"]),
+    ("deploy-pipeline", ["deploy"], [], []),
+]
 WIRE = ["UUID", "String", "DateTime64(3, 'UTC')", "String", "String", "String"]
 
 
@@ -108,9 +123,15 @@ def warehouse(inprocess_warehouse_url: str) -> Iterator[Warehouse]:
     with connect(inprocess_warehouse_url, create_database=True) as wh:
         migrate(wh, progress=lambda line: None)
         # The duplicate in its own insert: one block would be folded on insert already.
-        for rows in (ROWS, [ROWS[7]]):
+        for rows in (ROWS, [ROWS[DUPLICATE_AT]]):
             columns = [list(column) for column in zip(*rows, strict=True)]
             wh.insert_columns("events", columns, COLUMNS, wire_types=WIRE)
+        catalog = [[*row, 1] for row in CATALOG]
+        wh.insert_columns(
+            "capability_catalog",
+            [list(column) for column in zip(*catalog, strict=True)],
+            ["name", "event_types", "apis", "target_teams", "declared"],
+        )
         yield wh
 
 
@@ -203,7 +224,7 @@ class CountingWarehouse:
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         self.queries += 1
         if "uniqExactIf" in sql:
-            return [("api-gateway", 1, 2)]
+            return [("api-gateway", 1, 2, 1, 2, 4)]
         if "incident_restores" in sql:
             return [(0, float("nan"), 0, float("nan"))]
         if "count(), quantile" in sql:
