@@ -14,8 +14,17 @@ from typing import Any
 
 from pipeline.warehouse.connection import Warehouse
 
-COLUMNS = ["event_id", "event_type", "occurred_at", "team", "service", "capability", "data"]
-WIRE = ["UUID", "String", "DateTime64(3, 'UTC')", "String", "String", "String", "String"]
+COLUMNS = [
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "team",
+    "service",
+    "user_key",
+    "capability",
+    "data",
+]
+WIRE = ["UUID", "String", "DateTime64(3, 'UTC')", "String", "String", "String", "String", "String"]
 
 
 def insert_events(
@@ -33,6 +42,7 @@ def insert_events(
                 int(at.timestamp() * 1000),
                 event.get("team") or "",
                 event.get("service") or "",
+                event.get("user") or "",  # the worker writes a pseudonym; tests use the id
                 event["capability"],
                 json.dumps(event["data"]),
             )

@@ -34,6 +34,7 @@ def test_every_table_and_view_of_the_analyst_migrations_is_documented() -> None:
         "0006_dora_metrics.sql",
         "0007_impact_estimates.sql",
         "0008_use_and_denominators.sql",
+        "0009_adoption_dimensions.sql",
     ):
         sql = (REPO / "schemas" / "clickhouse" / migration).read_text()
         names |= set(re.findall(r"CREATE (?:TABLE|VIEW) IF NOT EXISTS (\w+)", sql))
