@@ -95,6 +95,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "and deploy rate, adopters or not (default 0.02: 2%% a week; 0: none)",
     )
     cmd.add_argument(
+        "--incident-caused-share",
+        type=float,
+        default=0.05,
+        help="share of succeeded production deploys that cause an incident naming them in "
+        "caused_by_deployment (default 0.05)",
+    )
+    cmd.add_argument(
         "--weekend-deploy-factor",
         type=positive_float,
         default=0.3,
@@ -295,6 +302,7 @@ def _simulate(args: argparse.Namespace) -> int:
             deploy_frequency_factor=getattr(args, "deploy_frequency_factor", 1.0),
             trend_per_week=getattr(args, "trend_per_week", 0.02),
             weekend_deploy_factor=getattr(args, "weekend_deploy_factor", 0.3),
+            incident_caused_share=getattr(args, "incident_caused_share", 0.05),
         )
     events = generate(
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario

@@ -18,7 +18,9 @@ Two worlds:
   adoption than after. Optional: an organisation-wide trend (`trend_per_week`: every team gets
   faster and deploys more, adopters or not), weekly seasonality of deploys
   (`weekend_deploy_factor`), a deploy-rate effect of deploy-pipeline, and a capability adopted
-  without any effect (`no_effect_capability`); `Scenario.effects()` is the ground truth.
+  without any effect (`no_effect_capability`), and deploys that cause an incident naming them
+  (`incident_caused_share`; the incident carries the deploy's capability);
+  `Scenario.effects()` is the ground truth.
 """
 
 from __future__ import annotations
@@ -148,6 +150,9 @@ class Scenario:
     deploy_frequency_factor: float = 1.0
     # A capability teams adopt that changes nothing in delivery (its true factors are all 1).
     no_effect_capability: str = "feature-store"
+    # The share of succeeded production deploys that cause an incident naming them in
+    # caused_by_deployment (a change failure recovered when the incident is resolved).
+    incident_caused_share: float = 0.0
 
     def effects(self) -> dict[str, dict[str, float]]:
         """The true factor of each capability on each DORA key (1: no effect).
@@ -180,6 +185,8 @@ class Scenario:
             raise ValueError("deploy_share + incident_share must be between 0 and 1")
         if self.registration_delay_days < 0:
             raise ValueError("registration_delay_days must be 0 or more")
+        if not 0 <= self.incident_caused_share <= 1:
+            raise ValueError("incident_caused_share must be in 0..1")
         if not (self.weekend_deploy_factor > 0 and self.deploy_frequency_factor > 0):
             raise ValueError("weekend_deploy_factor and deploy_frequency_factor must be > 0")
         if self.no_effect_capability in (DEPLOY_PIPELINE, INCIDENT_RESPONSE):
@@ -499,7 +506,7 @@ def generate(
         for event in made:
             if truth is not None:
                 moment = at if len(made) == 1 else _parse(event["occurred_at"])
-                truth.add(stream.team.name, capability.event_type, capability.name, moment)
+                truth.add(stream.team.name, event["event_type"], event["capability"], moment)
                 if truth.detailed:
                     truth.record(event)
             yield event
@@ -558,6 +565,14 @@ def _events(
                 for _ in range(rng.randint(1, 3))
             ],
         }
+        if (
+            scenario.incident_caused_share > 0
+            and budget >= 3
+            and event["data"]["environment"] == "production"
+            and event["data"]["status"] == "succeeded"
+            and rng.random() < scenario.incident_caused_share
+        ):
+            return _caused_incident(rng, event, world, at)
         return [event]
     if kind == "model_training":
         first = world.first_training.setdefault(team.name, at)
@@ -599,6 +614,42 @@ def _events(
         "data": {**body, "status": "opened", "resolved_at": None},
     }
     return [opening, event]
+
+
+def _caused_incident(
+    rng: random.Random, deploy: dict[str, Any], world: _World, at: datetime
+) -> list[dict[str, Any]]:
+    """The deploy moved back in time, and the incident it caused: opened 5 minutes after the
+    deployment, resolved at `at` (the failed deployment recovery time is their distance)."""
+    scenario = world.scenario
+    minutes = scenario.restore_minutes * math.exp(rng.gauss(0.0, 0.7))
+    minutes *= scenario.trend(world.weeks(at))
+    deployed = at - timedelta(minutes=minutes + 5)
+    shift = at - deployed
+    data = deploy["data"]
+    data["started_at"] = _iso(_parse(data["started_at"]) - shift)
+    data["commits"] = [
+        {**c, "committed_at": _iso(_parse(c["committed_at"]) - shift)} for c in data["commits"]
+    ]
+    deploy["occurred_at"] = _iso(deployed)
+    body = {
+        "incident_id": f"inc-{_uuid(rng)[:13]}",
+        "service": deploy["service"],
+        "severity": rng.choice(["sev1", "sev2", "sev3"]),
+        "status": "resolved",
+        "opened_at": _iso(deployed + timedelta(minutes=5)),
+        "resolved_at": _iso(at),
+        "caused_by_deployment": data["deployment_id"],
+    }
+    base = {**deploy, "event_type": "incident", "capability": deploy["capability"], "user": None}
+    opening = {
+        **base,
+        "event_id": _uuid(rng),
+        "occurred_at": body["opened_at"],
+        "data": {**body, "status": "opened", "resolved_at": None},
+    }
+    resolved = {**base, "event_id": _uuid(rng), "occurred_at": _iso(at), "data": body}
+    return [deploy, opening, resolved]
 
 
 def _envelope(

@@ -103,3 +103,18 @@ def test_deploy_frequency_factor_raises_adopters_rate() -> None:
         span_before += (adopted - truth.start).total_seconds()
         span_after += (truth.end - adopted).total_seconds()
     assert (after / span_after) / (before / span_before) == pytest.approx(2.0, rel=0.25)
+
+
+def test_scenario_events_with_linked_incidents_pass_the_contract() -> None:
+    from tests.simulate import test_org
+
+    scenario = Scenario(incident_caused_share=0.3, trend_per_week=0.05, weekend_deploy_factor=0.3)
+    truth = GroundTruth(detailed=True)
+    org = Organisation.synthetic(5, teams=6)
+    end, window = test_org.END, test_org.WINDOW
+    events = list(generate(org, 6000, 5, end=end, window=window, truth=truth, scenario=scenario))
+    linked = {i["caused_by_deployment"] for i in truth.incidents if i.get("caused_by_deployment")}
+    assert linked and linked <= {d["deployment_id"] for d in truth.deployments}
+    batch = test_org._decode(events)
+    assert [(r.reason, r.detail) for r in batch.rejections][:5] == []
+    assert len(batch.events) == len(events)
