@@ -51,26 +51,25 @@ def build() -> Board:
         ),
         (
             "Production deploys per week",
-            "Production deployments per week over the period.",
-            "SELECT count() / greatest(dateDiff('day', $__fromTime, $__toTime) / 7, 1) AS value "
-            "FROM deployments FINAL "
-            f"WHERE environment = 'production' AND $__timeFilter(deployed_at) AND {TEAM}",
+            "Production deployments that went live (succeeded or rolled back) per week over the "
+            "period (dora_deployments).",
+            "SELECT countIf(deployed) / greatest(dateDiff('day', $__fromTime, $__toTime) / 7, 1) "
+            "AS value FROM dora_deployments "
+            f"WHERE $__timeFilter(deployed_at) AND {TEAM}",
             "short",
         ),
         (
             "Lead time (median)",
-            "Median commit-to-production time of the successful production deployments.",
-            "SELECT quantileExactInclusiveArray(0.5)(commit_lead_times_s) AS value "
-            "FROM deployments FINAL WHERE environment = 'production' AND status = 'succeeded' "
-            f"AND $__timeFilter(deployed_at) AND {TEAM}",
+            "Median commit-to-production time of the commits of production deployments.",
+            "SELECT quantileExactInclusiveArray(0.5)(lead_times_s) AS value "
+            f"FROM dora_deployments WHERE deployed AND $__timeFilter(deployed_at) AND {TEAM}",
             "s",
         ),
         (
             "Change failure rate",
-            "Failed or rolled back production deployments / all.",
-            "SELECT countIf(status IN ('failed', 'rolled_back')) / nullIf(count(), 0) AS value "
-            "FROM deployments FINAL "
-            f"WHERE environment = 'production' AND $__timeFilter(deployed_at) AND {TEAM}",
+            "Deployments rolled back or named by an incident / deployments (dora_deployments).",
+            "SELECT countIf(change_failure) / nullIf(countIf(deployed), 0) AS value "
+            f"FROM dora_deployments WHERE $__timeFilter(deployed_at) AND {TEAM}",
             "percentunit",
         ),
         (
