@@ -43,7 +43,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline import metrics
 from pipeline.kafka_security import client_kwargs
-from pipeline.lifecycle.activity import ActivityPublisher
+from pipeline.lifecycle.activity import ActivityPublisher, UseRule
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
 from pipeline.lifecycle.retry import LifecycleStopped, until_done
@@ -338,7 +338,11 @@ class WorkerProgress(Protocol):
 
 
 def attach(
-    app: faust.App, settings: Settings, *, progress: WorkerProgress | None = None
+    app: faust.App,
+    settings: Settings,
+    *,
+    progress: WorkerProgress | None = None,
+    uses: UseRule | None = None,
 ) -> ActivityPublisher:
     """Add the lifecycle agent to the worker's app; returns the ingest's activity publisher.
 
@@ -400,7 +404,10 @@ def attach(
     app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
     app.on_before_shutdown.connect(stopping_soon)  # type: ignore[arg-type]
     publisher = ActivityPublisher(
-        lambda: make_producer(settings.kafka_bootstrap, **security), config.activity_topic, stopping
+        lambda: make_producer(settings.kafka_bootstrap, **security),
+        config.activity_topic,
+        stopping,
+        uses=uses,
     )
     log.debug("lifecycle attached: %s -> %s", config.activity_topic, config.milestones_topic)
     return publisher
