@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import pipeline
-from pipeline.cli import backfill, broker, catalog, collector, dashboards, data, run
+from pipeline.cli import backfill, broker, catalog, collector, dashboards, data, impact, run
 from pipeline.settings import SettingsError
 
 EXIT_ERROR = 1
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.register(subparsers)
     dashboards.register(subparsers)
     catalog.register(subparsers)
+    impact.register(subparsers)
     return parser
 
 

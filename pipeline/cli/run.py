@@ -58,7 +58,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--truth",
         type=Path,
         default=None,
-        help="write the ground truth (counts per team and event type) to this JSON file",
+        help="write the ground truth (counts per team and event type, the scenario, the true "
+        "factor of each capability on each DORA key, each team's adoption moments) to this JSON "
+        "file",
     )
     # Ground-truth knobs of the scenario (pipeline/simulate/org.py Scenario; docs/analysts.md).
     cmd.add_argument(
@@ -78,6 +80,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=positive_float,
         default=0.7,
         help="adopting incident-response multiplies time to restore by this (default 0.7)",
+    )
+    cmd.add_argument(
+        "--deploy-frequency-factor",
+        type=positive_float,
+        default=1.0,
+        help="adopting deploy-pipeline multiplies a team's deploy rate by this (default 1)",
+    )
+    cmd.add_argument(
+        "--trend-per-week",
+        type=float,
+        default=0.02,
+        help="organisation-wide improvement per week of every team's lead time, time to restore "
+        "and deploy rate, adopters or not (default 0.02: 2%% a week; 0: none)",
+    )
+    cmd.add_argument(
+        "--incident-caused-share",
+        type=float,
+        default=0.05,
+        help="share of succeeded production deploys that cause an incident naming them in "
+        "caused_by_deployment (default 0.05)",
+    )
+    cmd.add_argument(
+        "--weekend-deploy-factor",
+        type=positive_float,
+        default=0.3,
+        help="deploy rate on Saturdays and Sundays relative to weekdays (default 0.3)",
     )
     cmd.add_argument(
         "--flat",
@@ -276,6 +304,10 @@ def _simulate(args: argparse.Namespace) -> int:
             lead_time_factor=getattr(args, "lead_time_factor", 0.5),
             change_failure_factor=getattr(args, "change_failure_factor", 0.6),
             restore_factor=getattr(args, "restore_factor", 0.7),
+            deploy_frequency_factor=getattr(args, "deploy_frequency_factor", 1.0),
+            trend_per_week=getattr(args, "trend_per_week", 0.02),
+            weekend_deploy_factor=getattr(args, "weekend_deploy_factor", 0.3),
+            incident_caused_share=getattr(args, "incident_caused_share", 0.05),
         )
     events = generate(
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
@@ -313,7 +345,15 @@ def write_truth(path: Path, truth: object) -> None:
         {"team": team, "event_type": event_type, "events": count}
         for (team, event_type), count in sorted(truth.by_team_type.items())
     ]
-    path.write_bytes(msgspec.json.encode({"total": truth.total, "by_team_type": rows}))
+    out: dict[str, object] = {"total": truth.total, "by_team_type": rows}
+    if truth.scenario is not None:
+        out["scenario"] = dict(vars(truth.scenario))
+        out["effects"] = truth.scenario.effects()
+        out["planned_adoption"] = [
+            {"team": team, "capability": capability, "at": at.isoformat()}
+            for (team, capability), at in sorted(truth.planned_adoption.items())
+        ]
+    path.write_bytes(msgspec.json.encode(out))
 
 
 def _worker(args: argparse.Namespace) -> int:

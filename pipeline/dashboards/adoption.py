@@ -184,16 +184,21 @@ def build() -> Board:
     )
     board.add(
         panels.timeseries(
-            "Adoption rate",
-            "Share of each capability's target teams that had adopted it (first use) by each "
-            "day: adopted target teams / target teams.",
+            "Adoption rate and 28-day active rate",
+            "Per capability and day, over its target teams as they were that day "
+            "(adoption_rates_daily): cumulative adoption (had used it by the day; never falls) "
+            "beside the active rate (used it in the 28 days ending that day; falls after "
+            "churn). Use as the capability catalog defines it (event types and APIs).",
             [
                 clickhouse(
                     f"""
-                    SELECT day AS time, capability, adoption_rate
-                    FROM adoption_daily
+                    SELECT day AS time, concat(capability, ' · ', k.1) AS series, k.2 AS rate
+                    FROM adoption_rates_daily
+                    ARRAY JOIN [
+                        ('adopted', adoption_rate), ('active 28d', active_rate_28d)
+                    ] AS k
                     WHERE $__dateFilter(day) AND {CAPABILITIES}
-                    ORDER BY time, capability
+                    ORDER BY time, series
                     """,
                     "timeseries",
                 )
@@ -237,6 +242,95 @@ def build() -> Board:
         ),
         24,
         8,
+    )
+
+    board.row("By platform type, organisation unit and developer")
+    board.add(
+        panels.timeseries(
+            "Adoption by platform type",
+            "Per platform type of the capability catalog and day: the share of target "
+            "(team, capability) pairs of its capabilities that had adopted (cumulative) and "
+            "that were active in the 28 days ending that day (adoption_by_platform).",
+            [
+                clickhouse(
+                    """
+                    SELECT day AS time, concat(platform, ' · ', k.1) AS series, k.2 AS rate
+                    FROM adoption_by_platform
+                    ARRAY JOIN [
+                        ('adopted', adoption_rate), ('active 28d', active_rate_28d)
+                    ] AS k
+                    WHERE $__dateFilter(day)
+                    ORDER BY time, series
+                    """,
+                    "timeseries",
+                )
+            ],
+            unit="percentunit",
+            max_value=1,
+        ),
+        12,
+        9,
+    )
+    board.add(
+        panels.table(
+            "Adoption by organisation unit",
+            "Per group of the Backstage hierarchy (every target team under it, at any depth) "
+            "and capability, on the newest day of the period: target teams (N), adopted, "
+            "active in 28 days (adoption_by_group).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        group_name,
+                        capability,
+                        target_teams AS n_target_teams,
+                        adopted_target_teams,
+                        active_target_teams_28d,
+                        adoption_rate,
+                        active_rate_28d
+                    FROM adoption_by_group
+                    WHERE day = (
+                        SELECT max(day) FROM adoption_by_group WHERE $__dateFilter(day)
+                    ) AND {CAPABILITIES}
+                    ORDER BY group_name, capability
+                    """
+                )
+            ],
+            decimals=2,
+            column_units={"adoption_rate": "percentunit", "active_rate_28d": "percentunit"},
+        ),
+        12,
+        9,
+    )
+    board.add(
+        panels.table(
+            "Developer adoption",
+            "Per team and capability, in the newest week of the period: the team's members "
+            "(team catalog memberships, N) and the share of them who used the capability in "
+            "the 28 days ending that week (developer_adoption_weekly).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        team,
+                        capability,
+                        members AS n_members,
+                        active_members_28d,
+                        active_member_share
+                    FROM developer_adoption_weekly
+                    WHERE week = (
+                        SELECT max(week) FROM developer_adoption_weekly
+                        WHERE week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)
+                    ) AND {CAPABILITIES}
+                    ORDER BY team, capability
+                    """
+                )
+            ],
+            decimals=2,
+            column_units={"active_member_share": "percentunit"},
+        ),
+        24,
+        9,
     )
 
     board.row("Breadth and depth")

@@ -1,7 +1,9 @@
 """Platform impact (platform PMs): what adoption changes for delivery, and the north stars.
 
-DORA before vs after each team's adoption (impact_summary, impact_before_after), adopters
-against non-adopters week by week (impact_adopters_weekly) for one capability, and the
+The organisation's DORA keys with their performance levels (dora_metrics_org), the naive
+before/after of each team's adoption (impact_summary, impact_before_after: labelled naive, it has
+no control for the organisation's trend), the capability's target teams that had adopted it
+against those that had not, week by week (dora_metrics_capability), and the
 north-star metric of every business-capability platform per adopting team (north_star_daily).
 Before/after figures cover all the data in the warehouse (a team's "before" starts with the
 oldest data), not only the selected period; the weekly panels follow the time picker.
@@ -19,16 +21,18 @@ UID = "uptake-impact"
 DEFAULT_CAPABILITY = "deploy-pipeline"
 DECLARED = "capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)"
 CHOSEN = "capability = ${capability:singlequote}"
-WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
-COHORTS = "cohort IN ('adopters', 'non_adopters')"
+DORA_WEEKS = (
+    "period = 'week' AND period_start >= toMonday(toDate($__fromTime)) "
+    "AND period_start <= toDate($__toTime)"
+)
 
 
 def _before_after(
     title: str, description: str, before: str, after: str, unit: str
 ) -> barchart.Panel:
     return panels.barchart(
-        title,
-        description,
+        f"Naive: {title}",
+        f"Naive before/after (no control for the organisation's trend). {description}",
         [
             clickhouse(
                 f"""
@@ -53,9 +57,10 @@ def _cohort_series(title: str, description: str, value: str, unit: str) -> times
         [
             clickhouse(
                 f"""
-                SELECT week AS time, cohort, {value} AS value
-                FROM impact_adopters_weekly
-                WHERE {CHOSEN} AND {COHORTS} AND {WEEKS}
+                SELECT period_start AS time, concat(cohort, ' (N=', toString(teams), ')') AS cohort,
+                       {value} AS value
+                FROM dora_metrics_capability
+                WHERE {CHOSEN} AND {DORA_WEEKS}
                 ORDER BY time, cohort
                 """,
                 "timeseries",
@@ -88,7 +93,89 @@ def build() -> Board:
     )
     board.variable(variable)
 
-    board.row("DORA before vs after adoption (all data, teams that deployed before and after)")
+    board.row("Impact estimates: staggered difference-in-differences (uptake impact)")
+    board.add(
+        panels.table(
+            "What adopting each capability changed (with N)",
+            "Per capability and DORA key, from the newest `uptake impact` run: the Callaway & "
+            "Sant'Anna difference-in-differences with not-yet-adopted teams as controls and "
+            "its 95% confidence interval (clustered by team), and the naive before/after "
+            "beside it (no control for the organisation's trend: not an effect). Factor: after "
+            "= factor x before (1: no change); difference: after - before (0: no change). "
+            "N treated / N control: teams in the estimate. pretrend_p low: the parallel-trends "
+            "assumption is in doubt. docs/analysts.md, 'Impact estimates'.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        capability,
+                        metric,
+                        if(method = 'naive_before_after', 'naive before/after (biased)',
+                           'difference-in-differences') AS method,
+                        if(status = 'ok', toString(round(estimate, 3)),
+                           'insufficient data') AS estimate,
+                        round(ci_low, 3) AS ci_low,
+                        round(ci_high, 3) AS ci_high,
+                        scale,
+                        treated_teams AS n_treated,
+                        control_teams AS n_control,
+                        round(pretrend_p, 3) AS pretrend_p,
+                        note
+                    FROM impact_estimates_latest
+                    WHERE {DECLARED}
+                    ORDER BY capability, metric, method
+                    """
+                )
+            ],
+            decimals=3,
+        ),
+        24,
+        10,
+    )
+
+    board.row("Organisation DORA keys (dora_metrics_org; levels per the DORA 2024 report)")
+    board.add(
+        panels.table(
+            "DORA keys and performance levels per month",
+            "Deployments that went live per week, median lead time per commit, change failure "
+            "rate (rolled back or causing an incident) and median failed deployment recovery "
+            "time, with the level of each per the 2024 Accelerate State of DevOps report "
+            "(docs/analysts.md). N: teams with a deployment or incident in the month.",
+            [
+                clickhouse(
+                    """
+                    SELECT
+                        period_start AS month,
+                        teams AS n_teams,
+                        deployments,
+                        deployment_frequency_per_week,
+                        deployment_frequency_level,
+                        lead_time_median_s,
+                        lead_time_level,
+                        change_failure_rate,
+                        change_failure_level,
+                        recovery_time_median_s,
+                        recovery_time_level,
+                        time_to_restore_median_s
+                    FROM dora_metrics_org
+                    WHERE period = 'month' AND $__dateFilter(period_start)
+                    ORDER BY month
+                    """
+                )
+            ],
+            decimals=2,
+            column_units={
+                "lead_time_median_s": "s",
+                "change_failure_rate": "percentunit",
+                "recovery_time_median_s": "s",
+                "time_to_restore_median_s": "s",
+            },
+        ),
+        24,
+        8,
+    )
+
+    board.row("Naive before vs after adoption (no control for the trend: not an effect)")
     board.add(
         _before_after(
             "Lead time for changes",
@@ -127,10 +214,10 @@ def build() -> Board:
     )
     board.add(
         panels.table(
-            "Per team: before and after",
-            "Each team's deployment frequency, change failure rate, lead time and time to "
-            "restore before and after its first use of the chosen capability. Ratios are "
-            "after / before (below 1: better).",
+            "Per team: naive before and after",
+            "Naive, not causal: each team's deployment frequency, change failure rate, lead "
+            "time and time to restore before and after its first use of the chosen "
+            "capability. Ratios are after / before (below 1: better).",
             [
                 clickhouse(
                     f"""
@@ -166,12 +253,12 @@ def build() -> Board:
         9,
     )
 
-    board.row("Adopters vs non-adopters of the chosen capability, per week")
+    board.row("Target teams that had adopted the chosen capability vs not yet, per week")
     board.add(
         _cohort_series(
             "Lead time: adopters vs non-adopters",
-            "Median commit-to-production time of the teams that had adopted the capability "
-            "before the week (adopters) and of those that had not (non_adopters).",
+            "Median commit-to-production time of the capability's target teams that had adopted "
+            "it (adopted) and of those that had not yet (not_adopted); N = teams in the cohort.",
             "lead_time_median_s",
             "s",
         ),
@@ -181,7 +268,8 @@ def build() -> Board:
     board.add(
         _cohort_series(
             "Change failure rate: adopters vs non-adopters",
-            "Failed or rolled back production deployments / all, adopters against non-adopters.",
+            "Deployments rolled back or causing an incident / deployments, adopted against "
+            "not adopted.",
             "change_failure_rate",
             "percentunit",
         ),
@@ -191,7 +279,7 @@ def build() -> Board:
     board.add(
         _cohort_series(
             "Deployment frequency: adopters vs non-adopters",
-            "Production deployments per deploying team and week, adopters against non-adopters.",
+            "Deployments per team of the cohort and week, adopted against not adopted.",
             "deployments / teams",
             "short",
         ),
@@ -200,9 +288,10 @@ def build() -> Board:
     )
     board.add(
         _cohort_series(
-            "Time to restore: adopters vs non-adopters",
-            "Median time to restore the incidents opened that week, adopters against non-adopters.",
-            "time_to_restore_median_s",
+            "Failed deployment recovery: adopters vs non-adopters",
+            "Median failed deployment recovery time of the week's change failures, adopted "
+            "against not adopted.",
+            "recovery_time_median_s",
             "s",
         ),
         12,

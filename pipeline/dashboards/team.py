@@ -8,6 +8,10 @@ from pipeline.dashboards.board import Board, clickhouse, query_variable
 UID = "uptake-team"
 TEAM = "team = ${team:singlequote}"
 WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
+DORA_WEEKS = (
+    "period = 'week' AND period_start >= toMonday(toDate($__fromTime)) "
+    "AND period_start <= toDate($__toTime)"
+)
 
 
 def build() -> Board:
@@ -47,26 +51,25 @@ def build() -> Board:
         ),
         (
             "Production deploys per week",
-            "Production deployments per week over the period.",
-            "SELECT count() / greatest(dateDiff('day', $__fromTime, $__toTime) / 7, 1) AS value "
-            "FROM deployments FINAL "
-            f"WHERE environment = 'production' AND $__timeFilter(deployed_at) AND {TEAM}",
+            "Production deployments that went live (succeeded or rolled back) per week over the "
+            "period (dora_deployments).",
+            "SELECT countIf(deployed) / greatest(dateDiff('day', $__fromTime, $__toTime) / 7, 1) "
+            "AS value FROM dora_deployments "
+            f"WHERE $__timeFilter(deployed_at) AND {TEAM}",
             "short",
         ),
         (
             "Lead time (median)",
-            "Median commit-to-production time of the successful production deployments.",
-            "SELECT quantileExactInclusiveArray(0.5)(commit_lead_times_s) AS value "
-            "FROM deployments FINAL WHERE environment = 'production' AND status = 'succeeded' "
-            f"AND $__timeFilter(deployed_at) AND {TEAM}",
+            "Median commit-to-production time of the commits of production deployments.",
+            "SELECT quantileExactInclusiveArray(0.5)(lead_times_s) AS value "
+            f"FROM dora_deployments WHERE deployed AND $__timeFilter(deployed_at) AND {TEAM}",
             "s",
         ),
         (
             "Change failure rate",
-            "Failed or rolled back production deployments / all.",
-            "SELECT countIf(status IN ('failed', 'rolled_back')) / nullIf(count(), 0) AS value "
-            "FROM deployments FINAL "
-            f"WHERE environment = 'production' AND $__timeFilter(deployed_at) AND {TEAM}",
+            "Deployments rolled back or named by an incident / deployments (dora_deployments).",
+            "SELECT countIf(change_failure) / nullIf(countIf(deployed), 0) AS value "
+            f"FROM dora_deployments WHERE $__timeFilter(deployed_at) AND {TEAM}",
             "percentunit",
         ),
         (
@@ -153,13 +156,17 @@ def build() -> Board:
     board.add(
         panels.timeseries(
             "Deployments and lead time per week",
-            "Production deployments per week and the median lead time of their commits.",
+            "Production deployments that went live per week (dora_metrics) and the median lead "
+            "time of their commits.",
             [
                 clickhouse(
                     f"""
-                    SELECT week AS time, deployments, lead_time_median_s / 3600 AS lead_time_h
-                    FROM dora_weekly
-                    WHERE {WEEKS} AND {TEAM}
+                    SELECT
+                        period_start AS time,
+                        deployments,
+                        lead_time_median_s / 3600 AS lead_time_h
+                    FROM dora_metrics
+                    WHERE {DORA_WEEKS} AND {TEAM}
                     ORDER BY time
                     """,
                     "timeseries",
@@ -171,17 +178,19 @@ def build() -> Board:
     )
     board.add(
         panels.timeseries(
-            "Change failure rate and time to restore per week",
-            "Change failure rate (0-1) and median time to restore in hours, per week.",
+            "Change failure rate and recovery per week",
+            "Change failure rate (0-1: deployments rolled back or causing an incident), median "
+            "failed deployment recovery time and median incident time to restore, in hours.",
             [
                 clickhouse(
                     f"""
                     SELECT
-                        week AS time,
+                        period_start AS time,
                         change_failure_rate,
+                        recovery_time_median_s / 3600 AS recovery_time_h,
                         time_to_restore_median_s / 3600 AS time_to_restore_h
-                    FROM dora_weekly
-                    WHERE {WEEKS} AND {TEAM}
+                    FROM dora_metrics
+                    WHERE {DORA_WEEKS} AND {TEAM}
                     ORDER BY time
                     """,
                     "timeseries",

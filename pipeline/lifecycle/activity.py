@@ -19,8 +19,10 @@ from datetime import UTC
 
 from kafka import KafkaProducer
 
+from pipeline.catalog.capabilities import Capability, CapabilityCatalog
 from pipeline.catalog.teams import UNOWNED
 from pipeline.contract.decode import DecodedBatch
+from pipeline.contract.events import ApiCallEvent, Envelope, event_type_of
 from pipeline.lifecycle.engine import Activity, Watermark, encode_record, key_of
 from pipeline.lifecycle.outputs import KafkaWrites
 from pipeline.lifecycle.retry import until_done
@@ -42,10 +44,33 @@ def teams_of(batch: DecodedBatch) -> Sequence[str]:
     return [event.team or UNOWNED for event in batch.events]
 
 
-def activity_of(batch: DecodedBatch) -> tuple[list[Activity], int]:
-    """The batch's distinct team x capability x day activity, and its newest day."""
+UseRule = Callable[[Envelope], bool]
+
+
+def catalog_use(catalog: Callable[[], CapabilityCatalog]) -> UseRule:
+    """Use as the capability catalog defines it (`Capability.counts_as_use`: event types and,
+    for api_call, APIs; any type for an undeclared capability), read from the current catalog."""
+
+    def uses(event: Envelope) -> bool:
+        current = catalog()
+        name = event.capability
+        capability = current.resolve(name) if name in current else Capability.undeclared(name)
+        api = event.data.api if isinstance(event, ApiCallEvent) else None
+        return capability.counts_as_use(event_type_of(event), api)
+
+    return uses
+
+
+def activity_of(batch: DecodedBatch, uses: UseRule | None = None) -> tuple[list[Activity], int]:
+    """The batch's distinct team x capability x day activity, and its newest day.
+
+    With `uses`, only events that count as use of their capability are activity; the newest
+    day is still taken from them only.
+    """
     seen: set[tuple[str, str, int]] = set()
     for team, event in zip(teams_of(batch), batch.events, strict=True):
+        if uses is not None and not uses(event):
+            continue
         at = event.occurred_at
         # The date of a UTC time is its UTC day, 4x cheaper than timestamp() (the common case).
         day = at.toordinal() - _EPOCH_ORDINAL if at.tzinfo is UTC else day_of(at)
@@ -65,8 +90,10 @@ class ActivityPublisher:
         *,
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
+        uses: UseRule | None = None,
     ) -> None:
         self._kafka = KafkaWrites(producer_factory, timeout_s)
+        self.uses = uses
         self.topic = topic
         self.stopping = stopping
         self.retry = retry
@@ -74,7 +101,7 @@ class ActivityPublisher:
 
     def publish(self, batch: DecodedBatch) -> dict[str, int]:
         """Publish the batch's activity (blocking); returns {topic: records sent}."""
-        records, newest = activity_of(batch)
+        records, newest = activity_of(batch, self.uses)
         watermark = newest if newest > self.newest_day else None
         if not records:
             return {self.topic: 0}

@@ -43,7 +43,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline import metrics
 from pipeline.kafka_security import client_kwargs
-from pipeline.lifecycle.activity import ActivityPublisher
+from pipeline.lifecycle.activity import ActivityPublisher, UseRule
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
 from pipeline.lifecycle.retry import LifecycleStopped, until_done
@@ -343,7 +343,11 @@ class WorkerProgress(Protocol):
 
 
 def attach(
-    app: faust.App, settings: Settings, *, progress: WorkerProgress | None = None
+    app: faust.App,
+    settings: Settings,
+    *,
+    progress: WorkerProgress | None = None,
+    uses: UseRule | None = None,
 ) -> ActivityPublisher:
     """Add the lifecycle agent to the worker's app; returns the ingest's activity publisher.
 
@@ -413,6 +417,7 @@ def attach(
         ),
         config.activity_topic,
         stopping,
+        uses=uses,
     )
     log.debug("lifecycle attached: %s -> %s", config.activity_topic, config.milestones_topic)
     return publisher

@@ -2,13 +2,21 @@
 
 What is exported (docs/operations.md explains each):
 
-- `uptake_adoption_known_teams`: teams with any event in the last 28 days (the denominator);
+- `uptake_adoption_known_teams`: teams with any event in the last 28 days;
 - `uptake_adoption_active_teams{capability, window="7d"|"28d"}`: teams that used the capability
-  in the window; `uptake_adoption_rate{capability, window}`: active teams / known teams;
-- `uptake_dora_deployment_frequency_per_week`: production deploys per week over 28 days;
-- `uptake_dora_change_failure_ratio`: failed + rolled back / all production deploys, 28 days;
-- `uptake_dora_lead_time_seconds`: median commit-to-production time of successful production
-  deploys, 28 days.
+  in the window (use as the capability catalog defines it: its event_types and apis; teams
+  `unowned` and empty left out); `uptake_adoption_rate{capability, window}`: the capability's
+  target teams that used it in the window / its target teams (capability_targets), the
+  denominator of the adoption views;
+- `uptake_dora_deployment_frequency_per_week`: production deployments per week over 28 days;
+- `uptake_dora_change_failure_ratio`: change failures / deployments, 28 days;
+- `uptake_dora_lead_time_seconds`: median commit-to-production time, 28 days;
+- `uptake_dora_recovery_time_seconds`: median failed deployment recovery time, 28 days;
+- `uptake_dora_time_to_restore_seconds`: median incident opened-to-resolved time, 28 days.
+
+The DORA keys follow the definitions of the dora_metrics view (migration 0006,
+docs/analysts.md): a deployment went live (succeeded or rolled back), a change failure was
+rolled back or named by an incident's caused_by_deployment.
 
 Per-team variants (`uptake_adoption_team_active`, `uptake_dora_team_*`) only when
 `UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES` > 0, at most that many series in total: teams are taken
@@ -21,10 +29,8 @@ with its own warehouse connection. A failed read counts in
 `uptake_adoption_refresh_errors_total`, is logged, and keeps the previous figures;
 `uptake_adoption_refresh_timestamp_seconds` tells how old they are.
 
-Until the team catalog and the adoption model exist, a team is "known" when it sent an event in
-the last 28 days (events attributed to a service only are not counted), and a team "adopts" a
-capability when it has at least one event with that capability in the window. When the
-catalog lands, the denominator becomes the catalog's teams and these queries move to its views.
+A team is "known" when it sent an event in the last 28 days (events attributed to a service
+only are not counted). A capability without target teams (no catalog) has no rate series.
 Duplicated events (the same event_id twice before ReplacingMergeTree merged them) are counted
 once in the DORA figures; the team counts are distinct counts anyway.
 """
@@ -49,8 +55,6 @@ log = logging.getLogger(__name__)
 DAY_S = 86_400
 WINDOWS: tuple[tuple[str, int], ...] = (("7d", 7), ("28d", 28))
 DORA_WINDOW_DAYS = 28
-PRODUCTION = "production"
-FAILED_STATUSES = ("failed", "rolled_back")
 MAX_CAPABILITIES = 200  # a guard against an emitter inventing capabilities: top 200 by teams
 
 ACTIVE_TEAMS = "uptake_adoption_active_teams"
@@ -59,6 +63,8 @@ KNOWN_TEAMS = "uptake_adoption_known_teams"
 DEPLOY_FREQUENCY = "uptake_dora_deployment_frequency_per_week"
 CHANGE_FAILURE = "uptake_dora_change_failure_ratio"
 LEAD_TIME = "uptake_dora_lead_time_seconds"
+RECOVERY_TIME = "uptake_dora_recovery_time_seconds"
+TIME_TO_RESTORE = "uptake_dora_time_to_restore_seconds"
 TEAM_ACTIVE = "uptake_adoption_team_active"
 TEAM_DEPLOY_FREQUENCY = "uptake_dora_team_deployment_frequency_per_week"
 TEAM_CHANGE_FAILURE = "uptake_dora_team_change_failure_ratio"
@@ -68,10 +74,12 @@ TEAM_SERIES_OMITTED = "uptake_adoption_team_series_omitted"
 HELP: dict[str, str] = {
     KNOWN_TEAMS: "Teams with at least one event in the last 28 days.",
     ACTIVE_TEAMS: "Teams that used the capability in the window.",
-    RATE: "Share of known teams that used the capability in the window (0-1).",
-    DEPLOY_FREQUENCY: "Production deployments per week, over the last 28 days.",
-    CHANGE_FAILURE: "Failed or rolled back production deployments / all, last 28 days (0-1).",
-    LEAD_TIME: "Median time from commit to successful production deployment, last 28 days.",
+    RATE: "Target teams that used the capability in the window / its target teams (0-1).",
+    DEPLOY_FREQUENCY: "Production deployments that went live per week, over the last 28 days.",
+    CHANGE_FAILURE: "Deployments rolled back or causing an incident / deployments, 28 days (0-1).",
+    LEAD_TIME: "Median time from commit to production deployment, last 28 days.",
+    RECOVERY_TIME: "Median failed deployment recovery time, change failures of the last 28 days.",
+    TIME_TO_RESTORE: "Median incident opened-to-resolved time, incidents of the last 28 days.",
     TEAM_ACTIVE: "1 when the team used the capability in the window, else 0 (opt-in, capped).",
     TEAM_DEPLOY_FREQUENCY: "Production deployments per week of the team, last 28 days (opt-in).",
     TEAM_CHANGE_FAILURE: "Change failure ratio of the team, last 28 days (opt-in, capped).",
@@ -85,6 +93,8 @@ LABELS: dict[str, tuple[str, ...]] = {
     DEPLOY_FREQUENCY: (),
     CHANGE_FAILURE: (),
     LEAD_TIME: (),
+    RECOVERY_TIME: (),
+    TIME_TO_RESTORE: (),
     TEAM_ACTIVE: ("team", "capability", "window"),
     TEAM_DEPLOY_FREQUENCY: ("team",),
     TEAM_CHANGE_FAILURE: ("team",),
@@ -96,11 +106,16 @@ PER_TEAM = (TEAM_ACTIVE, TEAM_DEPLOY_FREQUENCY, TEAM_CHANGE_FAILURE, TEAM_LEAD_T
 
 @dataclass(frozen=True)
 class Dora:
-    """Production deployments of the DORA window and the median lead time of their commits."""
+    """DORA keys of the window: deployments, change failures, medians of lead time and recovery.
+
+    Recovery and time to restore are read for the whole organisation only.
+    """
 
     deployments: int = 0
     failures: int = 0
     lead_time_median_s: float | None = None
+    recovery_time_median_s: float | None = None
+    time_to_restore_median_s: float | None = None
 
     @property
     def deployment_frequency_per_week(self) -> float:
@@ -136,6 +151,8 @@ class AdoptionFigures:
     active_teams: dict[str, dict[str, int]] = field(default_factory=dict)  # cap -> window -> n
     dora: Dora = field(default_factory=Dora)
     teams: list[TeamAdoption] = field(default_factory=list)  # most active first; opt-in
+    # cap -> window -> active target teams / target teams (capabilities with targets only)
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _since(now_s: float, days: int) -> int:
@@ -144,47 +161,52 @@ def _since(now_s: float, days: int) -> int:
 
 _SINCE = "fromUnixTimestamp64Milli({%s:Int64}, 'UTC')"
 
+# Use as the capability catalog defines it (migration 0008, docs/analysts.md): the event type
+# is one of the capability's event_types and, for api_call, the API one of its apis.
+_USE = """
+(empty(c.event_types) OR has(c.event_types, e.event_type))
+AND (e.event_type != 'api_call' OR empty(c.apis)
+     OR has(c.apis, JSONExtractString(e.data, 'api')))
+"""
+
 ADOPTION_SQL = f"""
-SELECT capability,
-       uniqExactIf(team, occurred_at >= {_SINCE % "since_7d"}) AS teams_7d,
-       uniqExact(team) AS teams_28d
-FROM events
-WHERE occurred_at >= {_SINCE % "since_28d"} AND team != ''
+SELECT e.capability AS capability,
+       uniqExactIf(e.team, e.occurred_at >= {_SINCE % "since_7d"}) AS teams_7d,
+       uniqExact(e.team) AS teams_28d,
+       uniqExactIf(e.team, e.occurred_at >= {_SINCE % "since_7d"} AND has(t.target_teams, e.team))
+           AS targets_7d,
+       uniqExactIf(e.team, has(t.target_teams, e.team)) AS targets_28d,
+       any(t.targets) AS targets
+FROM events AS e
+LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
+    ON c.name = e.capability
+LEFT JOIN capability_targets AS t ON t.capability = e.capability
+WHERE e.occurred_at >= {_SINCE % "since_28d"} AND e.team NOT IN ('', 'unowned') AND {_USE}
 GROUP BY capability
 ORDER BY teams_28d DESC, capability
 LIMIT {MAX_CAPABILITIES}
 """
 
 KNOWN_TEAMS_SQL = f"""
-SELECT uniqExact(team) FROM events WHERE occurred_at >= {_SINCE % "since_28d"} AND team != ''
+SELECT uniqExact(team) FROM events
+WHERE occurred_at >= {_SINCE % "since_28d"} AND team NOT IN ('', 'unowned')
 """
 
-# One row per production deploy (GROUP BY event_id folds duplicates not merged yet).
-_PRODUCTION_DEPLOYS = f"""
-SELECT event_id, any(team) AS team, any(occurred_at) AS deployed_at, any(data) AS body,
-       JSONExtractString(body, 'status') AS status
-FROM events
-WHERE event_type = 'deploy' AND occurred_at >= {_SINCE % "since_dora"}
-  AND JSONExtractString(data, 'environment') = '{PRODUCTION}'
-GROUP BY event_id
-"""
-
+# DORA by the standard definitions, from the dora_deployments view (0006, docs/analysts.md):
+# deployments went live (succeeded or rolled back); change failures were rolled back or named
+# by an incident; lead time per commit of a deployment; recovery from the failing deployment.
 DEPLOYS_SQL = f"""
-SELECT team, count() AS deployments, countIf(status IN {FAILED_STATUSES!r}) AS failures
-FROM ({_PRODUCTION_DEPLOYS})
+SELECT team, countIf(deployed) AS deployments, countIf(change_failure) AS failures
+FROM dora_deployments
+WHERE deployed_at >= {_SINCE % "since_dora"}
 GROUP BY team
 """
 
 _COMMIT_LEAD_TIMES = f"""
-SELECT team,
-       greatest(0, dateDiff('millisecond',
-           parseDateTime64BestEffortOrNull(JSONExtractString(commit, 'committed_at'), 3, 'UTC'),
-           deployed_at) / 1000.0) AS lead_s
-FROM ({_PRODUCTION_DEPLOYS})
-ARRAY JOIN JSONExtractArrayRaw(body, 'commits') AS commit
-WHERE status = 'succeeded'
-  AND parseDateTime64BestEffortOrNull(JSONExtractString(commit, 'committed_at'), 3, 'UTC')
-      IS NOT NULL
+SELECT team, lead_s
+FROM dora_deployments
+ARRAY JOIN lead_times_s AS lead_s
+WHERE deployed_at >= {_SINCE % "since_dora"}
 """
 
 LEAD_TIME_SQL = f"SELECT count(), quantileExactInclusive(0.5)(lead_s) FROM ({_COMMIT_LEAD_TIMES})"
@@ -193,11 +215,25 @@ SELECT team, quantileExactInclusive(0.5)(lead_s) FROM ({_COMMIT_LEAD_TIMES})
 WHERE team != '' GROUP BY team
 """
 
+RECOVERY_SQL = f"""
+SELECT
+    (SELECT count() FROM dora_deployments
+     WHERE deployed_at >= {_SINCE % "since_dora"} AND recovery_time_s IS NOT NULL),
+    (SELECT quantileExactInclusive(0.5)(assumeNotNull(recovery_time_s)) FROM dora_deployments
+     WHERE deployed_at >= {_SINCE % "since_dora"} AND recovery_time_s IS NOT NULL),
+    (SELECT count() FROM incident_restores
+     WHERE opened_at >= {_SINCE % "since_dora"} AND time_to_restore_s IS NOT NULL),
+    (SELECT quantileExactInclusive(0.5)(assumeNotNull(time_to_restore_s)) FROM incident_restores
+     WHERE opened_at >= {_SINCE % "since_dora"} AND time_to_restore_s IS NOT NULL)
+"""
+
 TEAM_ADOPTION_SQL = f"""
-SELECT team, capability, count() AS events,
-       countIf(occurred_at >= {_SINCE % "since_7d"}) > 0 AS active_7d
-FROM events
-WHERE occurred_at >= {_SINCE % "since_28d"} AND team != ''
+SELECT e.team AS team, e.capability AS capability, count() AS events,
+       countIf(e.occurred_at >= {_SINCE % "since_7d"}) > 0 AS active_7d
+FROM events AS e
+LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
+    ON c.name = e.capability
+WHERE e.occurred_at >= {_SINCE % "since_28d"} AND e.team NOT IN ('', 'unowned') AND {_USE}
 GROUP BY team, capability
 """
 
@@ -209,22 +245,32 @@ def read_figures(warehouse: Warehouse, now_s: float, *, per_team: bool) -> Adopt
         "since_28d": _since(now_s, 28),
         "since_dora": _since(now_s, DORA_WINDOW_DAYS),
     }
-    active: dict[str, dict[str, int]] = {
-        str(capability): {"7d": int(teams_7d), "28d": int(teams_28d)}
-        for capability, teams_7d, teams_28d in warehouse.rows(ADOPTION_SQL, params)
-    }
+    active: dict[str, dict[str, int]] = {}
+    rates: dict[str, dict[str, float]] = {}
+    for capability, teams_7d, teams_28d, targets_7d, targets_28d, targets in warehouse.rows(
+        ADOPTION_SQL, params
+    ):
+        active[str(capability)] = {"7d": int(teams_7d), "28d": int(teams_28d)}
+        if int(targets or 0) > 0:
+            rates[str(capability)] = {
+                "7d": int(targets_7d) / int(targets),
+                "28d": int(targets_28d) / int(targets),
+            }
     known = int(warehouse.rows(KNOWN_TEAMS_SQL, params)[0][0])
     deploys = {
         str(team): (int(n), int(failed)) for team, n, failed in warehouse.rows(DEPLOYS_SQL, params)
     }
     commits, median = warehouse.rows(LEAD_TIME_SQL, params)[0]
+    recoveries, recovery, restores, restore = warehouse.rows(RECOVERY_SQL, params)[0]
     dora = Dora(
         deployments=sum(n for n, _ in deploys.values()),
         failures=sum(failed for _, failed in deploys.values()),
         lead_time_median_s=float(median) if int(commits) else None,
+        recovery_time_median_s=float(recovery) if int(recoveries) else None,
+        time_to_restore_median_s=float(restore) if int(restores) else None,
     )
     teams = _read_teams(warehouse, params, deploys) if per_team else []
-    return AdoptionFigures(known, active, dora, teams)
+    return AdoptionFigures(known, active, dora, teams, rates)
 
 
 def _read_teams(
@@ -258,15 +304,20 @@ def families(figures: AdoptionFigures, per_team_max_series: int = 0) -> list[Met
     for capability, by_window in figures.active_teams.items():
         for window, _ in WINDOWS:
             active.add_metric([capability, window], by_window[window])
-            if figures.known_teams:
-                rate.add_metric([capability, window], by_window[window] / figures.known_teams)
+            if capability in figures.rates:
+                rate.add_metric([capability, window], figures.rates[capability][window])
     frequency, failure, lead = (
         _family(DEPLOY_FREQUENCY),
         _family(CHANGE_FAILURE),
         _family(LEAD_TIME),
     )
     _add_dora(figures.dora, [], frequency, failure, lead)
-    out: list[Metric] = [known, active, rate, frequency, failure, lead]
+    recovery, restore = _family(RECOVERY_TIME), _family(TIME_TO_RESTORE)
+    if figures.dora.recovery_time_median_s is not None:
+        recovery.add_metric([], figures.dora.recovery_time_median_s)
+    if figures.dora.time_to_restore_median_s is not None:
+        restore.add_metric([], figures.dora.time_to_restore_median_s)
+    out: list[Metric] = [known, active, rate, frequency, failure, lead, recovery, restore]
     if per_team_max_series > 0:
         out += _team_families(figures.teams, per_team_max_series)
     return out

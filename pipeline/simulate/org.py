@@ -13,6 +13,14 @@ Two worlds:
   platform capability, and lead time, change failure rate and time to restore change by the
   scenario's factors. That is what lets DORA before/after adoption and adopters against
   non-adopters be measured, and the scenario says what the analyst views must recover.
+  Deploys and incidents keep the same share of the events all window long (before anything is
+  adopted the other moments are calls to an in-house API), so no team looks busier before its
+  adoption than after. Optional: an organisation-wide trend (`trend_per_week`: every team gets
+  faster and deploys more, adopters or not), weekly seasonality of deploys
+  (`weekend_deploy_factor`), a deploy-rate effect of deploy-pipeline, and a capability adopted
+  without any effect (`no_effect_capability`), and deploys that cause an incident naming them
+  (`incident_caused_share`; the incident carries the deploy's capability);
+  `Scenario.effects()` is the ground truth.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import math
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,6 +137,43 @@ class Scenario:
     incident_share: float = 0.01  # of all events (an incident sends two)
     legacy_deploy_capability: str = "self-managed-ci"
     legacy_incident_capability: str = "legacy-paging"
+    # What every team does whatever it adopted: calls to an in-house API (an undeclared
+    # capability) fill the moments before any team adopted anything, so deploys and incidents
+    # keep the same share of the events all window long.
+    legacy_api_capability: str = "in-house-api"
+    # The organisation-wide trend: every team's lead time and time to restore shrink, and its
+    # deploy rate grows, by this fraction per week (exp(-/+ trend x weeks since the start)).
+    trend_per_week: float = 0.0
+    # Weekly seasonality: the deploy rate on Saturdays and Sundays, relative to weekdays.
+    weekend_deploy_factor: float = 1.0
+    # Adopting deploy-pipeline multiplies a team's deploy rate by this.
+    deploy_frequency_factor: float = 1.0
+    # A capability teams adopt that changes nothing in delivery (its true factors are all 1).
+    no_effect_capability: str = "feature-store"
+    # The share of succeeded production deploys that cause an incident naming them in
+    # caused_by_deployment (a change failure recovered when the incident is resolved).
+    incident_caused_share: float = 0.0
+
+    def effects(self) -> dict[str, dict[str, float]]:
+        """The true factor of each capability on each DORA key (1: no effect).
+
+        `change_failure` multiplies the probability that a production deploy fails or is rolled
+        back; `time_to_restore` every incident's opened-to-resolved time. Failed deployment
+        recovery time is not modelled (no incident names a deploy): no truth for it.
+        """
+        keys = ("deployment_frequency", "lead_time", "change_failure", "time_to_restore")
+        out = {c.name: dict.fromkeys(keys, 1.0) for c in CAPABILITIES}
+        out[DEPLOY_PIPELINE].update(
+            deployment_frequency=self.deploy_frequency_factor,
+            lead_time=self.lead_time_factor,
+            change_failure=self.change_failure_factor,
+        )
+        out[INCIDENT_RESPONSE].update(time_to_restore=self.restore_factor)
+        return out
+
+    def trend(self, weeks: float) -> float:
+        """The organisation-wide improvement factor after `weeks` (multiplies durations)."""
+        return math.exp(-self.trend_per_week * weeks)
 
     def __post_init__(self) -> None:
         for name in ("lead_time_factor", "change_failure_factor", "restore_factor"):
@@ -140,6 +185,12 @@ class Scenario:
             raise ValueError("deploy_share + incident_share must be between 0 and 1")
         if self.registration_delay_days < 0:
             raise ValueError("registration_delay_days must be 0 or more")
+        if not 0 <= self.incident_caused_share <= 1:
+            raise ValueError("incident_caused_share must be in 0..1")
+        if not (self.weekend_deploy_factor > 0 and self.deploy_frequency_factor > 0):
+            raise ValueError("weekend_deploy_factor and deploy_frequency_factor must be > 0")
+        if self.no_effect_capability in (DEPLOY_PIPELINE, INCIDENT_RESPONSE):
+            raise ValueError("no_effect_capability must be a capability without DORA effects")
 
 
 DEPLOY_PIPELINE = "deploy-pipeline"
@@ -331,7 +382,19 @@ class _World:
 
     scenario: Scenario
     lead_scale: dict[str, float]
+    start: datetime
     first_training: dict[str, datetime] = field(default_factory=dict)
+
+    def weeks(self, at: datetime) -> float:
+        return (at - self.start) / timedelta(weeks=1)
+
+    def deploy_rate(self, at: datetime, adopted: bool) -> float:
+        """A team's deploy rate at `at`, relative to a weekday at the start before adopting."""
+        scenario = self.scenario
+        rate = 1.0 / scenario.trend(self.weeks(at))
+        if at.weekday() >= 5:
+            rate *= scenario.weekend_deploy_factor
+        return rate * (scenario.deploy_frequency_factor if adopted else 1.0)
 
 
 def generate(
@@ -367,7 +430,16 @@ def generate(
         weights.append((weights[-1] if weights else 0.0) + weight)
 
     if scenario is not None:
-        world = _World(scenario, {team.name: rng.uniform(0.5, 2.0) for team in org.teams})
+        world = _World(scenario, {team.name: rng.uniform(0.5, 2.0) for team in org.teams}, start)
+        # Deploy moments are thinned to the deploy rate: the highest rate is always kept.
+        weeks = window / timedelta(weeks=1)
+        top_rate = (
+            (1.0 / min(1.0, scenario.trend(weeks)))
+            * max(1.0, scenario.weekend_deploy_factor)
+            * max(1.0, scenario.deploy_frequency_factor)
+        )
+        in_house = Capability(scenario.legacy_api_capability, "api_call", "", ("internal",))
+        activity_weights = list(_accumulate(team.activity for team in org.teams))
         legacy = {
             DEPLOY_PIPELINE: scenario.legacy_deploy_capability,
             INCIDENT_RESPONSE: scenario.legacy_incident_capability,
@@ -414,10 +486,18 @@ def generate(
             _, _, adopter, adopted_capability = adoptions[next_adoption]
             join(_Stream(adopter, adopted_capability), pool, cum_weights)
             next_adoption += 1
-        if steady and (not pool or rng.random() < steady_share):
+        if steady and rng.random() < steady_share:
             stream = rng.choices(steady, cum_weights=steady_weights)[0]
+            kind = stream.capability.event_type
+            if kind == "deploy" and world is not None:
+                rate = world.deploy_rate(at, fraction >= stream.adopted)
+                if rng.random() * top_rate > rate:  # thinned: the team calls its API instead
+                    stream = _Stream(stream.team, in_house)
         elif pool:
             stream = rng.choices(pool, cum_weights=cum_weights)[0]
+        elif world is not None:  # nothing adopted yet: the in-house API, not more deploys
+            team = rng.choices(org.teams, cum_weights=activity_weights)[0]
+            stream = _Stream(team, in_house)
         else:
             stream = _Stream(org.teams[0], org.capabilities[0])
         adopted = fraction >= stream.adopted
@@ -426,11 +506,18 @@ def generate(
         for event in made:
             if truth is not None:
                 moment = at if len(made) == 1 else _parse(event["occurred_at"])
-                truth.add(stream.team.name, capability.event_type, capability.name, moment)
+                truth.add(stream.team.name, event["event_type"], event["capability"], moment)
                 if truth.detailed:
                     truth.record(event)
             yield event
         produced += len(made)
+
+
+def _accumulate(values: Iterable[float]) -> Iterator[float]:
+    total = 0.0
+    for value in values:
+        total += value
+        yield total
 
 
 def _uuid(rng: random.Random) -> str:
@@ -460,6 +547,7 @@ def _events(
     if kind == "deploy":
         lead_hours = scenario.lead_time_hours * world.lead_scale[team.name]
         lead_hours *= math.exp(rng.gauss(0.0, 0.5)) * (scenario.lead_time_factor if adopted else 1)
+        lead_hours *= scenario.trend(world.weeks(at))
         failure = scenario.change_failure_rate * (scenario.change_failure_factor if adopted else 1)
         event["data"] = {
             "deployment_id": f"dep-{_uuid(rng)[:13]}",
@@ -477,6 +565,14 @@ def _events(
                 for _ in range(rng.randint(1, 3))
             ],
         }
+        if (
+            scenario.incident_caused_share > 0
+            and budget >= 3
+            and event["data"]["environment"] == "production"
+            and event["data"]["status"] == "succeeded"
+            and rng.random() < scenario.incident_caused_share
+        ):
+            return _caused_incident(rng, event, world, at)
         return [event]
     if kind == "model_training":
         first = world.first_training.setdefault(team.name, at)
@@ -497,6 +593,7 @@ def _events(
         return [event]
     # An incident: opened, then resolved after the time to restore.
     minutes = scenario.restore_minutes * math.exp(rng.gauss(0.0, 0.7))
+    minutes *= scenario.trend(world.weeks(at))
     opened = at - timedelta(minutes=minutes * (scenario.restore_factor if adopted else 1))
     event["user"] = None  # incident tooling reports on its own
     body = {
@@ -517,6 +614,42 @@ def _events(
         "data": {**body, "status": "opened", "resolved_at": None},
     }
     return [opening, event]
+
+
+def _caused_incident(
+    rng: random.Random, deploy: dict[str, Any], world: _World, at: datetime
+) -> list[dict[str, Any]]:
+    """The deploy moved back in time, and the incident it caused: opened 5 minutes after the
+    deployment, resolved at `at` (the failed deployment recovery time is their distance)."""
+    scenario = world.scenario
+    minutes = scenario.restore_minutes * math.exp(rng.gauss(0.0, 0.7))
+    minutes *= scenario.trend(world.weeks(at))
+    deployed = at - timedelta(minutes=minutes + 5)
+    shift = at - deployed
+    data = deploy["data"]
+    data["started_at"] = _iso(_parse(data["started_at"]) - shift)
+    data["commits"] = [
+        {**c, "committed_at": _iso(_parse(c["committed_at"]) - shift)} for c in data["commits"]
+    ]
+    deploy["occurred_at"] = _iso(deployed)
+    body = {
+        "incident_id": f"inc-{_uuid(rng)[:13]}",
+        "service": deploy["service"],
+        "severity": rng.choice(["sev1", "sev2", "sev3"]),
+        "status": "resolved",
+        "opened_at": _iso(deployed + timedelta(minutes=5)),
+        "resolved_at": _iso(at),
+        "caused_by_deployment": data["deployment_id"],
+    }
+    base = {**deploy, "event_type": "incident", "capability": deploy["capability"], "user": None}
+    opening = {
+        **base,
+        "event_id": _uuid(rng),
+        "occurred_at": body["opened_at"],
+        "data": {**body, "status": "opened", "resolved_at": None},
+    }
+    resolved = {**base, "event_id": _uuid(rng), "occurred_at": _iso(at), "data": body}
+    return [deploy, opening, resolved]
 
 
 def _envelope(

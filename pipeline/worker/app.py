@@ -37,6 +37,7 @@ from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceM
 from pipeline.contract.events import event_type_of
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.kafka_security import faust_options
+from pipeline.lifecycle.activity import catalog_use
 from pipeline.lifecycle.agent import attach as attach_lifecycle
 from pipeline.observability.consumer_lag import ConsumerLagSampler
 from pipeline.observability.faust_sensor import UptakeMonitor
@@ -261,8 +262,12 @@ def build_app(
     progress = progress or Progress()
     progress.last_batch = time.monotonic()
     # Adoption lifecycle (pipeline/lifecycle): its own agent, fed each written batch's activity.
+    # Activity is use as the capability catalog defines it, when the worker has the catalog.
+    uses = catalog_use(lambda: catalogs.capabilities) if catalogs is not None else None
     lifecycle = (
-        attach_lifecycle(app, settings, progress=progress) if settings.lifecycle_enabled else None
+        attach_lifecycle(app, settings, progress=progress, uses=uses)
+        if settings.lifecycle_enabled
+        else None
     )
 
     @app.agent(topic, name="uptake.ingest")

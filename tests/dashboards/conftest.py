@@ -153,4 +153,5 @@ def filled_warehouse(
         producer.close()
     worker = filled.uptake("worker", "--exit-when-idle", "5", timeout=900)
     filled.worker_log = worker.stdout + worker.stderr
+    filled.uptake("impact")  # the impact dashboard shows its estimates
     return filled

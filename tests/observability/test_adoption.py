@@ -91,6 +91,14 @@ ROWS = [
     _event("risk", "ml-training", 40),  # outside 28 days
     _event("legacy", "api-gateway", 35),  # a team not seen for 28 days is not known
     _event("", "api-gateway", 1),  # attributed to a service only: no team to count
+    _event("unowned", "api-gateway", 1),  # no owner found: no team to count
+    # An API the catalog does not list for api-gateway: not use of it.
+    _event(
+        "risk",
+        "api-gateway",
+        2,
+        data={"api": "internal", "operation": "GET /x", "status_code": 200, "latency_ms": 1},
+    ),
     # Production deploys in the last 28 days: 4 (one sent twice), 2 of them failures.
     _deploy("search", 2, "succeeded", commits_hours_before=(1, 3), event_id=DUPLICATE),
     _deploy("search", 5, "failed", commits_hours_before=(50,)),
@@ -99,7 +107,14 @@ ROWS = [
     _deploy("payments", 8, "succeeded", commits_hours_before=(0.5,), offset="+0100"),
     _deploy("payments", 30, "succeeded", commits_hours_before=(9,)),  # outside 28 days
 ]
+DUPLICATE_AT = next(i for i, row in enumerate(ROWS) if row[0] == DUPLICATE)
 COLUMNS = ["event_id", "event_type", "occurred_at", "team", "capability", "data"]
+# The capability catalog: what counts as use, and the target teams (the rates' denominator).
+CATALOG = [
+    ("api-gateway", ["api_call"], ["orders", "profile"], ["payments", "search", "risk"]),
+    ("feature-store", ["api_call"], [], ["payments", "risk"]),
+    ("deploy-pipeline", ["deploy"], [], []),
+]
 WIRE = ["UUID", "String", "DateTime64(3, 'UTC')", "String", "String", "String"]
 
 
@@ -108,9 +123,15 @@ def warehouse(inprocess_warehouse_url: str) -> Iterator[Warehouse]:
     with connect(inprocess_warehouse_url, create_database=True) as wh:
         migrate(wh, progress=lambda line: None)
         # The duplicate in its own insert: one block would be folded on insert already.
-        for rows in (ROWS, [ROWS[7]]):
+        for rows in (ROWS, [ROWS[DUPLICATE_AT]]):
             columns = [list(column) for column in zip(*rows, strict=True)]
             wh.insert_columns("events", columns, COLUMNS, wire_types=WIRE)
+        catalog = [[*row, 1] for row in CATALOG]
+        wh.insert_columns(
+            "capability_catalog",
+            [list(column) for column in zip(*catalog, strict=True)],
+            ["name", "event_types", "apis", "target_teams", "declared"],
+        )
         yield wh
 
 
@@ -145,10 +166,11 @@ def test_adoption_and_dora_figures_from_the_warehouse(warehouse: Warehouse) -> N
         "feature-store": {"7d": 0, "28d": 2},
         "deploy-pipeline": {"7d": 2, "28d": 2},
     }
-    assert figures.dora.deployments == 4, "the duplicate deploy counts once, staging not at all"
-    assert figures.dora.failures == 2
-    # Lead times of succeeded production deploys: 1 h, 3 h (search), 0.5 h (payments, +01:00).
-    assert figures.dora.lead_time_median_s == pytest.approx(3600)
+    # Deployments went live: the duplicate counts once, staging and the failed deploy not at all.
+    assert figures.dora.deployments == 3
+    assert figures.dora.failures == 1, "the rolled back deployment"
+    # Lead times of deployments: 1 h, 3 h (search), 2 h and 0.5 h (payments, +01:00).
+    assert figures.dora.lead_time_median_s == pytest.approx(1.5 * 3600)
     assert figures.teams == []
 
     scraped = samples(Fixed(figures))
@@ -157,9 +179,9 @@ def test_adoption_and_dora_figures_from_the_warehouse(warehouse: Warehouse) -> N
     assert scraped["uptake_adoption_active_teams", key] == 2
     assert scraped["uptake_adoption_rate", key] == pytest.approx(2 / 3)
     assert scraped["uptake_adoption_rate", (("capability", "feature-store"), ("window", "7d"))] == 0
-    assert scraped["uptake_dora_deployment_frequency_per_week", ()] == 1.0  # 4 in 4 weeks
-    assert scraped["uptake_dora_change_failure_ratio", ()] == 0.5
-    assert scraped["uptake_dora_lead_time_seconds", ()] == pytest.approx(3600)
+    assert scraped["uptake_dora_deployment_frequency_per_week", ()] == 0.75  # 3 in 4 weeks
+    assert scraped["uptake_dora_change_failure_ratio", ()] == pytest.approx(1 / 3)
+    assert scraped["uptake_dora_lead_time_seconds", ()] == pytest.approx(1.5 * 3600)
     assert not any(name.startswith("uptake_dora_team") for name, _ in scraped)
 
 
@@ -169,8 +191,8 @@ def test_per_team_series_are_capped_most_active_team_first(warehouse: Warehouse)
     by_team = {t.team: t for t in figures.teams}
     assert [t.team for t in figures.teams] == ["search", "payments", "risk"]  # 5+, 4, 1 events
     assert by_team["search"].active_7d == {"api-gateway": True, "deploy-pipeline": True}
-    assert by_team["search"].dora == Dora(2, 1, 7200.0)  # median of 1 h and 3 h
-    assert by_team["payments"].dora == Dora(2, 1, 1800.0)
+    assert by_team["search"].dora == Dora(1, 0, 7200.0)  # median of 1 h and 3 h
+    assert by_team["payments"].dora == Dora(2, 1, 4500.0)  # median of 2 h and 0.5 h
     assert by_team["risk"].dora is None
     assert [t.series() for t in figures.teams] == [7, 9, 2]
 
@@ -182,7 +204,7 @@ def test_per_team_series_are_capped_most_active_team_first(warehouse: Warehouse)
     assert everything["uptake_adoption_team_series_omitted", ()] == 0
     feature_store_7d = (("capability", "feature-store"), ("team", "payments"), ("window", "7d"))
     assert everything["uptake_adoption_team_active", feature_store_7d] == 0
-    assert everything["uptake_dora_team_change_failure_ratio", (("team", "search"),)] == 0.5
+    assert everything["uptake_dora_team_change_failure_ratio", (("team", "payments"),)] == 0.5
 
     # 10 series: search (7) fits, payments (9) does not, risk (2) still does.
     capped = samples(Fixed(figures, per_team_max_series=10))
@@ -202,7 +224,9 @@ class CountingWarehouse:
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         self.queries += 1
         if "uniqExactIf" in sql:
-            return [("api-gateway", 1, 2)]
+            return [("api-gateway", 1, 2, 1, 2, 4)]
+        if "incident_restores" in sql:
+            return [(0, float("nan"), 0, float("nan"))]
         if "count(), quantile" in sql:
             return [(0, float("nan"))]
         if "deployments" in sql:

@@ -243,8 +243,9 @@ def test_prometheus_sees_exactly_what_the_worker_processed(
             timeout=30,
             what="the adoption gauges",
         )
-        assert prometheus.value("uptake_dora_change_failure_ratio") == 0.5
-        assert prometheus.value("uptake_dora_deployment_frequency_per_week") == 0.5
+        # The failed deploy never went live: one deployment, no change failure (0006).
+        assert prometheus.value("uptake_dora_change_failure_ratio") == 0.0
+        assert prometheus.value("uptake_dora_deployment_frequency_per_week") == 0.25
         assert prometheus.value("uptake_dora_lead_time_seconds") == pytest.approx(3600)
         # faust's commits are timed by Uptake's sensor (the offsets above were committed).
         commits = prometheus.value("sum(uptake_kafka_commit_duration_seconds_count)")

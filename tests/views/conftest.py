@@ -129,6 +129,7 @@ def loaded(
     assert worker.wait(timeout=900) == 0, pipeline.worker_log()[-5000:]
     accepted = f"consumed {len(events):,} events ({len(events):,} accepted, 0 rejected)"
     assert accepted in pipeline.worker_log(), pipeline.worker_log()[-3000:]
+    pipeline.run("impact")  # impact_estimates for the documented examples
 
     warehouse = Warehouse(url)
     try:
