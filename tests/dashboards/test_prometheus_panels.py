@@ -26,6 +26,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import pipeline.collector.metrics
 from pipeline import metrics
+from pipeline.catalog.errors import WARNING_KINDS
 from pipeline.contract.reasons import Reason
 from pipeline.dashboards.board import PROMETHEUS_UID
 from pipeline.lifecycle.rules import KINDS
@@ -49,6 +50,8 @@ LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "outcome": pipeline.collector.metrics.OUTCOMES,
     "milestone": KINDS,
     "action": ("publish", "retract"),
+    "topic": ("uptake.events",),
+    "kind": WARNING_KINDS[:2],
 }
 
 needs_promtool = pytest.mark.skipif(
