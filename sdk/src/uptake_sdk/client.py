@@ -63,6 +63,7 @@ from .transport import HttpTransport, KafkaTransport, Message, Transport, Transp
 __all__ = ["DISABLED_ENV", "Stats", "UptakeClient"]
 
 log = logging.getLogger("uptake_sdk")
+log.addHandler(logging.NullHandler())  # a library: the host decides where logs go
 
 DISABLED_ENV = "UPTAKE_SDK_DISABLED"
 _TRUE = {"1", "true", "yes", "on"}

@@ -12,11 +12,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 __all__ = ["KAFKA_COMPRESSIONS", "HttpTransport", "KafkaTransport", "Transport", "TransportError"]
@@ -152,6 +149,9 @@ class HttpTransport:
         return None
 
     def send(self, messages: Sequence[Message]) -> int:
+        import urllib.error  # here, not at the top: importing uptake_sdk stays fast
+        import urllib.request
+
         items = [value[1:-1] for _, value in messages]
         body = gzip.compress(b"[" + b",".join(items) + b"]", compresslevel=5)
         request = urllib.request.Request(
@@ -205,6 +205,8 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    from email.utils import parsedate_to_datetime
+
     try:
         return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
