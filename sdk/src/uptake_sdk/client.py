@@ -291,7 +291,11 @@ class UptakeClient:
                     self._cond.wait(min(left, 0.05))
                 done = self._drained()
                 errors, self._errors = self._errors, []
-                pending = [] if done else self._pending_messages()
+                pending: list[Message] = []
+                if not done and self.strict:
+                    # as the first SDK did: the events named by the error are no longer tracked
+                    pending = self._take_all()
+                    self._stats.dropped_undelivered += _count(pending)
             finally:
                 self._flush_requested -= 1
         if not done and self.strict:
@@ -505,8 +509,8 @@ class UptakeClient:
     def _delivered(self, batch: list[Message], from_spool: Path | None, refused: int) -> None:
         count = _count(batch)
         with self._cond:
-            if self._stop:
-                return
+            if self._stop or (from_spool is None and batch is not self._inflight):
+                return  # given up meanwhile (close, or a strict flush reported it)
             if from_spool is not None:
                 from_spool.unlink(missing_ok=True)
             else:
@@ -528,8 +532,8 @@ class UptakeClient:
         events: list[dict[str, Any]] = []
         spooled = False
         with self._cond:
-            if self._stop:
-                return
+            if self._stop or (from_spool is None and batch is not self._inflight):
+                return  # given up meanwhile (close, or a strict flush reported it)
             self._stats.send_failures += 1
             self._errors = [*self._errors[-9:], exc]
             if exc.permanent:
