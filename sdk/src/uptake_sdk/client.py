@@ -514,9 +514,7 @@ class UptakeClient:
             if from_spool is not None:
                 from_spool.unlink(missing_ok=True)
             else:
-                self._inflight = []
-                self._events -= count
-                self._bytes -= sum(len(v) for _, v in batch)
+                self._forget_inflight(batch, count)
             self._stats.delivered += count - refused
             self._stats.dropped_refused += refused
             if self._attempt:
@@ -529,20 +527,17 @@ class UptakeClient:
 
     def _failed(self, batch: list[Message], from_spool: Path | None, exc: TransportError) -> None:
         count = _count(batch)
-        events: list[dict[str, Any]] = []
-        spooled = False
         with self._cond:
             if self._stop or (from_spool is None and batch is not self._inflight):
                 return  # given up meanwhile (close, or a strict flush reported it)
             self._stats.send_failures += 1
             self._errors = [*self._errors[-9:], exc]
+            to_spool = not exc.permanent and from_spool is None and self._spool is not None
             if exc.permanent:
                 if from_spool is not None:
                     from_spool.unlink(missing_ok=True)
                 else:
-                    self._inflight = []
-                    self._events -= count
-                    self._bytes -= sum(len(v) for _, v in batch)
+                    self._forget_inflight(batch, count)
                 self._stats.dropped_refused += count
             else:
                 if self._attempt == 0:
@@ -553,17 +548,20 @@ class UptakeClient:
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, self.retry_max_s))
                 self._retry_at = time.monotonic() + delay
-                if from_spool is None and self._spool is not None:
-                    if self._spool.put(batch):
+            self._cond.notify_all()
+        spooled = False
+        if to_spool:
+            assert self._spool is not None
+            spooled = self._spool.put(batch)  # disk I/O outside the lock: emit() never waits
+            with self._cond:
+                if batch is self._inflight:  # else close() took it meanwhile (and spools it)
+                    self._forget_inflight(batch, count)
+                    if spooled:
                         self._stats.spooled += count
-                        spooled = True
                     else:
                         self._stats.dropped_spool_full += count
-                    self._inflight = []
-                    self._events -= count
-                    self._bytes -= sum(len(v) for _, v in batch)
-            self._cond.notify_all()
-        if exc.permanent or (self._spool is not None and from_spool is None and not spooled):
+                self._cond.notify_all()
+        if exc.permanent or (to_spool and not spooled):
             events = [e for _, v in batch for e in msgspec.json.decode(v)]
             reason = "refused" if exc.permanent else "spool_full"
             self._report(DeliveryError(f"{count} event(s) dropped: {exc}", events, [exc],
@@ -571,6 +569,12 @@ class UptakeClient:
         else:
             self._report(DeliveryError(f"sending {count} event(s) failed, will retry: {exc}",
                                        errors=[exc], count=count))  # fmt: skip
+
+    def _forget_inflight(self, batch: list[Message], count: int) -> None:
+        """The in-flight batch left memory (delivered, refused or spooled); holds the lock."""
+        self._inflight = []
+        self._events -= count
+        self._bytes -= sum(len(v) for _, v in batch)
 
     # -- reporting --------------------------------------------------------------------------
 
