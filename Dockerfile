@@ -18,8 +18,11 @@ COPY schemas ./schemas
 COPY config ./config
 COPY dashboards ./dashboards
 COPY deploy/local ./deploy/local
-RUN uv export --frozen --no-dev --no-emit-project --output-file /dist/requirements.txt \
- && uv build --wheel --out-dir /dist .
+COPY sdk ./sdk
+RUN uv export --frozen --no-dev --no-emit-project --no-emit-workspace \
+        --output-file /dist/requirements.txt \
+ && uv build --wheel --out-dir /dist . \
+ && uv build --wheel --out-dir /dist sdk
 
 # Stage 2: the runtime image holds the locked dependencies and the wheel, no source tree.
 FROM python:3.11.13-slim-bookworm
@@ -38,7 +41,7 @@ RUN groupadd --system --gid 10001 uptake \
 
 COPY --from=build /dist /tmp/dist
 RUN pip install --require-hashes --no-deps -r /tmp/dist/requirements.txt \
- && pip install --no-deps /tmp/dist/uptake-*.whl \
+ && pip install --no-deps /tmp/dist/uptake-*.whl /tmp/dist/uptake_sdk-*.whl \
  && rm -rf /tmp/dist \
  && uptake --version
 

@@ -59,10 +59,10 @@ LATEST := .venv-latest
 test-latest: $(STAMP) system-deps
 	rm -rf $(LATEST)
 	$(BIN)/uv venv --quiet --python $(BIN)/python $(LATEST)
-	$(BIN)/uv pip install --quiet --python $(LATEST)/bin/python --upgrade --resolution highest -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(LATEST)/bin/python --upgrade --resolution highest -e ./sdk -e '.[dev]'
 	$(BIN)/uv pip list --python $(LATEST)/bin/python --format freeze > $(LATEST)/versions.txt
 	@echo "newest releases: $(LATEST)/versions.txt"
-	$(LATEST)/bin/ruff check pipeline tests
+	$(LATEST)/bin/ruff check pipeline tests sdk
 	$(LATEST)/bin/mypy
 	$(LATEST)/bin/python -m pytest -q
 
@@ -70,8 +70,8 @@ demo: $(STAMP)
 	$(BIN)/uptake demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline tests
-	$(BIN)/ruff format --check pipeline
+	$(BIN)/ruff check pipeline tests sdk
+	$(BIN)/ruff format --check pipeline sdk
 	$(BIN)/mypy
 
 # promtool and a Prometheus server for tests/observability (Debian's prometheus package).

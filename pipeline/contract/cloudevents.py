@@ -29,8 +29,8 @@ from urllib.parse import unquote
 
 import msgspec
 
-from pipeline.contract.events import EVENT_CLASSES, SUPPORTED_VERSIONS
-from pipeline.contract.reasons import Reason
+from .events import EVENT_CLASSES, SUPPORTED_VERSIONS
+from .reasons import Reason
 
 SPECVERSION = "1.0"
 TYPE_PREFIX = "dev.uptake."

@@ -32,15 +32,15 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from pipeline.contract import cloudevents
-from pipeline.contract.events import (
+from . import cloudevents
+from .events import (
     EVENT_CLASSES,
     SUPPORTED_VERSIONS,
     Envelope,
     Event,
     event_type_of,
 )
-from pipeline.contract.reasons import Reason
+from .reasons import Reason
 
 
 class SourceMessage(NamedTuple):

@@ -40,17 +40,19 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert UV.exists(), f"uv is a locked dev dependency and should be at {UV}"
     root = tmp_path_factory.mktemp("wheel")
     _run(UV, "build", "--wheel", "--quiet", "--out-dir", root / "dist", REPO, cwd=root)
-    wheels = list((root / "dist").glob("uptake-*.whl"))
-    assert len(wheels) == 1, wheels
+    # uptake depends on uptake-sdk, built from sdk/ of the same repository
+    _run(UV, "build", "--wheel", "--quiet", "--out-dir", root / "dist", REPO / "sdk", cwd=root)
+    wheels = sorted((root / "dist").glob("uptake*.whl"))
+    assert len(wheels) == 2, wheels
     requirements = root / "requirements.txt"
-    _run(UV, "export", "--frozen", "--no-dev", "--no-emit-project", "--quiet",
-         "--output-file", requirements, cwd=REPO)  # fmt: skip
+    _run(UV, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-emit-workspace",
+         "--quiet", "--output-file", requirements, cwd=REPO)  # fmt: skip
     venv = root / "venv"
     _run(UV, "venv", "--quiet", "--python", sys.executable, venv, cwd=root)
     python = venv / "bin" / "python"
     _run(UV, "pip", "install", "--quiet", "--python", python, "--require-hashes",
          "-r", requirements, cwd=root)  # fmt: skip
-    _run(UV, "pip", "install", "--quiet", "--python", python, "--no-deps", wheels[0], cwd=root)
+    _run(UV, "pip", "install", "--quiet", "--python", python, "--no-deps", *wheels, cwd=root)
     yield venv / "bin"
 
 

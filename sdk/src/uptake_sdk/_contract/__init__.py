@@ -1,0 +1,1 @@
+"""The event contract: these files are links to pipeline/contract/ (one source, both wheels)."""

@@ -1,0 +1,1 @@
+../../../../pipeline/contract/events.py
