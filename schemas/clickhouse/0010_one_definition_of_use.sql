@@ -374,3 +374,62 @@ SELECT
     any(as_of) AS as_of
 FROM adoption_lifecycle_current
 GROUP BY capability;
+
+-- dora_period_rows (0006): the capability scope pools the capability's target teams as they
+-- were on the day of each row (capability_targets_daily_all), no longer today's list. A day the
+-- daily targets do not cover (before the first day of usage_api_day) keeps today's list.
+CREATE OR REPLACE VIEW dora_period_rows
+AS
+WITH rows AS
+(
+    SELECT
+        team, 'deploy' AS kind, deployed_at AS at, deployed, status = 'failed' AS failed_attempt,
+        change_failure, lead_times_s, recovery_time_s, CAST(NULL, 'Nullable(Float64)') AS restore_s
+    FROM dora_deployments
+    UNION ALL
+    SELECT
+        team, 'restore' AS kind, opened_at AS at, false, false, false, [],
+        CAST(NULL, 'Nullable(Float64)'), time_to_restore_s
+    FROM incident_restores
+    WHERE time_to_restore_s IS NOT NULL
+),
+scoped AS
+(
+    SELECT 'team' AS scope, r.team AS team, '' AS capability, '' AS cohort,
+           r.kind, r.at, r.deployed, r.failed_attempt, r.change_failure, r.lead_times_s, r.recovery_time_s,
+           r.restore_s, r.team AS member
+    FROM rows AS r
+    UNION ALL
+    SELECT 'org', '', '', '',
+           r.kind, r.at, r.deployed, r.failed_attempt, r.change_failure, r.lead_times_s, r.recovery_time_s,
+           r.restore_s, r.team AS member
+    FROM rows AS r
+    UNION ALL
+    SELECT 'capability', '', t.capability,
+           if(f.first_used_at IS NOT NULL AND f.first_used_at <= r.at, 'adopted', 'not_adopted'),
+           r.kind, r.at, r.deployed, r.failed_attempt, r.change_failure, r.lead_times_s, r.recovery_time_s,
+           r.restore_s, r.team AS member
+    FROM rows AS r
+    INNER JOIN
+    (
+        SELECT capability, arrayJoin(target_teams) AS team FROM capability_targets
+    ) AS t ON t.team = r.team
+    LEFT JOIN
+    (
+        SELECT capability, day, target_teams, toUInt8(1) AS covered
+        FROM capability_targets_daily_all
+    ) AS d ON d.capability = t.capability AND d.day = toDate(r.at)
+    LEFT JOIN
+    (
+        SELECT team, capability, toNullable(first_used_at) AS first_used_at
+        FROM adoption_first_use
+    ) AS f ON f.team = r.team AND f.capability = t.capability
+    WHERE d.covered = 0 OR has(d.target_teams, r.team)
+)
+SELECT
+    s.*,
+    p.1 AS period,
+    p.2 AS period_start
+FROM scoped AS s
+ARRAY JOIN [('week', toMonday(s.at)), ('month', toStartOfMonth(s.at))] AS p
+COMMENT 'Deployments and restored incidents per scope (team, org, capability × cohort: the capability''s target teams of the row''s day) and period grain: what dora_metrics_all aggregates';

@@ -37,7 +37,29 @@ def _call(team: str, day: date, api: str) -> dict[str, Any]:
     }
 
 
+def _deploy(team: str, day: date) -> dict[str, Any]:
+    name = f"{team}-{day.isoformat()}"
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "deploy",
+        "occurred_at": f"{day.isoformat()}T10:00:00.000Z",
+        "team": team,
+        "service": f"{team}-api",
+        "capability": "deploy-pipeline",
+        "data": {
+            "deployment_id": name,
+            "service": f"{team}-api",
+            "environment": "production",
+            "status": "succeeded",
+            "commits": [],
+        },
+    }
+
+
 EVENTS = [
+    _deploy("a", date(2026, 11, 5)),
+    _deploy("c", date(2026, 11, 5)),  # before c is in the team catalog: no target of gw yet
+    _deploy("c", date(2026, 11, 11)),
     _call("a", date(2026, 11, 2), "orders"),
     _call("b", date(2026, 11, 3), "internal"),
     _call("unowned", date(2026, 11, 4), "orders"),
@@ -138,7 +160,8 @@ def test_a_call_of_another_api_is_not_use_in_first_use_and_breadth(warehouse: Wa
         ("unowned", "2026-11-04", 0),
     ]
     _, rows = warehouse.query(
-        "SELECT week, events, active_days FROM team_depth_weekly WHERE team = 'a' ORDER BY week"
+        "SELECT week, events, active_days FROM team_depth_weekly WHERE team = 'a' "
+        "AND capability = 'gw' ORDER BY week"
     )
     assert [(str(w), e, d) for w, e, d in rows] == [("2026-11-02", 1, 1)]
     _, rows = warehouse.query("SELECT week FROM team_breadth_weekly WHERE team = 'b' ORDER BY week")
@@ -259,3 +282,16 @@ def test_overview_teams_that_have_adopted_divides_by_target_teams(
     warehouse: Warehouse, to: datetime, share: float
 ) -> None:
     assert _overview_stat(warehouse, to) == pytest.approx(share)
+
+
+def test_dora_by_capability_pools_the_target_teams_of_each_day(warehouse: Warehouse) -> None:
+    _, rows = warehouse.query(
+        "SELECT period_start, cohort, teams, deployments FROM dora_metrics_capability "
+        "WHERE capability = 'gw' AND period = 'week' ORDER BY period_start, cohort"
+    )
+    # week of 11-02: c's deploy on 11-05 is before c existed, so only a's (adopted on 11-02)
+    # counts; week of 11-09: c's deploy on 11-11, before its first use on 11-12
+    assert [(str(w), c, t, d) for w, c, t, d in rows] == [
+        ("2026-11-02", "adopted", 1, 1),
+        ("2026-11-09", "not_adopted", 1, 1),
+    ]
