@@ -1,6 +1,7 @@
 """Platform adoption overview (platform PMs): who adopts which capability, how fast, who churns.
 
-Reads the analyst views of schemas/clickhouse/0004_views.sql (adoption_*, team_*) and the
+Reads the analyst views of schemas/clickhouse/0004_views.sql (adoption_*, team_*; since 0010
+they follow the one definition of use and the daily target teams of 0008) and the
 lifecycle of 0005_lifecycle.sql (adoption_milestones_current, adoption_funnel). Only declared
 capabilities (capability_catalog) are shown: the tools teams used before the platform are
 counted under their own names in the warehouse, but they are not the platform's adoption.
@@ -64,16 +65,20 @@ def build() -> Board:
     board.add(
         panels.stat(
             "Teams that have adopted",
-            "Share of the catalog's teams that had used at least one chosen capability by the "
-            "end of the period (first use).",
+            "Of the target teams of the chosen capabilities on the last day of the period "
+            "(capability_targets_daily), the share that had used (first use, by the catalog's "
+            "definition of use) at least one chosen capability it is a target of.",
             [
                 clickhouse(
                     f"""
                     SELECT
-                        uniqExactIf(team, team IN (SELECT team FROM catalog_teams))
-                            / (SELECT count() FROM catalog_teams) AS adopted
-                    FROM adoption_first_use
-                    WHERE first_used_at <= $__toTime AND {CAPABILITIES}
+                        if(uniqExact(team) = 0, NULL, uniqExactIf(team, adopted) / uniqExact(team))
+                            AS adopted
+                    FROM adoption_target_days
+                    WHERE day = (
+                        SELECT max(day) FROM capability_targets_daily
+                        WHERE day <= toDate($__toTime)
+                    ) AND {CAPABILITIES}
                     """
                 )
             ],

@@ -186,3 +186,67 @@ def test_levels_follow_the_report_year(warehouse: Warehouse) -> None:
         "WHERE l.report_year = 2024 AND l.key = 'recovery_time'",
     )
     assert both and all(r["l"] == r["m"] for r in both)
+
+
+# Team gamma, week of Monday 2026-11-09: rollbacks that an incident also names.
+# - G1 Mon 10:00 rolled_back (started 09:00, commit 2 h before); incident J1 names it, opened
+#   10:30, resolved 12:00: one change failure (not two). Its recovery time is the incident's:
+#   deployed_at -> J1 resolved = 2 h, not the rollback's started_at -> deployed_at (1 h), since
+#   the incident says the service was impaired until it was resolved;
+# - G2 Tue 10:00 succeeded, commit 4 h before;
+# - G3 Wed 10:00 rolled_back (started 09:30); incident J2 names it and is still open: one change
+#   failure, not recovered yet (the rollback alone does not end it while the incident is open).
+ROLLBACK_WEEK = WEEK + timedelta(days=7)
+ROLLBACK_EVENTS = [
+    _deploy(
+        "gamma",
+        "G1",
+        ROLLBACK_WEEK + timedelta(hours=10),
+        "rolled_back",
+        (2,),
+        started=ROLLBACK_WEEK + timedelta(hours=9),
+    ),
+    *_incident(
+        "gamma",
+        "J1",
+        ROLLBACK_WEEK + timedelta(hours=10.5),
+        ROLLBACK_WEEK + timedelta(hours=12),
+        caused_by="G1",
+    ),
+    _deploy("gamma", "G2", ROLLBACK_WEEK + timedelta(days=1, hours=10), "succeeded", (4,)),
+    _deploy(
+        "gamma",
+        "G3",
+        ROLLBACK_WEEK + timedelta(days=2, hours=10),
+        "rolled_back",
+        started=ROLLBACK_WEEK + timedelta(days=2, hours=9.5),
+    ),
+    *_incident("gamma", "J2", ROLLBACK_WEEK + timedelta(days=2, hours=10.25), None, caused_by="G3"),
+]
+
+
+def test_a_rollback_an_incident_names_is_one_change_failure(inprocess_warehouse_url: str) -> None:
+    with connect(inprocess_warehouse_url, create_database=True) as wh:
+        migrate(wh, progress=lambda line: None)
+        insert_events(wh, ROLLBACK_EVENTS)
+        deployments = _rows(
+            wh,
+            "SELECT deployment_id, deployed, linked_incidents, change_failure, recovery_time_s "
+            "FROM dora_deployments WHERE team = 'gamma' ORDER BY deployment_id",
+        )
+        assert [tuple(d.values()) for d in deployments] == [
+            ("G1", 1, 1, 1, 2 * 3600.0),
+            ("G2", 1, 0, 0, None),
+            ("G3", 1, 1, 1, None),
+        ]
+        (gamma,) = _rows(wh, "SELECT * FROM dora_metrics WHERE period = 'week' AND team = 'gamma'")
+        assert str(gamma["period_start"]) == "2026-11-09"
+        assert gamma["deployments"] == 3  # rolled back deployments went live
+        assert gamma["change_failures"] == 2  # G1 once, though rolled back and named by J1
+        assert gamma["change_failure_rate"] == pytest.approx(2 / 3)
+        assert gamma["recoveries"] == 1
+        assert gamma["recovery_time_median_s"] == 2 * 3600  # G1 by J1's resolution
+        assert gamma["commits"] == 2 and gamma["lead_time_median_s"] == 3 * 3600
+        # Time to restore counts J1 (1 h 30 min); J2 is open.
+        assert gamma["incidents_restored"] == 1
+        assert gamma["time_to_restore_median_s"] == 5400
