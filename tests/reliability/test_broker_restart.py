@@ -371,6 +371,18 @@ class SupervisedWorker:
         self._thread = threading.Thread(target=self._watch, name="worker-watch", daemon=True)
         self._thread.start()
 
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until the worker answers /readyz: an outage must meet a running worker, not one
+        still starting (that one exits and is counted as a restart)."""
+        url = f"http://127.0.0.1:{self.pipeline.env['UPTAKE_METRICS_PORT']}/readyz"
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+            assert time.monotonic() < deadline, f"the worker was not ready in {timeout} s"
+            time.sleep(0.3)
+
     def _watch(self) -> None:
         while not self._stop.wait(0.5):
             code = self.proc.poll()
@@ -794,6 +806,7 @@ def restart_run(
     accepted_before = collector_counter("accepted")
     undelivered_before = collector_counter("undelivered")
     worker = SupervisedWorker(pipeline)
+    worker.wait_ready()
     inserted: float | None = None
     skipped: float | None = None
     resends: float | None = None
