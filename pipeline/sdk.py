@@ -19,7 +19,7 @@ Contract of `UptakeClient`:
   of at most `batch_events` events (and at most `MESSAGE_TARGET_BYTES`, so the worker's and
   the broker's size limits hold). A group is sent when it is full, when it is `linger_ms` old
   (a background thread), on `flush()`, on `close()` and at interpreter exit (`atexit`).
-- The producer is `pipeline.simulate.produce.make_producer`'s: acks from all in-sync replicas,
+- The producer is `pipeline.kafka.producer.make_producer`'s: acks from all in-sync replicas,
   idempotent. `flush()` returns only once Kafka acknowledged every event emitted before it,
   and raises `DeliveryError` (carrying the events concerned) if Kafka did not take some;
   re-emitting those is safe because the warehouse deduplicates by `event_id`.
@@ -46,11 +46,11 @@ from typing import Any
 import msgspec
 from kafka.errors import KafkaError
 
+from pipeline.config.settings import DEFAULT_KAFKA_COMPRESSION
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.contract.reasons import Reason
-from pipeline.settings import DEFAULT_KAFKA_COMPRESSION
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import KafkaUnavailable
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.topics import KafkaUnavailable
 
 log = logging.getLogger(__name__)
 

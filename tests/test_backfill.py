@@ -14,8 +14,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline import metrics
-from pipeline.backfill import (
+from pipeline.cli import main
+from pipeline.config.settings import Settings, SettingsError
+from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
+from pipeline.ingest.app import Progress, decode_by_topic, record
+from pipeline.observability import metrics
+from pipeline.ops.backfill import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
@@ -27,10 +31,6 @@ from pipeline.backfill import (
     run_backfill,
     send_spool,
 )
-from pipeline.cli import main
-from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
-from pipeline.settings import Settings, SettingsError
-from pipeline.worker.app import Progress, decode_by_topic, record
 
 NOW = datetime.now(UTC)
 
@@ -402,9 +402,9 @@ def test_unacknowledged_messages_fail_with_what_was_sent() -> None:
 def test_invalid_lines_stop_the_send_unless_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.topics
+    import pipeline.kafka.topics
 
-    monkeypatch.setattr(pipeline.topics, "ensure_topics", lambda *a, **k: [])
+    monkeypatch.setattr(pipeline.kafka.topics, "ensure_topics", lambda *a, **k: [])
     path = tmp_path / "some-bad.jsonl"
     path.write_bytes(jsonl([event(i, timedelta(days=30)) for i in range(7)]) + b"oops\n")
     producer = FakeProducer()
@@ -435,9 +435,9 @@ def test_invalid_lines_stop_the_send_unless_skipped(
 def test_an_empty_input_sends_nothing_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.topics
+    import pipeline.kafka.topics
 
-    monkeypatch.setattr(pipeline.topics, "ensure_topics", lambda *a, **k: [])
+    monkeypatch.setattr(pipeline.kafka.topics, "ensure_topics", lambda *a, **k: [])
     path = tmp_path / "empty.jsonl"
     path.write_bytes(b"\n\n")
     producer = FakeProducer()

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 from kafka import KafkaAdminClient
 
-from pipeline.bench import BenchRun, api_call_messages
-from pipeline.topics import ensure_topics
+from pipeline.devtools.bench import BenchRun, api_call_messages
+from pipeline.kafka.topics import ensure_topics
 from tests.conftest import Pipeline
 
 

@@ -1,4 +1,4 @@
-"""pipeline.kafka_security: the UPTAKE_KAFKA_* settings mapped to each client library."""
+"""pipeline.kafka.security: the UPTAKE_KAFKA_* settings mapped to each client library."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from pipeline.broker import LocalBroker
-from pipeline.kafka_security import aiokafka_kwargs, client_kwargs, faust_options, ssl_context
-from pipeline.settings import Settings
-from pipeline.topics import unreachable_message
+from pipeline.config.settings import Settings
+from pipeline.devtools.broker import LocalBroker
+from pipeline.kafka.security import aiokafka_kwargs, client_kwargs, faust_options, ssl_context
+from pipeline.kafka.topics import unreachable_message
 
 PASSWORD = "pw-never-shown"
 SASL = {

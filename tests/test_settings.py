@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import Secret, Settings, SettingsError, redact_url
+from pipeline.config.settings import Secret, Settings, SettingsError, redact_url
 
 PASSWORD = "s3cret"
 URL_WITH_PASSWORD = f"http://u:{PASSWORD}@h:8123/db"

@@ -16,13 +16,14 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
-from pipeline import metrics, undecodable
-from pipeline.undecodable import (
+from pipeline.kafka import undecodable
+from pipeline.kafka.undecodable import (
     EXIT_UNDECODABLE,
     AttributedPartitionRecords,
     UndecodableBatch,
     UndecodableBatchError,
 )
+from pipeline.observability import metrics
 
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 TP = TopicPartition("uptake.events", 3)

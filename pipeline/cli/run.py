@@ -20,7 +20,7 @@ from pipeline.cli.argtypes import (
     positive_int,
     seconds,
 )
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 team_count = at_most(20, "teams: the synthetic organisation has")
 
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="write the ground truth (counts per team and event type) to this JSON file",
     )
-    # Ground-truth knobs of the scenario (pipeline/simulate/org.py Scenario; docs/analysts.md).
+    # Ground-truth knobs of the scenario (devtools/simulate/org.py Scenario; docs/analysts.md).
     cmd.add_argument(
         "--lead-time-factor",
         type=positive_float,
@@ -256,10 +256,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _simulate(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from pipeline.kafka_security import client_kwargs
-    from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
-    from pipeline.simulate.produce import ProgressLine, make_producer, produce
-    from pipeline.topics import ensure_topics
+    from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
+    from pipeline.kafka.producer import ProgressLine, make_producer, produce
+    from pipeline.kafka.security import client_kwargs
+    from pipeline.kafka.topics import ensure_topics
 
     settings = Settings.from_env()
     total = args.events or (10_000_000 if args.duration else 100_000)
@@ -306,7 +306,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def write_truth(path: Path, truth: object) -> None:
-    from pipeline.simulate.org import GroundTruth
+    from pipeline.devtools.simulate.org import GroundTruth
 
     assert isinstance(truth, GroundTruth)
     rows = [
@@ -317,19 +317,19 @@ def write_truth(path: Path, truth: object) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from pipeline.worker.run import run_worker
+    from pipeline.ingest.run import run_worker
 
     return run_worker(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
 
 
 def _writer(args: argparse.Namespace) -> int:
-    from pipeline.writer import run_writer
+    from pipeline.ingest.writer import run_writer
 
     return run_writer(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from pipeline.soak import SoakConfig, main
+    from pipeline.devtools.soak import SoakConfig, main
 
     config = SoakConfig(
         duration_s=args.duration,
@@ -346,7 +346,7 @@ def _soak(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import BenchConfig, main
+    from pipeline.devtools.bench import BenchConfig, main
 
     config = BenchConfig(
         events=args.events, per_message=args.per_message, freshness_rate=args.freshness_rate
@@ -355,8 +355,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipeline.broker import LocalBroker, broker_answers
     from pipeline.cli.data import format_table
+    from pipeline.devtools.broker import LocalBroker, broker_answers
     from pipeline.warehouse.connection import opened
 
     settings = Settings.from_env()

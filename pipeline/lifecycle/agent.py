@@ -41,18 +41,18 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline import metrics
-from pipeline.kafka_security import client_kwargs
+from pipeline.config.settings import Settings
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.security import client_kwargs
+from pipeline.kafka.topics import KafkaUnavailable, partition_count, unreachable_message
+from pipeline.kafka.undecodable import EXIT_UNDECODABLE, UndecodableBatchError
 from pipeline.lifecycle.activity import ActivityPublisher
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
 from pipeline.lifecycle.retry import LifecycleStopped, until_done
 from pipeline.lifecycle.rules import KINDS, Rules
 from pipeline.lifecycle.state import ChangelogState, read_changelog
-from pipeline.settings import Settings
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import KafkaUnavailable, partition_count, unreachable_message
-from pipeline.undecodable import EXIT_UNDECODABLE, UndecodableBatchError
+from pipeline.observability import metrics
 from pipeline.warehouse.connection import connect
 
 log = logging.getLogger("uptake.lifecycle")
@@ -337,7 +337,7 @@ class LifecycleRunner:
 
 
 class WorkerProgress(Protocol):
-    """The worker's progress record (pipeline/worker/app.py): its idle watch reads last_batch."""
+    """The worker's progress record (pipeline/ingest/app.py): its idle watch reads last_batch."""
 
     last_batch: float
 

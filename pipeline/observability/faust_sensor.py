@@ -23,7 +23,7 @@ from typing import Any
 
 from faust.sensors import Monitor
 
-from pipeline import metrics
+from pipeline.observability import metrics
 
 
 class UptakeMonitor(Monitor):

@@ -1,4 +1,4 @@
-"""Tests of the webhook adapters (pipeline.adapters), with shared helpers.
+"""Tests of the webhook adapters (pipeline.collector.adapters), with shared helpers.
 
 The fixtures are real example payloads (see fixtures/*/SOURCE.md); every event an adapter
 produces from them must pass the worker's own decoder (`BatchDecoder`) unchanged.

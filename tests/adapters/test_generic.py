@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipeline.adapters import (
+from pipeline.collector.adapters import (
     GenericAdapter,
     GitHubAdapter,
     GitLabAdapter,
@@ -22,8 +22,8 @@ from pipeline.adapters import (
     process,
     routes,
 )
-from pipeline.adapters.base import AdapterResult
-from pipeline.adapters.generic import SIGNATURE_HEADER
+from pipeline.collector.adapters.base import AdapterResult
+from pipeline.collector.adapters.generic import SIGNATURE_HEADER
 from pipeline.contract.events import DeployEvent
 from tests.adapters import DELETE, accepted, assert_contract, mutated, sign
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipeline.adapters import GitHubAdapter, WebhookAdapter, WebhookRejected, process
-from pipeline.adapters.base import AdapterResult
+from pipeline.collector.adapters import GitHubAdapter, WebhookAdapter, WebhookRejected, process
+from pipeline.collector.adapters.base import AdapterResult
 from pipeline.contract.events import DeployEvent
 from tests.adapters import DELETE, accepted, assert_contract, fixture, fixture_bytes, mutated, sign
 

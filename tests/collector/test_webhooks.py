@@ -25,15 +25,15 @@ from typing import Any
 
 import pytest
 
-from pipeline.adapters import GenericAdapter, GitHubAdapter, GitLabAdapter
-from pipeline.adapters.base import event_id
 from pipeline.cli import main
+from pipeline.collector.adapters import GenericAdapter, GitHubAdapter, GitLabAdapter
+from pipeline.collector.adapters.base import event_id
 from pipeline.collector.app import create_app
 from pipeline.collector.auth import TokenTable
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.webhooks import WebhooksFileError, load_webhooks, webhooks_from_mapping
 from pipeline.contract.decode import Limits
-from pipeline.topics import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from tests.adapters import fixture, fixture_bytes, mutated, sign
 from tests.collector import Collector, FakeClock, Reply, landed, metric, serve_in_thread
 from tests.conftest import REPO, free_port

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from tests.deploy.conftest import DEPLOY, setting_variables
 
 BASE = DEPLOY / "k8s" / "base"

@@ -12,8 +12,8 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.simulate.org import GroundTruth, Organisation, generate
-from pipeline.simulate.produce import make_producer, produce
+from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
+from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration

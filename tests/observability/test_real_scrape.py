@@ -25,8 +25,8 @@ import msgspec
 import pytest
 
 import pipeline
-from pipeline.settings import Settings
-from pipeline.simulate.produce import make_producer
+from pipeline.config.settings import Settings
+from pipeline.kafka.producer import make_producer
 from tests.conftest import REPO, Pipeline, free_port, wait_until
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """Broker restart during load: producers buffer or fail loudly, the worker resumes.
 
 One run (the module fixture `restart_run`), judged by the tests below. Our own Kafka broker
-(pipeline.broker.LocalBroker on free ports; the session broker is never touched) is taken down
+(devtools.broker.LocalBroker on free ports; the session broker is never touched) is taken down
 and started again on the same home and storage while both producers send simulated events to
 one topic and the real worker subprocess consumes it into its own warehouse:
 
@@ -85,14 +85,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.broker import LocalBroker
 from pipeline.collector.app import STATE, create_app
 from pipeline.collector.auth import TokenTable, hash_token
 from pipeline.collector.config import CollectorConfig
-from pipeline.metrics import REGISTRY
+from pipeline.devtools.broker import LocalBroker
+from pipeline.devtools.simulate.org import Organisation, generate
+from pipeline.kafka.topics import ensure_topics
+from pipeline.observability.metrics import REGISTRY
 from pipeline.sdk import DeliveryError, UptakeClient
-from pipeline.simulate.org import Organisation, generate
-from pipeline.topics import ensure_topics
 from tests.collector import Collector, FakeClock, Reply, serve_in_thread
 from tests.conftest import Pipeline, free_port, wait_until
 

@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from pipeline.adapters import (
+from pipeline.collector.adapters import (
     AdapterResult,
     GenericAdapter,
     GitHubAdapter,
@@ -57,7 +57,7 @@ from pipeline.collector.ingest import NDJSON_TYPES
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import SUPPORTED_VERSIONS, event_type_of
 from pipeline.contract.reasons import Reason
-from pipeline.topics import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from tests.adapters import assert_contract, fixture, sign
 from tests.collector import Collector, FakeClock, landed, serve_in_thread
 from tests.conftest import free_port

@@ -47,8 +47,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.simulate.org import Organisation, generate
-from pipeline.simulate.produce import make_producer
+from pipeline.devtools.simulate.org import Organisation, generate
+from pipeline.kafka.producer import make_producer
 from tests.conftest import REPO, Pipeline, free_port, wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]

@@ -23,9 +23,9 @@ from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from pipeline.settings import KAFKA_COMPRESSIONS
-from pipeline.simulate.org import Organisation, generate
-from pipeline.simulate.produce import make_producer, produce
+from pipeline.config.settings import KAFKA_COMPRESSIONS
+from pipeline.devtools.simulate.org import Organisation, generate
+from pipeline.kafka.producer import make_producer, produce
 
 
 def topic_bytes(admin: KafkaAdminClient, topic: str) -> int:

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from pipeline.contract.decode import BatchDecoder, SourceMessage
-from pipeline.simulate.org import (
+from pipeline.devtools.simulate.org import (
     CAPABILITIES,
     TEAM_NAMES,
     GroundTruth,

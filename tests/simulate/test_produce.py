@@ -8,8 +8,8 @@ import pytest
 
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.producer import KafkaGateway
-from pipeline.settings import Settings
-from pipeline.simulate import produce
+from pipeline.config.settings import Settings
+from pipeline.kafka import producer as produce
 
 
 class FakeProducer:

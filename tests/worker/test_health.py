@@ -1,4 +1,4 @@
-"""The worker's /healthz and /readyz next to /metrics (pipeline/worker/health.py)."""
+"""The worker's /healthz and /readyz next to /metrics (pipeline/ingest/health.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, Counter
 
-from pipeline.worker.health import Health, serve
+from pipeline.ingest.health import Health, serve
 from tests.conftest import free_port
 
 

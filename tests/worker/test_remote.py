@@ -1,4 +1,4 @@
-"""The writer topic's records (pipeline/worker/remote.py): encoding, splitting, merging."""
+"""The writer topic's records (pipeline/ingest/remote.py): encoding, splitting, merging."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
-from pipeline.simulate.org import Organisation, generate
-from pipeline.worker.remote import decode_batch, encode_batch, merge_batches, split_batch
-from pipeline.worker.sink import SinkStopped
+from pipeline.devtools.simulate.org import Organisation, generate
+from pipeline.ingest.remote import decode_batch, encode_batch, merge_batches, split_batch
+from pipeline.sink.clickhouse import SinkStopped
 
 
 def decoded(first_offset: int = 0, messages: int = 60, partitions: int = 3) -> DecodedBatch:
@@ -118,8 +118,8 @@ class FailingProducer:
 
 
 def test_publisher_retries_until_acknowledged_and_gives_up_when_stopped() -> None:
-    from pipeline.worker.remote import KafkaBatchPublisher
-    from pipeline.worker.sink import RetryPolicy
+    from pipeline.ingest.remote import KafkaBatchPublisher
+    from pipeline.sink.clickhouse import RetryPolicy
 
     producer = FailingProducer(failures=2)
     publisher = KafkaBatchPublisher(

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.bench import api_call_messages
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
+from pipeline.devtools.bench import api_call_messages
 from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.sink.clickhouse import ClickHouseSink, RetryPolicy, SinkStopped
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
-from pipeline.worker.sink import ClickHouseSink, RetryPolicy, SinkStopped
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def test_user_keys_are_stored_instead_of_user_ids(warehouse: Warehouse) -> None:
 
 
 def test_a_batch_that_holds_offsets_twice_keeps_each_once() -> None:
-    from pipeline.worker.app import unique_offsets
+    from pipeline.ingest.app import unique_offsets
 
     def m(partition: int, offset: int) -> SourceMessage:
         return SourceMessage("events", partition, offset, b"{}")
@@ -189,7 +189,7 @@ def test_without_the_id_window_a_resent_event_is_inserted_twice(warehouse: Wareh
 
 
 def test_the_id_window_forgets_the_oldest_ids() -> None:
-    from pipeline.worker.dedup import RecentIds
+    from pipeline.ingest.dedup import RecentIds
 
     recent = RecentIds(capacity=3)
     recent.remember([1, 2, 3, 4])

@@ -12,8 +12,8 @@ import msgspec
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from pipeline.settings import DEFAULT_KAFKA_COMPRESSION, KAFKA_COMPRESSIONS
-from pipeline.topics import KafkaUnavailable, unreachable_message
+from pipeline.config.settings import DEFAULT_KAFKA_COMPRESSION, KAFKA_COMPRESSIONS
+from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
 
 
 @dataclass

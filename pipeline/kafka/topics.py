@@ -46,7 +46,7 @@ def ensure_topics(
 ) -> list[str]:
     """Create the topics (name -> partitions) that do not exist yet; returns those created.
 
-    `security`: kafka-python security kwargs (`pipeline.kafka_security.client_kwargs`)."""
+    `security`: kafka-python security kwargs (`pipeline.kafka.security.client_kwargs`)."""
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap.split(","),

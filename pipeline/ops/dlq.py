@@ -27,13 +27,13 @@ from datetime import timedelta
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from pipeline.backfill import backfill_limits
+from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
-from pipeline.kafka_security import client_kwargs
-from pipeline.settings import Settings
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import KafkaUnavailable, unreachable_message
-from pipeline.worker import dead_letters as dl
+from pipeline.ingest import dead_letters as dl
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.security import client_kwargs
+from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
+from pipeline.ops.backfill import backfill_limits
 
 
 @dataclass

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.adapters.base import AdapterResult, WebhookAdapter, WebhookRejected, process
-from pipeline.adapters.generic import GenericAdapter
-from pipeline.adapters.github import GitHubAdapter
-from pipeline.adapters.gitlab import GitLabAdapter
+from pipeline.collector.adapters.base import AdapterResult, WebhookAdapter, WebhookRejected, process
+from pipeline.collector.adapters.generic import GenericAdapter
+from pipeline.collector.adapters.github import GitHubAdapter
+from pipeline.collector.adapters.gitlab import GitLabAdapter
 
 ROUTE_PREFIX = "/v1/webhooks/"
 

@@ -6,7 +6,7 @@ inserts.
                          ▼
                      writer topic (UPTAKE_WRITER_TOPIC, one partition)
                          │
-                     `uptake writer` (pipeline/writer.py): resolve teams → ClickHouseSink → commit
+                     `uptake writer` (ingest/writer.py): resolve teams → ClickHouseSink → commit
 
 The embedded engine opens its folder in one process only, so N workers cannot insert into it
 themselves; with a ClickHouse server they can (UPTAKE_WRITER=direct, the default). Workers in
@@ -50,8 +50,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.contract.decode import DecodedBatch
 from pipeline.contract.events import Event
-from pipeline.topics import KafkaUnavailable, unreachable_message
-from pipeline.worker.sink import RetryPolicy, retry_until_stopped
+from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
+from pipeline.sink.clickhouse import RetryPolicy, retry_until_stopped
 
 log = logging.getLogger("uptake.worker")
 
@@ -275,7 +275,7 @@ class KafkaBatchPublisher:
 
 
 def publisher_for(bootstrap: str, topic: str, **producer: Any) -> KafkaBatchPublisher:
-    from pipeline.simulate.produce import make_producer
+    from pipeline.kafka.producer import make_producer
 
     security = {k: v for k, v in producer.items() if k.startswith(("security_", "sasl_", "ssl_"))}
     # `compression` (UPTAKE_KAFKA_COMPRESSION) passes through to make_producer with the rest.

@@ -33,7 +33,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from pipeline.adapters.base import (
+from pipeline.collector.adapters.base import (
     AdapterResult,
     WebhookRejected,
     deploy_event,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pipeline.adapters.base import (
+from pipeline.collector.adapters.base import (
     AdapterResult,
     Payload,
     WebhookRejected,

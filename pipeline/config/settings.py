@@ -113,7 +113,7 @@ class Settings:
         default="uptake-worker",
         metadata=_env("UPTAKE_CONSUMER_GROUP", "Kafka consumer group (and faust app id)"),
     )
-    # --- Kafka security (docs/deploy.md#security; pipeline/kafka_security.py) ------------------
+    # --- Kafka security (docs/deploy.md#security; pipeline/kafka/security.py) ------------------
     kafka_security_protocol: str = field(
         default="PLAINTEXT",
         metadata=_env(

@@ -4,7 +4,7 @@
           ──► ClickHouseSink ──► ack
 
 The agent reads the live events topic and the backfill topic (`uptake backfill`); messages of
-the backfill topic are judged without the live lateness limit (pipeline/backfill.py), everything
+the backfill topic are judged without the live lateness limit (pipeline/ops/backfill.py), everything
 after decoding is the same.
 
 Offsets move only after the write: `Stream.take_events()` acks a batch when the loop body
@@ -31,19 +31,19 @@ from typing import Any, Protocol
 
 import faust
 
-from pipeline import metrics
-from pipeline.backfill import backfill_limits
+from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import event_type_of
+from pipeline.devtools.faults import KillSwitch
 from pipeline.enrich.pseudonym import Pseudonymizer
-from pipeline.kafka_security import faust_options
+from pipeline.ingest.catalogs import WorkerCatalogs
+from pipeline.kafka.security import faust_options
 from pipeline.lifecycle.agent import attach as attach_lifecycle
+from pipeline.observability import metrics
 from pipeline.observability.consumer_lag import ConsumerLagSampler
 from pipeline.observability.faust_sensor import UptakeMonitor
-from pipeline.settings import Settings
-from pipeline.worker.catalogs import WorkerCatalogs
-from pipeline.worker.chaos import KillSwitch
-from pipeline.worker.sink import REJECTED, SinkStopped
+from pipeline.ops.backfill import backfill_limits
+from pipeline.sink.clickhouse import REJECTED, SinkStopped
 
 log = logging.getLogger("uptake.worker")
 
@@ -52,7 +52,7 @@ EXIT_SINK_FAILED = 75  # EX_TEMPFAIL: the batch was not written and was not comm
 
 class BatchSink(Protocol):
     """Where the agent hands each batch: `ClickHouseSink` (UPTAKE_WRITER=direct) or the
-    writer-topic publisher (UPTAKE_WRITER=kafka, pipeline/worker/remote.py). `write` blocks until
+    writer-topic publisher (UPTAKE_WRITER=kafka, pipeline/ingest/remote.py). `write` blocks until
     the batch is safe (or raises `SinkStopped` after `stop()`); offsets are committed after it."""
 
     dead_letters: Any  # a DeadLetterPublisher when this process dead-letters rejections

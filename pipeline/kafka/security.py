@@ -15,7 +15,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 
 def uses_ssl(settings: Settings) -> bool:

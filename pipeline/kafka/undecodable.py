@@ -39,7 +39,7 @@ from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.errors import CorruptRecordException, UnsupportedCodecError
 from kafka.consumer.fetcher import Fetcher as KafkaPythonFetcher
 
-from pipeline import metrics
+from pipeline.observability import metrics
 
 log = logging.getLogger("uptake.worker")
 

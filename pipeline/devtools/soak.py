@@ -59,8 +59,8 @@ from typing import Any
 
 import msgspec
 
-from pipeline.settings import DEFAULT_KAFKA_COMPRESSION, Settings, redact_url
-from pipeline.topics import ensure_topics
+from pipeline.config.settings import DEFAULT_KAFKA_COMPRESSION, Settings, redact_url
+from pipeline.kafka.topics import ensure_topics
 
 Cell = tuple[str, str]
 
@@ -113,7 +113,7 @@ def message_templates(
 
     In every `reject_every`-th message one api_call gets status_code 999 (a schema violation).
     """
-    from pipeline.simulate.org import Organisation, generate
+    from pipeline.devtools.simulate.org import Organisation, generate
 
     org = Organisation.synthetic(seed, teams=teams)
     by_team: dict[str, list[tuple[int, dict[str, Any]]]] = {}
@@ -169,7 +169,7 @@ class Sender:
         templates: Sequence[MessageTemplate],
         compression: str = DEFAULT_KAFKA_COMPRESSION,
     ) -> None:
-        from pipeline.simulate.produce import make_producer
+        from pipeline.kafka.producer import make_producer
 
         self.producer = make_producer(
             bootstrap, linger_ms=10, client_id="uptake-soak", compression=compression

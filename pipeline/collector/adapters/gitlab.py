@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from pipeline.adapters.base import (
+from pipeline.collector.adapters.base import (
     AdapterResult,
     Payload,
     WebhookRejected,

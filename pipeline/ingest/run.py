@@ -10,23 +10,24 @@ from collections.abc import Callable
 
 import faust
 
-from pipeline import metrics, undecodable
 from pipeline.catalog.store import CatalogStore
+from pipeline.config.settings import Settings, SettingsError, redact_url
+from pipeline.devtools.faults import KillSwitch
 from pipeline.enrich.pseudonym import Pseudonymizer
-from pipeline.kafka_security import client_kwargs
+from pipeline.ingest.app import BatchSink, Progress, build_app
+from pipeline.ingest.catalogs import WorkerCatalogs
+from pipeline.ingest.dead_letters import DeadLetterPublisher
+from pipeline.ingest.health import Health, serve
+from pipeline.kafka import undecodable
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.security import client_kwargs
+from pipeline.kafka.topics import ensure_topics
+from pipeline.observability import metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
-from pipeline.settings import Settings, SettingsError, redact_url
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import ensure_topics
+from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import require_current
-from pipeline.worker.app import BatchSink, Progress, build_app
-from pipeline.worker.catalogs import WorkerCatalogs
-from pipeline.worker.chaos import KillSwitch
-from pipeline.worker.dead_letters import DeadLetterPublisher
-from pipeline.worker.health import Health, serve
-from pipeline.worker.sink import ClickHouseSink
 
 log = logging.getLogger("uptake.worker")
 
@@ -93,12 +94,12 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
 def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None) -> int:
     """UPTAKE_WRITER=kafka: decode and pseudonymise, publish to the writer topic, commit.
 
-    No warehouse here (pipeline/worker/remote.py): `uptake writer` checks the schema, resolves
+    No warehouse here (pipeline/ingest/remote.py): `uptake writer` checks the schema, resolves
     teams and inserts; the adoption lifecycle and gauges are not run by these workers.
     """
     from dataclasses import replace
 
-    from pipeline.worker.remote import publisher_for
+    from pipeline.ingest.remote import publisher_for
 
     ensure_topics(
         settings.kafka_bootstrap,
@@ -221,7 +222,7 @@ def _launch(
     )
 
     @app.timer(1.0)
-    async def heartbeat() -> None:  # /healthz and /readyz (pipeline/worker/health.py)
+    async def heartbeat() -> None:  # /healthz and /readyz (pipeline/ingest/health.py)
         health.beat(writing=progress.in_flight)
 
     print(

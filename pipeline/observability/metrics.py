@@ -171,7 +171,7 @@ CONSUMER_LAG = Gauge(
 # Gauge, Kafka offset, by topic and partition: the first offset of a record batch the worker
 # cannot decode (damaged, or compressed with a codec whose library is missing). Set when the
 # worker meets it; the worker then exits with status 65 after UPTAKE_UNDECODABLE_EXIT_DELAY_S
-# (pipeline/undecodable.py). Absent while every batch decodes.
+# (pipeline/kafka/undecodable.py). Absent while every batch decodes.
 UNDECODABLE_BATCH_OFFSET = Gauge(
     "uptake_undecodable_batch_offset",
     "First offset of a Kafka record batch the worker cannot decode (it stops there).",

@@ -37,10 +37,10 @@ from pipeline.catalog.sources import TeamSources
 from pipeline.catalog.store import CatalogStore, TeamCatalogBuilder
 from pipeline.catalog.teams import TeamCatalog
 from pipeline.catalog.watcher import CatalogWatcher
+from pipeline.config.settings import Settings, SettingsError
 from pipeline.contract.decode import DecodedBatch
 from pipeline.enrich.teams import TeamResolver
-from pipeline.metrics import CATALOG_WARNINGS
-from pipeline.settings import Settings, SettingsError
+from pipeline.observability.metrics import CATALOG_WARNINGS
 
 log = logging.getLogger("uptake.catalog")
 

@@ -42,9 +42,9 @@ from typing import IO, Any, BinaryIO
 
 import msgspec
 
+from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.contract.reasons import Reason
-from pipeline.settings import Settings
 
 EXIT_OK = 0
 """Every line was valid and every event was acknowledged by Kafka (dry run: every line valid)."""
@@ -453,9 +453,9 @@ def run_backfill(
 ) -> BackfillReport:
     """Validate `names`, then (unless `dry_run`, or lines were invalid without `skip_invalid`)
     send the valid events to the backfill topic. Raises BackfillError or KafkaUnavailable."""
-    from pipeline.kafka_security import client_kwargs
-    from pipeline.simulate.produce import make_producer
-    from pipeline.topics import ensure_topics
+    from pipeline.kafka.producer import make_producer
+    from pipeline.kafka.security import client_kwargs
+    from pipeline.kafka.topics import ensure_topics
 
     check_inputs(names)
     ticker = ticker or Ticker()

@@ -37,10 +37,13 @@ from typing import Any
 import faust
 import msgspec
 
+from pipeline.config.settings import Secret, Settings
 from pipeline.contract.decode import DecodedBatch
-from pipeline.settings import Secret, Settings
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import ensure_topics, partition_count
+from pipeline.ingest.app import Progress, build_app
+from pipeline.ingest.run import load_catalogs, tune_gc
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.topics import ensure_topics, partition_count
+from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.warehouse.connection import (
     DEFAULT_DATABASE,
     Warehouse,
@@ -49,9 +52,6 @@ from pipeline.warehouse.connection import (
     with_database,
 )
 from pipeline.warehouse.migrations import migrate
-from pipeline.worker.app import Progress, build_app
-from pipeline.worker.run import load_catalogs, tune_gc
-from pipeline.worker.sink import ClickHouseSink
 
 RAW_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS bench_raw

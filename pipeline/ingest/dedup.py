@@ -1,6 +1,6 @@
 """The event ids a worker wrote most recently, so that an event sent twice is written once.
 
-Offset watermarks (pipeline/worker/sink.py) stop a *replay* of the same Kafka records from being
+Offset watermarks (pipeline/sink/clickhouse.py) stop a *replay* of the same Kafka records from being
 written twice. They cannot see the same event arriving as two different records: an emitter that
 re-sends after a timeout, a producer retry after a broker outage. `events` folds those by
 `event_id` (ReplacingMergeTree), but its materialized views (rollups, facts) count what is

@@ -4,7 +4,7 @@
                  ──► ClickHouseSink (offset watermarks, recent ids, dead letters) ──► commit
 
 Workers publish decoded, pseudonymised batches to UPTAKE_WRITER_TOPIC
-(pipeline/worker/remote.py explains why and the ordering argument). The writer reads that
+(pipeline/ingest/remote.py explains why and the ordering argument). The writer reads that
 topic's single partition in its own consumer group (`<UPTAKE_CONSUMER_GROUP>-writer`), merges
 what one poll returned into one batch, resolves teams with the catalogs (loaded, reloaded and
 stored exactly as the worker does in direct mode), writes it with the same `ClickHouseSink`,
@@ -29,28 +29,28 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
-from pipeline import metrics
-from pipeline.kafka_security import client_kwargs
-from pipeline.observability.adoption import start_adoption_gauges
-from pipeline.observability.config import ObservabilitySettings
-from pipeline.settings import Settings, redact_url
-from pipeline.topics import KafkaUnavailable, ensure_topics, unreachable_message
-from pipeline.worker.catalogs import WorkerCatalogs
-from pipeline.worker.health import Health
-from pipeline.worker.remote import (
+from pipeline.config.settings import Settings, redact_url
+from pipeline.ingest.catalogs import WorkerCatalogs
+from pipeline.ingest.health import Health
+from pipeline.ingest.remote import (
     TOPIC_MAX_MESSAGE_BYTES,
     decode_batch,
     ensure_writer_topic,
     merge_batches,
 )
-from pipeline.worker.run import (
+from pipeline.ingest.run import (
     build_sink,
     load_catalogs,
     log_to_stderr,
     open_warehouse,
     serve_metrics,
 )
-from pipeline.worker.sink import REJECTED, ClickHouseSink, SinkStopped
+from pipeline.kafka.security import client_kwargs
+from pipeline.kafka.topics import KafkaUnavailable, ensure_topics, unreachable_message
+from pipeline.observability import metrics
+from pipeline.observability.adoption import start_adoption_gauges
+from pipeline.observability.config import ObservabilitySettings
+from pipeline.sink.clickhouse import REJECTED, ClickHouseSink, SinkStopped
 
 log = logging.getLogger("uptake.writer")
 
