@@ -11,7 +11,7 @@ Contract of the step:
   a rebalance or an insert whose acknowledgement was lost therefore writes nothing twice. This
   relies on one insert per table being atomic and on offsets growing within a partition.
 - An event whose id the sink wrote recently (the same event sent twice as two Kafka records)
-  is skipped (`RecentIds`, pipeline/ingest/dedup.py): materialized views on `events` count what
+  is skipped (`RecentIds`, pipeline/sink/dedup.py): materialized views on `events` count what
   is inserted, so a duplicate must not reach the insert.
 - Rejections go to the dead-letter topic (when a publisher is given) right before their insert
   into `rejected_events`, inside the same retry loop.
@@ -34,8 +34,8 @@ from pipeline.catalog.teams import UNOWNED
 from pipeline.contract.decode import DecodedBatch
 from pipeline.contract.events import EVENT_CLASSES, Envelope
 from pipeline.ingest.dead_letters import DeadLetterPublisher
-from pipeline.ingest.dedup import DEFAULT_CAPACITY, RecentIds
 from pipeline.observability import metrics
+from pipeline.sink.dedup import DEFAULT_CAPACITY, RecentIds
 from pipeline.warehouse.connection import Warehouse
 
 log = logging.getLogger(__name__)

@@ -189,7 +189,7 @@ def test_without_the_id_window_a_resent_event_is_inserted_twice(warehouse: Wareh
 
 
 def test_the_id_window_forgets_the_oldest_ids() -> None:
-    from pipeline.ingest.dedup import RecentIds
+    from pipeline.sink.dedup import RecentIds
 
     recent = RecentIds(capacity=3)
     recent.remember([1, 2, 3, 4])
