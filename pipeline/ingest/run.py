@@ -16,7 +16,6 @@ from pipeline.devtools.faults import KillSwitch
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.ingest.app import BatchSink, Progress, build_app
 from pipeline.ingest.catalogs import WorkerCatalogs
-from pipeline.ingest.dead_letters import DeadLetterPublisher
 from pipeline.ingest.health import Health, serve
 from pipeline.kafka import undecodable
 from pipeline.kafka.producer import make_producer
@@ -26,6 +25,7 @@ from pipeline.observability import metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.sink.clickhouse import ClickHouseSink
+from pipeline.sink.dead_letters import DeadLetterPublisher
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import require_current
 

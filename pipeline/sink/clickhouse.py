@@ -33,8 +33,8 @@ import msgspec
 from pipeline.catalog.teams import UNOWNED
 from pipeline.contract.decode import DecodedBatch
 from pipeline.contract.events import EVENT_CLASSES, Envelope
-from pipeline.ingest.dead_letters import DeadLetterPublisher
 from pipeline.observability import metrics
+from pipeline.sink.dead_letters import DeadLetterPublisher
 from pipeline.sink.dedup import DEFAULT_CAPACITY, RecentIds
 from pipeline.warehouse.connection import Warehouse
 
