@@ -356,7 +356,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from pipeline.cli.data import format_table
-    from pipeline.devtools.broker import LocalBroker, broker_answers
+    from pipeline.devtools.broker import LocalBroker
+    from pipeline.kafka.probe import broker_answers
     from pipeline.warehouse.connection import opened
 
     settings = Settings.from_env()

@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from pipeline.config.settings import DEFAULT_KAFKA_COMPRESSION
-from pipeline.devtools.broker import broker_answers
+from pipeline.kafka.probe import broker_answers
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
 

@@ -11,8 +11,7 @@ The broker runs as a detached JVM, and all of its state lives in one home folder
     <home>/broker.pid          pid of the running broker (absent when stopped)
 
 `LocalBroker(home).start()`, `.stop()` and `.status()` manage the broker.
-`broker_answers(bootstrap)` tells whether something at a bootstrap address answers a real
-Kafka metadata request.
+`broker_answers` (pipeline.kafka.probe) tells whether the broker answers.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,9 +33,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any
 
 from pipeline import resources
+from pipeline.kafka.probe import broker_answers, port_open
 
 KAFKA_VERSION = "3.9.1"
 
@@ -229,78 +227,6 @@ def _require_tool(name: str) -> str:
             f"(Debian/Ubuntu: `sudo apt-get install {package}`) and try again."
         )
     return found
-
-
-# --------------------------------------------------------------------------------------------
-# probing
-
-
-def broker_answers(
-    bootstrap: str, timeout: float = 3.0, *, security: Mapping[str, Any] | None = None
-) -> bool:
-    """True if a Kafka broker at `bootstrap` answers a real metadata request.
-
-    `bootstrap` is "host:port[,host:port...]". First a plain TCP connect is tried, so a
-    closed port gives False at once. Then kafka-python bootstraps and sends a metadata
-    request, with `timeout` for each step, so the call returns in about 2 x `timeout` at
-    most. No exception escapes: every failure gives False.
-    """
-    try:
-        addresses = _parse_bootstrap(bootstrap)
-        if addresses and not any(_port_open(host, port, timeout) for host, port in addresses):
-            return False
-        return _metadata_round_trip(bootstrap, timeout, security)
-    except Exception:
-        return False
-
-
-def _metadata_round_trip(
-    bootstrap: str, timeout: float, security: Mapping[str, Any] | None = None
-) -> bool:
-    from kafka import KafkaAdminClient
-
-    ms = max(100, int(timeout * 1000))
-    wanted = {
-        "bootstrap_servers": bootstrap,
-        "client_id": "uptake-broker-probe",
-        "request_timeout_ms": ms,
-        "bootstrap_timeout_ms": ms,  # kafka-python 3.x
-        "api_version_auto_timeout_ms": ms,  # kafka-python 2.x
-        "reconnect_backoff_max_ms": 1000,
-        **(security or {}),
-    }
-    # Both kafka-python 2.x and 3.x reject unknown configs, so pass only those they know.
-    known = getattr(KafkaAdminClient, "DEFAULT_CONFIG", wanted)
-    admin = None
-    try:
-        admin = KafkaAdminClient(**{k: v for k, v in wanted.items() if k in known})
-        admin.list_topics()  # a MetadataRequest round trip
-        return True
-    except Exception:
-        return False
-    finally:
-        if admin is not None:
-            with contextlib.suppress(Exception):
-                admin.close()
-
-
-def _parse_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
-    """[(host, port)] of "host:port,[v6]:port"; entries that do not parse are left out."""
-    out = []
-    for entry in bootstrap.split(","):
-        host, _, port = entry.strip().rpartition(":")
-        if host and port.isdigit():
-            out.append((host.strip("[]"), int(port)))
-    return out
-
-
-def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True if something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,7 +481,7 @@ class LocalBroker:
         return None
 
     def _check_port_free(self, port: int, what: str) -> None:
-        if not _port_open("127.0.0.1", port):
+        if not port_open("127.0.0.1", port):
             return
         flag = "--port or UPTAKE_BROKER_PORT" if port == self.port else "--controller-port"
         kind = (

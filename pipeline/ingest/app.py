@@ -37,12 +37,12 @@ from pipeline.contract.events import event_type_of
 from pipeline.devtools.faults import KillSwitch
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.ingest.catalogs import WorkerCatalogs
+from pipeline.ingest.limits import backfill_limits
 from pipeline.kafka.security import faust_options
 from pipeline.lifecycle.agent import attach as attach_lifecycle
 from pipeline.observability import metrics
 from pipeline.observability.consumer_lag import ConsumerLagSampler
 from pipeline.observability.faust_sensor import UptakeMonitor
-from pipeline.ops.backfill import backfill_limits
 from pipeline.sink.clickhouse import REJECTED, SinkStopped
 
 log = logging.getLogger("uptake.worker")

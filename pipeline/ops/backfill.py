@@ -36,7 +36,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -45,6 +44,7 @@ import msgspec
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.contract.reasons import Reason
+from pipeline.ingest.limits import backfill_limits
 
 EXIT_OK = 0
 """Every line was valid and every event was acknowledged by Kafka (dry run: every line valid)."""
@@ -62,16 +62,6 @@ SHOWN_INVALID = 10  # invalid lines printed on stderr; --rejects has them all
 
 class BackfillError(RuntimeError):
     """An input or Kafka problem, with a message for a person."""
-
-
-def backfill_limits(settings: Settings) -> Limits:
-    """The rules of the backfill topic: the live ones without the live lateness limit."""
-    return Limits(
-        max_message_bytes=settings.max_message_bytes,
-        max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-        max_lateness=timedelta(seconds=settings.backfill_max_age_s),
-        too_old_hint="UPTAKE_BACKFILL_MAX_AGE_S sets the limit of backfills",
-    )
 
 
 @dataclass(slots=True)

@@ -29,10 +29,10 @@ from kafka.structs import OffsetAndMetadata
 
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
+from pipeline.ingest.limits import backfill_limits
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
-from pipeline.ops.backfill import backfill_limits
 from pipeline.sink import dead_letters as dl
 
 
