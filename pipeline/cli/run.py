@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -21,6 +22,9 @@ from pipeline.cli.argtypes import (
     seconds,
 )
 from pipeline.config.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.ingest.seams import Seams
 
 team_count = at_most(20, "teams: the synthetic organisation has")
 
@@ -319,13 +323,23 @@ def write_truth(path: Path, truth: object) -> None:
 def _worker(args: argparse.Namespace) -> int:
     from pipeline.ingest.run import run_worker
 
-    return run_worker(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
+    settings = Settings.from_env()
+    return run_worker(settings, exit_when_idle_s=args.exit_when_idle, seams=_faults(settings))
 
 
 def _writer(args: argparse.Namespace) -> int:
     from pipeline.ingest.writer import run_writer
 
-    return run_writer(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
+    settings = Settings.from_env()
+    return run_writer(settings, exit_when_idle_s=args.exit_when_idle, seams=_faults(settings))
+
+
+def _faults(settings: Settings) -> Seams:
+    """Fault injection, wired in only when a UPTAKE_CHAOS_* setting is present."""
+    from pipeline.devtools import faults
+    from pipeline.ingest.seams import NONE
+
+    return faults.seams_for(settings) if faults.configured(settings) else NONE
 
 
 def _soak(args: argparse.Namespace) -> int:

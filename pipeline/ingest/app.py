@@ -34,12 +34,12 @@ import faust
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import event_type_of
-from pipeline.devtools.faults import KillSwitch
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.limits import backfill_limits
 from pipeline.kafka.security import faust_options
 from pipeline.lifecycle.agent import attach as attach_lifecycle
+from pipeline.lifecycle.outputs import LifecycleOutputs
 from pipeline.observability import metrics
 from pipeline.observability.consumer_lag import ConsumerLagSampler
 from pipeline.observability.faust_sensor import UptakeMonitor
@@ -198,7 +198,7 @@ def build_app(
     progress: Progress | None = None,
     exit_when_idle_s: float | None = None,
     on_batch: Callable[[DecodedBatch, float, float], None] | None = None,
-    kill_switch: KillSwitch | None = None,
+    wrap_lifecycle_outputs: Callable[[LifecycleOutputs], LifecycleOutputs] = lambda o: o,
     catalogs: WorkerCatalogs | None = None,
 ) -> faust.App:
     """The faust app: decode → enrich → sink for every batch of the events and backfill topics.
@@ -262,7 +262,9 @@ def build_app(
     progress.last_batch = time.monotonic()
     # Adoption lifecycle (pipeline/lifecycle): its own agent, fed each written batch's activity.
     lifecycle = (
-        attach_lifecycle(app, settings, progress=progress) if settings.lifecycle_enabled else None
+        attach_lifecycle(app, settings, progress=progress, wrap_outputs=wrap_lifecycle_outputs)
+        if settings.lifecycle_enabled
+        else None
     )
 
     @app.agent(topic, name="uptake.ingest")
@@ -284,15 +286,11 @@ def build_app(
             )
             started = time.time()
             progress.in_flight = True
-            if kill_switch is not None:
-                kill_switch.batch_started()
             batch = decode_by_topic(messages, decoder, decoders)
             batch.user_keys = pseudonyms.keys([e.user for e in batch.events])
             if catalogs is not None:
                 catalogs.enrich(batch)  # resolved teams: needs the user keys above
             written = await _write_or_die(writer.submit(sink.write, batch), sink)
-            if kill_switch is not None:
-                kill_switch.after_write()
             if lifecycle is not None:  # the batch's activity, published before faust acks it
                 await _write_or_die(writer.submit(lifecycle.publish, batch), sink)
             progress.in_flight = False

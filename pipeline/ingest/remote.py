@@ -246,7 +246,6 @@ class KafkaBatchPublisher:
         self.retry = retry or RetryPolicy()
         self.max_record_bytes = max_record_bytes
         self._stopping = threading.Event()
-        self.inserted: Callable[[str], None] | None = None  # test hook: after the publish
 
     def stop(self) -> None:
         self._stopping.set()
@@ -269,8 +268,6 @@ class KafkaBatchPublisher:
         retry_until_stopped(
             publish, f"publishing to {self.topic}", self._stopping, self.retry, logger=log
         )
-        if self.inserted is not None:
-            self.inserted(self.topic)
         return {}
 
 

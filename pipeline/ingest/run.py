@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
-from collections.abc import Callable
 
 import faust
 
 from pipeline.catalog.store import CatalogStore
 from pipeline.config.settings import Settings, SettingsError, redact_url
-from pipeline.devtools.faults import KillSwitch
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.ingest.app import BatchSink, Progress, build_app
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.health import Health, serve
+from pipeline.ingest.seams import NONE, Seams
 from pipeline.kafka import undecodable
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
@@ -39,11 +37,15 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error."""
+def run_worker(
+    settings: Settings, *, exit_when_idle_s: float | None = None, seams: Seams = NONE
+) -> int:
+    """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error.
+
+    `seams` wraps the process's parts (fault injection); the default leaves them as built."""
     log_to_stderr(settings.log_level)
     if settings.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
-        return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s)
+        return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s, seams=seams)
     warehouse = open_warehouse(settings)
     # Both catalogs before anything else: a broken catalog file stops the worker here.
     catalogs = load_catalogs(settings, warehouse)
@@ -64,26 +66,15 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         serve_metrics(settings, health)
         # Its own connection, read in the background: scrapes never query the warehouse.
         adoption = start_adoption_gauges(settings.warehouse_url, observability)
-    sink = build_sink(settings, warehouse)
-    kill_switch = None
-    if settings.chaos_kill_at:
-        kill_switch = KillSwitch(settings.chaos_kill_at, settings.chaos_kill_after_batches)
-        sink.fault = _chain(sink.fault, kill_switch.before_insert)
-        sink.inserted = kill_switch.after_insert
-        log.warning(
-            "fault injection: SIGKILL %s after %d batches",
-            settings.chaos_kill_at,
-            settings.chaos_kill_after_batches,
-        )
-
+    sink = build_sink(settings, warehouse, seams)
     try:
         return _launch(
             settings,
-            sink,
+            seams.batch_sink(sink),
             health,
             target=redact_url(settings.warehouse_url),
             exit_when_idle_s=exit_when_idle_s,
-            kill_switch=kill_switch,
+            seams=seams,
             catalogs=catalogs,
         )
     finally:
@@ -91,7 +82,9 @@ def run_worker(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
             adoption.stop()
 
 
-def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None) -> int:
+def _run_publishing_worker(
+    settings: Settings, *, exit_when_idle_s: float | None, seams: Seams
+) -> int:
     """UPTAKE_WRITER=kafka: decode and pseudonymise, publish to the writer topic, commit.
 
     No warehouse here (pipeline/ingest/remote.py): `uptake writer` checks the schema, resolves
@@ -119,16 +112,13 @@ def _run_publishing_worker(settings: Settings, *, exit_when_idle_s: float | None
     health = Health()
     if settings.metrics_port:
         serve_metrics(settings, health)
-    kill_switch = None
-    if settings.chaos_kill_at:
-        kill_switch = KillSwitch(settings.chaos_kill_at, settings.chaos_kill_after_batches)
     return _launch(
         replace(settings, lifecycle_enabled=False),
-        sink,
+        seams.batch_sink(sink),
         health,
         target=f"writer topic {settings.writer_topic}",
         exit_when_idle_s=exit_when_idle_s,
-        kill_switch=kill_switch,
+        seams=seams,
     )
 
 
@@ -151,9 +141,8 @@ def load_catalogs(settings: Settings, warehouse: Warehouse) -> WorkerCatalogs:
     return WorkerCatalogs.load(settings, CatalogStore(warehouse), pseudonyms.key_of)
 
 
-def build_sink(settings: Settings, warehouse: Warehouse) -> ClickHouseSink:
-    """The sink a process that inserts events uses: dead letters, the dedup window, and the
-    injected faults and negative control of the chaos settings."""
+def build_sink(settings: Settings, warehouse: Warehouse, seams: Seams = NONE) -> ClickHouseSink:
+    """The sink a process that inserts events uses: dead letters and the dedup window."""
     dead_letters = DeadLetterPublisher(
         make_producer(
             settings.kafka_bootstrap,
@@ -162,15 +151,11 @@ def build_sink(settings: Settings, warehouse: Warehouse) -> ClickHouseSink:
         ),
         settings.dlq_topic,
     )
-    sink = ClickHouseSink(warehouse, dead_letters=dead_letters, recent_ids=settings.dedup_window)
-    if settings.chaos_fail_inserts:
-        sink.fault = failing_inserts(settings.chaos_fail_inserts)
-    if settings.chaos_fail_inserts_file:
-        sink.fault = _chain(sink.fault, failing_while_exists(settings.chaos_fail_inserts_file))
-    if settings.chaos_ignore_watermarks:
-        log.warning("negative control: the sink ignores its watermarks and will double count")
-        sink.ignore_watermarks = True
-    return sink
+    return seams.new_sink(
+        seams.sink_warehouse(warehouse),
+        dead_letters=dead_letters,
+        recent_ids=settings.dedup_window,
+    )
 
 
 def serve_metrics(settings: Settings, health: Health) -> None:
@@ -191,7 +176,7 @@ def _launch(
     *,
     target: str,
     exit_when_idle_s: float | None,
-    kill_switch: KillSwitch | None = None,
+    seams: Seams = NONE,
     catalogs: WorkerCatalogs | None = None,
 ) -> int:
     """Build the faust app around `sink` and run it until it stops; returns the exit code."""
@@ -217,7 +202,7 @@ def _launch(
         sink,
         progress=progress,
         exit_when_idle_s=exit_when_idle_s,
-        kill_switch=kill_switch,
+        wrap_lifecycle_outputs=seams.lifecycle_outputs,
         catalogs=catalogs,
     )
 
@@ -262,40 +247,3 @@ def log_to_stderr(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
-
-
-def failing_inserts(count: int) -> Callable[[str], None]:
-    """A sink fault that fails the first `count` inserts (every insert when negative)."""
-    remaining = [count]
-
-    def fault(table: str) -> None:
-        if remaining[0] == 0:
-            return
-        remaining[0] -= 1
-        raise ConnectionError(f"injected failure of the insert into {table} (chaos setting)")
-
-    log.warning("fault injection: failing %s inserts", "all" if count < 0 else count)
-    return fault
-
-
-def failing_while_exists(path: str) -> Callable[[str], None]:
-    """A sink fault that fails every insert while the file `path` exists: a warehouse outage
-    a drill or a test switches on and off (the worker retries as it would for a real one)."""
-
-    def fault(table: str) -> None:
-        if os.path.exists(path):
-            raise ConnectionError(f"injected failure of the insert into {table} ({path} exists)")
-
-    log.warning("fault injection: inserts fail while %s exists", path)
-    return fault
-
-
-def _chain(
-    first: Callable[[str], None] | None, then: Callable[[str], None]
-) -> Callable[[str], None]:
-    def both(table: str) -> None:
-        if first is not None:
-            first(table)
-        then(table)
-
-    return both

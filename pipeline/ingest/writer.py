@@ -45,6 +45,7 @@ from pipeline.ingest.run import (
     open_warehouse,
     serve_metrics,
 )
+from pipeline.ingest.seams import NONE, Seams
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, ensure_topics, unreachable_message
 from pipeline.observability import metrics
@@ -69,6 +70,8 @@ class Writer:
         health: Health,
         catalogs: WorkerCatalogs | None = None,
         exit_when_idle_s: float | None = None,
+        *,
+        dedup: bool = True,
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -76,7 +79,7 @@ class Writer:
         self.health = health
         self.catalogs = catalogs
         self.exit_when_idle_s = exit_when_idle_s
-        self.dedup = not sink.ignore_watermarks  # the negative control writes replays too
+        self.dedup = dedup  # off only for the negative control: replays are written too
         self._stopping = threading.Event()
         self._writing = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-sink")
@@ -165,8 +168,10 @@ class Writer:
         self.health.beat(writing=False)
 
 
-def run_writer(settings: Settings, *, exit_when_idle_s: float | None = None) -> int:
-    """Run `uptake writer` until SIGTERM/SIGINT (or idle, when asked)."""
+def run_writer(
+    settings: Settings, *, exit_when_idle_s: float | None = None, seams: Seams = NONE
+) -> int:
+    """Run `uptake writer` until SIGTERM/SIGINT (or idle, when asked); `seams` as run_worker."""
     log_to_stderr(settings.log_level)
     warehouse = open_warehouse(settings)
     catalogs = load_catalogs(settings, warehouse)
@@ -181,9 +186,11 @@ def run_writer(settings: Settings, *, exit_when_idle_s: float | None = None) -> 
         adoption = start_adoption_gauges(
             settings.warehouse_url, ObservabilitySettings.from_settings(settings)
         )
-    sink = build_sink(settings, warehouse)
+    sink = build_sink(settings, warehouse, seams)
     consumer = _consumer(settings)
-    writer = Writer(settings, sink, consumer, health, catalogs, exit_when_idle_s)
+    writer = Writer(
+        settings, sink, consumer, health, catalogs, exit_when_idle_s, dedup=seams.dedup_replays
+    )
 
     def on_signal(signum: int, frame: Any) -> None:
         writer.stop()

@@ -27,7 +27,6 @@ import contextlib
 import logging
 import math
 import os
-import signal
 import threading
 import time
 from collections import defaultdict
@@ -58,7 +57,6 @@ from pipeline.warehouse.connection import connect
 log = logging.getLogger("uptake.lifecycle")
 
 EXIT_WRITE_FAILED = 75  # as the ingest agent: nothing of the batch acked, it is replayed
-KILL_POINTS = {"lifecycle_after_state": "after_state", "lifecycle_after_emit": "after_emit"}
 
 T = TypeVar("T")
 
@@ -177,8 +175,6 @@ class LifecycleRunner:
         assignment: Assignment,
         *,
         on_batch: Callable[[], None] | None = None,
-        kill_at: str = "",
-        kill_after_batches: int = 0,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -189,8 +185,6 @@ class LifecycleRunner:
         self.stopping = stopping
         self.assignment = assignment
         self.on_batch = on_batch
-        self.kill_at = kill_at
-        self.kill_after_batches = kill_after_batches
         self.batches = 0
         self.records = 0
         self.milestones = 0
@@ -281,7 +275,6 @@ class LifecycleRunner:
             return
         await self._flush_changelog()
         self.batches += 1
-        self._maybe_kill("after_state")
         emission = self.engine.emission(keys)
         if emission:
             await self._in_writer(
@@ -289,7 +282,6 @@ class LifecycleRunner:
                     lambda: self.outputs.write(emission), "writing milestones", self.stopping
                 )
             )
-        self._maybe_kill("after_emit")
         self.engine.confirm(keys)
         await self._flush_changelog()
         self.records += sum(len(records) for records in by_partition.values())
@@ -323,13 +315,6 @@ class LifecycleRunner:
     async def _in_writer(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.writer, call)
 
-    def _maybe_kill(self, point: str) -> None:
-        if self.kill_at == point and self.batches > self.kill_after_batches:
-            log.warning("chaos: SIGKILL in lifecycle batch %d, %s", self.batches, point)
-            for handler in logging.getLogger("uptake").handlers:
-                handler.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
     def close(self) -> None:
         self.writer.shutdown(wait=True)
         self.outputs.close()
@@ -343,7 +328,11 @@ class WorkerProgress(Protocol):
 
 
 def attach(
-    app: faust.App, settings: Settings, *, progress: WorkerProgress | None = None
+    app: faust.App,
+    settings: Settings,
+    *,
+    progress: WorkerProgress | None = None,
+    wrap_outputs: Callable[[LifecycleOutputs], LifecycleOutputs] = lambda outputs: outputs,
 ) -> ActivityPublisher:
     """Add the lifecycle agent to the worker's app; returns the ingest's activity publisher.
 
@@ -365,8 +354,8 @@ def attach(
     kafka = KafkaWrites(
         lambda: make_producer(settings.kafka_bootstrap, compression=compression, **security)
     )
-    outputs = LifecycleOutputs(
-        lambda: connect(settings.warehouse_url), kafka, config.milestones_topic
+    outputs = wrap_outputs(
+        LifecycleOutputs(lambda: connect(settings.warehouse_url), kafka, config.milestones_topic)
     )
     runner = LifecycleRunner(
         LifecycleEngine(config.rules, config.watermark_lag_days, store),
@@ -380,8 +369,6 @@ def attach(
         stopping,
         FaustAssignment(app, config.activity_topic),
         on_batch=progressed,
-        kill_at=KILL_POINTS.get(settings.chaos_kill_at, ""),
-        kill_after_batches=settings.chaos_kill_after_batches,
     )
     topic = app.topic(
         config.activity_topic,

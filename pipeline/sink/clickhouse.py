@@ -232,13 +232,10 @@ class ClickHouseSink:
         self.recent_ids = RecentIds(recent_ids)
         self.unique_ids_table = EVENTS.table  # rows of this table are unique by event_id
         self.dead_letters = dead_letters
-        self.ignore_watermarks = False
         self.tables = tuple(tables)
         self.retry = retry or RetryPolicy()
         self._watermarks: dict[str, dict[tuple[str, int], int]] = {}
         self._stopping = threading.Event()
-        self.fault: Callable[[str], None] | None = None  # test hook: raise to fail an insert
-        self.inserted: Callable[[str], None] | None = None  # test hook: after each insert
 
     def stop(self) -> None:
         """Make a failing `write` give up with SinkStopped instead of retrying again."""
@@ -280,11 +277,7 @@ class ClickHouseSink:
             metrics.REPLAYED_ROWS_SKIPPED.labels(writer.table).inc(skipped)
         columns = rows.columns if keep is None else [[c[i] for i in keep] for c in rows.columns]
         ids: list[int] = []
-        if (
-            writer.table == self.unique_ids_table
-            and self.recent_ids.capacity
-            and not self.ignore_watermarks  # the negative control turns off all dedup
-        ):
+        if writer.table == self.unique_ids_table and self.recent_ids.capacity:
             column = columns[writer.column_names.index("event_id")]
             ids = [event_id.int for event_id in column]
             first = self.recent_ids.first_sightings(ids)
@@ -294,8 +287,6 @@ class ClickHouseSink:
                 ids = [ids[i] for i in first]
         if not columns[0]:
             return 0
-        if self.fault is not None:
-            self.fault(writer.table)
         if writer is REJECTED and self.dead_letters is not None:
             # Rejects reach the DLQ before ClickHouse, so offsets never move before both have them.
             new = batch.rejections if keep is None else [batch.rejections[i] for i in keep]
@@ -305,8 +296,6 @@ class ClickHouseSink:
             writer.table, columns, writer.column_names, wire_types=writer.wire_types
         )
         metrics.INSERT_DURATION.labels(writer.table).observe(time.perf_counter() - started)
-        if self.inserted is not None:
-            self.inserted(writer.table)
         metrics.INSERT_ROWS.labels(writer.table).inc(len(columns[0]))
         self.recent_ids.remember(ids)  # only now: a retried insert must not see its own ids
         # Offsets grow within a partition, so the last row of a partition holds its highest.
@@ -319,8 +308,6 @@ class ClickHouseSink:
         return count
 
     def _watermarks_of(self, table: str) -> dict[tuple[str, int], int]:
-        if self.ignore_watermarks:  # negative control only: replays then write twice
-            return {}
         marks = self._watermarks.get(table)
         if marks is None:
             rows = self.warehouse.rows(

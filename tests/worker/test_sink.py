@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
 from pipeline.devtools.bench import api_call_messages
+from pipeline.devtools.faults import FaultyWarehouse
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.sink.clickhouse import ClickHouseSink, RetryPolicy, SinkStopped
 from pipeline.warehouse.connection import Warehouse, connect
@@ -84,8 +85,7 @@ def test_a_failed_insert_is_retried_until_it_lands(warehouse: Warehouse) -> None
         if error is not None:
             raise error
 
-    sink = ClickHouseSink(warehouse, retry=FAST_RETRY)
-    sink.fault = fault
+    sink = ClickHouseSink(FaultyWarehouse(warehouse, [fault], []), retry=FAST_RETRY)
     sink.write(batch_of(api_call_messages(50, per_message=10, teams=2)))
     assert count(warehouse) == 50
 
@@ -112,12 +112,13 @@ def test_an_insert_that_landed_but_reported_failure_is_not_written_again(
 
 
 def test_stop_makes_a_failing_write_give_up(warehouse: Warehouse) -> None:
-    sink = ClickHouseSink(warehouse, retry=RetryPolicy(first_delay_s=0.05, max_delay_s=0.05))
-
     def always(table: str) -> None:
         raise ConnectionError("warehouse down")
 
-    sink.fault = always
+    sink = ClickHouseSink(
+        FaultyWarehouse(warehouse, [always], []),
+        retry=RetryPolicy(first_delay_s=0.05, max_delay_s=0.05),
+    )
     threading.Timer(0.3, sink.stop).start()
     with pytest.raises(SinkStopped):
         sink.write(batch_of(api_call_messages(10, per_message=10, teams=1)))
