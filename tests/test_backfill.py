@@ -17,7 +17,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config.settings import Settings, SettingsError
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
-from pipeline.ingest.app import Progress, decode_by_topic, record
+from pipeline.ingest.steps import Progress, decode_by_topic, record
 from pipeline.observability import metrics
 from pipeline.ops.backfill import (
     EXIT_FAILED,

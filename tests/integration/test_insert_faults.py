@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
-from pipeline.ingest.app import EXIT_SINK_FAILED
+from pipeline.ingest.steps import EXIT_SINK_FAILED
 from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import Pipeline, wait_until
 

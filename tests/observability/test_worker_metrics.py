@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from pipeline.config.settings import SettingsError
 from pipeline.contract.decode import BatchDecoder, SourceMessage
-from pipeline.ingest.app import Progress, record
+from pipeline.ingest.steps import Progress, record
 from pipeline.observability import metrics
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.observability.consumer_lag import ConsumerLagSampler, committed_offsets

@@ -156,7 +156,7 @@ def test_user_keys_are_stored_instead_of_user_ids(warehouse: Warehouse) -> None:
 
 
 def test_a_batch_that_holds_offsets_twice_keeps_each_once() -> None:
-    from pipeline.ingest.app import unique_offsets
+    from pipeline.ingest.steps import unique_offsets
 
     def m(partition: int, offset: int) -> SourceMessage:
         return SourceMessage("events", partition, offset, b"{}")
