@@ -1,36 +1,14 @@
 """Scale-out with one warehouse writer (UPTAKE_WRITER=kafka): workers publish, `uptake writer`
-inserts.
+inserts (pipeline/ingest/writer.py).
 
-    events topic ──► worker 1..N (one consumer group): take → decode → pseudonymise
-                         │ publish the batch (KafkaBatchPublisher, acks=all), then commit
-                         ▼
-                     writer topic (UPTAKE_WRITER_TOPIC, one partition)
-                         │
-                     `uptake writer` (ingest/writer.py): resolve teams → ClickHouseSink → commit
+`KafkaBatchPublisher` has the contract of `ClickHouseSink.write`: it returns only after every
+record of the batch was acknowledged by all in-sync replicas, one record after the other, and
+retries with backoff until `stop()` (then raises `SinkStopped`: the worker exits without
+committing). A batch becomes JSON records of at most `max_record_bytes`, split at message
+boundaries; raw user identifiers are dropped, only their pseudonyms travel.
 
-The embedded engine opens its folder in one process only, so N workers cannot insert into it
-themselves; with a ClickHouse server they can (UPTAKE_WRITER=direct, the default). Workers in
-this mode never open the warehouse: the writer resolves teams (the team catalog's history lives
-in the warehouse) and owns every insert.
-
-`KafkaBatchPublisher` is a sink with the same contract as `ClickHouseSink.write`: it returns
-only after every record of the batch was acknowledged by all in-sync replicas, retries with
-backoff until `stop()` (then raises `SinkStopped`: the worker exits without committing). The
-worker commits its source offsets only after that, so every source offset reaches the writer
-topic before its commit.
-
-Ordering argument (docs/guarantees.md, "Scale-out"): for one source partition, a record whose
-lowest offset is `o` lands on the writer topic only after every offset below `o` landed —
-offsets below the committed one were published before that commit, and a worker publishes its
-own batches one record at a time, each after the previous one was acknowledged. So the writer,
-reading its single partition in order and skipping rows at or below the per-partition
-watermark (the sink's), writes each source offset exactly once — whether two workers overlap
-after a rebalance, a worker dies between publish and commit, or the writer restarts.
-
-Wire format: one JSON document per record (msgspec; JSON keeps the events' timestamps exactly as
-the emitter wrote them, so the stored `data` equals the single-worker path's). Raw user
-identifiers are dropped before publishing: only their pseudonyms (`user_keys`) travel. A batch
-is split at message boundaries into records of at most `max_record_bytes`.
+Why the writer is exact (the ordering argument): docs/guarantees.md ("Scale-out");
+why this mode exists: docs/design.md ("Scale-out with one writer").
 """
 
 from __future__ import annotations
