@@ -92,7 +92,7 @@ def test_each_variable_is_parsed_to_the_field_type(
 
 def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
     """Settings added later get at least a generic check: a valid value keeps the type."""
-    samples = {int: "3", float: "2.5", str: "text"}
+    samples = {int: "3", float: "2.5", str: "text", bool: "true"}  # booleans are strict
     choices = {
         "chaos_kill_at": "mid_batch",
         "writer": "kafka",
@@ -408,3 +408,19 @@ def test_kafka_security_validation_names_the_variable(env: dict[str, str], messa
     with pytest.raises(SettingsError, match=re.escape(message)) as refused:
         Settings.from_env(env)
     assert PASSWORD not in str(refused.value)
+
+
+@pytest.mark.parametrize("raw", ["maybe", "tru", "2"])
+def test_an_unknown_boolean_word_is_refused(raw: str) -> None:
+    with pytest.raises(SettingsError, match=r"UPTAKE_LIFECYCLE=.* is not a boolean"):
+        Settings.from_env({"UPTAKE_LIFECYCLE": raw})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("Off", False), ("YES", True), ("0", False)])
+def test_boolean_words_are_read_in_any_case(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"UPTAKE_LIFECYCLE": raw}).lifecycle_enabled is expected
+
+
+def test_an_unknown_log_level_is_refused_with_the_choices() -> None:
+    with pytest.raises(SettingsError, match="UPTAKE_LOG_LEVEL must be one of debug, info"):
+        Settings.from_env({"UPTAKE_LOG_LEVEL": "verbose"})

@@ -339,7 +339,7 @@ def _faults(settings: Settings) -> Seams:
     from pipeline.devtools import faults
     from pipeline.ingest.seams import NONE
 
-    return faults.seams_for(settings) if faults.configured(settings) else NONE
+    return faults.seams_for(settings.faults) if settings.faults.present else NONE
 
 
 def _soak(args: argparse.Namespace) -> int:

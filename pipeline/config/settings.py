@@ -78,6 +78,23 @@ def _env(name: str, help_: str) -> dict[str, EnvSpec]:
 
 
 @dataclass(frozen=True)
+class FaultSettings:
+    """Fault injection for drills and the reliability suite; all empty in production."""
+
+    fail_inserts: int = 0  # fail this many sink inserts (-1: all)
+    fail_inserts_file: str = ""  # every sink insert fails while this file exists
+    kill_at: str = ""  # a KILL_POINTS name: where the worker SIGKILLs itself
+    kill_after_batches: int = 0  # batches to finish before the kill
+    ignore_watermarks: bool = False  # the negative control: a sink without replay dedup
+
+    @property
+    def present(self) -> bool:
+        return bool(
+            self.fail_inserts or self.fail_inserts_file or self.kill_at or self.ignore_watermarks
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Uptake's configuration. Build it with `Settings.from_env()`; fields are immutable."""
 
@@ -466,6 +483,17 @@ class Settings:
         return _default_config("capabilities.yaml")
 
     @property
+    def faults(self) -> FaultSettings:
+        """The fault-injection part (UPTAKE_CHAOS_*), for pipeline.devtools.faults only."""
+        return FaultSettings(
+            fail_inserts=self.chaos_fail_inserts,
+            fail_inserts_file=self.chaos_fail_inserts_file,
+            kill_at=self.chaos_kill_at,
+            kill_after_batches=self.chaos_kill_after_batches,
+            ignore_watermarks=self.chaos_ignore_watermarks,
+        )
+
+    @property
     def pseudonym_key_file(self) -> Path:
         return self.home / "pseudonym.key"
 
@@ -515,6 +543,10 @@ class Settings:
         if self.backfill_topic in (self.events_topic, self.dlq_topic):
             raise SettingsError(
                 "UPTAKE_BACKFILL_TOPIC must differ from UPTAKE_EVENTS_TOPIC and UPTAKE_DLQ_TOPIC"
+            )
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise SettingsError(
+                f"UPTAKE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
             )
         if self.chaos_kill_at not in KILL_POINTS:
             raise SettingsError(
@@ -702,12 +734,21 @@ def _default_config(name: str) -> Path:
     return resources.folder("config") / name
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
+
+
 def _parse(name: str, raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        word = raw.strip().lower()
+        if word not in _TRUE + _FALSE:
+            choices = ", ".join(_TRUE + _FALSE)
+            raise SettingsError(f"{name}={raw!r} is not a boolean: use one of {choices}")
+        return word in _TRUE
     try:
         if isinstance(default, Secret):
             return Secret(raw)
-        if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

@@ -1,7 +1,7 @@
 """Fault injection for drills and the reliability suite, as wrappers at the runtime's seam.
 
-`seams_for(settings)` turns the UPTAKE_CHAOS_* settings into `pipeline.ingest.seams.Seams`;
-the CLI wires them in only when one of those settings is present (`configured`).
+`seams_for(settings.faults)` turns the UPTAKE_CHAOS_* settings into `pipeline.ingest.seams.Seams`;
+the CLI wires them in only when one of those settings is present (`FaultSettings.present`).
 
 - UPTAKE_CHAOS_FAIL_INSERTS=N / UPTAKE_CHAOS_FAIL_INSERTS_FILE=path: sink inserts raise
   (`FaultyWarehouse`), so the sink retries as it would for a real outage.
@@ -20,7 +20,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from pipeline.config.settings import Settings
+from pipeline.config.settings import FaultSettings
 from pipeline.contract.decode import DecodedBatch
 from pipeline.ingest.seams import Seams
 from pipeline.lifecycle.engine import Emission
@@ -33,35 +33,25 @@ log = logging.getLogger("uptake.worker")
 Fault = Callable[[str], None]  # called with a table name; raises to fail that insert
 
 
-def configured(settings: Settings) -> bool:
-    """True when any fault setting is present."""
-    return bool(
-        settings.chaos_fail_inserts
-        or settings.chaos_fail_inserts_file
-        or settings.chaos_kill_at
-        or settings.chaos_ignore_watermarks
-    )
-
-
-def seams_for(settings: Settings) -> Seams:
-    """The wrappers the fault settings ask for."""
+def seams_for(settings: FaultSettings) -> Seams:
+    """The wrappers the fault settings ask for (wire them only when `settings.present`)."""
     before: list[Fault] = []
     after: list[Fault] = []
-    if settings.chaos_fail_inserts:
-        before.append(failing_inserts(settings.chaos_fail_inserts))
-    if settings.chaos_fail_inserts_file:
-        before.append(failing_while_exists(settings.chaos_fail_inserts_file))
+    if settings.fail_inserts:
+        before.append(failing_inserts(settings.fail_inserts))
+    if settings.fail_inserts_file:
+        before.append(failing_while_exists(settings.fail_inserts_file))
     switch = None
-    point = settings.chaos_kill_at
+    point = settings.kill_at
     if point in ("before_insert", "mid_batch", "after_insert"):
-        switch = KillSwitch(point, settings.chaos_kill_after_batches)
+        switch = KillSwitch(point, settings.kill_after_batches)
         before.append(switch.before_insert)
         after.append(switch.after_insert)
         log.warning(
-            "fault injection: SIGKILL %s after %d batches", point, settings.chaos_kill_after_batches
+            "fault injection: SIGKILL %s after %d batches", point, settings.kill_after_batches
         )
     lifecycle_point = point.removeprefix("lifecycle_") if point.startswith("lifecycle_") else ""
-    forgetful = settings.chaos_ignore_watermarks
+    forgetful = settings.ignore_watermarks
     if forgetful:
         log.warning("negative control: the sink ignores its watermarks and will double count")
 
@@ -76,7 +66,7 @@ def seams_for(settings: Settings) -> Seams:
     def lifecycle_outputs(outputs: LifecycleOutputs) -> LifecycleOutputs:
         if not lifecycle_point:
             return outputs
-        wrapped = KillAtOutputs(outputs, lifecycle_point, settings.chaos_kill_after_batches)
+        wrapped = KillAtOutputs(outputs, lifecycle_point, settings.kill_after_batches)
         return cast(LifecycleOutputs, wrapped)
 
     return Seams(
