@@ -288,12 +288,13 @@ def _delete_topics(bootstrap: str, runs: list[BenchRun]) -> None:
     """Delete the runs' topics (best effort: a leftover topic is reported, not fatal)."""
     if not runs:
         return
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
+
+    from pipeline.kafka.topics import make_admin
 
     topics: list[str] = []
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-bench")
+        admin = make_admin(bootstrap, client_id="uptake-bench")
     except KafkaError as exc:
         _say(f"could not delete the topics of run(s) {', '.join(r.run_id for r in runs)}: {exc}")
         return

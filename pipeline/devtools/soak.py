@@ -741,11 +741,12 @@ def run_soak(config: SoakConfig, warehouse_url: str | None = None) -> dict[str, 
 
 def _delete_topics(bootstrap: str, topics: list[str]) -> None:
     """The soak's topics hold gigabytes after a few minutes: delete them (best effort)."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from pipeline.kafka.topics import make_admin
+
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="uptake-soak")
+        admin = make_admin(bootstrap, client_id="uptake-soak")
     except KafkaError as exc:
         _say(f"could not delete the topics {topics}: {exc}")
         return

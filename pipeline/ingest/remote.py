@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.contract.decode import DecodedBatch
 from pipeline.contract.events import Event
-from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
+from pipeline.kafka.topics import KafkaUnavailable, make_admin, unreachable_message
 from pipeline.sink.clickhouse import RetryPolicy, retry_until_stopped
 
 log = logging.getLogger("uptake.worker")
@@ -180,12 +180,7 @@ def ensure_writer_topic(
 ) -> None:
     """Create the writer topic (one partition: the writer reads one ordered log) if missing."""
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","),
-            client_id="uptake-admin",
-            request_timeout_ms=int(timeout_s * 1000),
-            **(security or {}),
-        )
+        admin = make_admin(bootstrap, security=security, request_timeout_ms=int(timeout_s * 1000))
     except KafkaError as exc:
         raise KafkaUnavailable(unreachable_message(bootstrap, security)) from exc
     try:

@@ -11,6 +11,20 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 
+def make_admin(
+    bootstrap: str,
+    *,
+    client_id: str = "uptake-admin",
+    security: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> KafkaAdminClient:
+    """The one way Uptake builds a kafka-python admin client. Raises KafkaError when no broker
+    answers; `options` are kafka-python settings (timeouts), `security` its security kwargs."""
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","), client_id=client_id, **options, **(security or {})
+    )
+
+
 class KafkaUnavailable(RuntimeError):
     """No Kafka broker answered at the bootstrap address."""
 
@@ -48,12 +62,11 @@ def ensure_topics(
 
     `security`: kafka-python security kwargs (`pipeline.kafka.security.client_kwargs`)."""
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","),
-            client_id="uptake-admin",
+        admin = make_admin(
+            bootstrap,
+            security=security,
             request_timeout_ms=int(timeout_s * 1000),
             bootstrap_timeout_ms=int(timeout_s * 1000),
-            **(security or {}),
         )
     except KafkaError as exc:
         raise KafkaUnavailable(unreachable_message(bootstrap, security)) from exc
@@ -78,9 +91,7 @@ def ensure_topics(
 def partition_count(
     bootstrap: str, topic: str, *, security: Mapping[str, Any] | None = None
 ) -> int:
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap.split(","), client_id="uptake-admin", **(security or {})
-    )
+    admin = make_admin(bootstrap, security=security)
     try:
         described = admin.describe_topics([topic])
         return len(described[0]["partitions"]) if described else 0

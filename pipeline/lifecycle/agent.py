@@ -43,7 +43,12 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from pipeline.config.settings import Settings
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
-from pipeline.kafka.topics import KafkaUnavailable, partition_count, unreachable_message
+from pipeline.kafka.topics import (
+    KafkaUnavailable,
+    make_admin,
+    partition_count,
+    unreachable_message,
+)
 from pipeline.kafka.undecodable import EXIT_UNDECODABLE, UndecodableBatchError
 from pipeline.lifecycle.activity import ActivityPublisher
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
@@ -96,9 +101,7 @@ def ensure_lifecycle_topics(
     """
     admin = None
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","), client_id="uptake-admin", **(security or {})
-        )
+        admin = make_admin(bootstrap, security=security)
         compact = {"cleanup.policy": "compact"}
         wanted = {config.activity_topic: {}, config.milestones_topic: compact}
         existing = set(admin.list_topics())
