@@ -15,8 +15,8 @@
   pass the contract.
 
 Bugs found in pipeline/ (BUG-1 to BUG-6; BUG-7 to BUG-9 are in test_security.py), all fixed, are
-pinned by regression tests at the end of this module; the summary test prints the number of
-inputs tried per target for docs/reliability.md.
+pinned by regression tests at the end of this module; tests/reliability/conftest.py prints the
+number of inputs tried per target for docs/reliability.md after the run.
 
 Every hypothesis run is derandomized and bounded; the module runs in well under a minute.
 """
@@ -1469,15 +1469,3 @@ def test_a_well_encoded_body_is_decoded_and_a_bomb_is_413(
     assert len(bomb) < 10_000
     reply = offline_collector.request("POST", "/v1/events", bomb, headers)
     assert (reply.status, json.loads(reply.raw)["error"]) == (413, "body_too_large")
-
-
-# =============================================================================== summary
-
-
-def test_zz_summary_of_inputs_tried(capsys: pytest.CaptureFixture[str]) -> None:
-    """Prints the figures docs/reliability.md quotes (inputs tried per target)."""
-    lines = ["hostile-input fuzzing: inputs tried per target"]
-    lines += [f"  {name}: {count}" for name, count in sorted(TRIED.items())]
-    lines += ["outcomes:"] + [f"  {name}: {count}" for name, count in sorted(SEEN.items())]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
