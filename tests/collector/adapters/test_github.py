@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from pipeline.collector.adapters import GitHubAdapter, WebhookAdapter, WebhookRejected, process
 from pipeline.collector.adapters.base import AdapterResult
 from pipeline.contract.events import DeployEvent
-from tests.adapters import DELETE, accepted, assert_contract, fixture, fixture_bytes, mutated, sign
+from tests.collector.adapters import (
+    DELETE,
+    accepted,
+    assert_contract,
+    fixture,
+    fixture_bytes,
+    mutated,
+    sign,
+)
 
 SECRET = "It's a Secret to Everybody"
 SUCCESS = "github/deployment_status_success.json"

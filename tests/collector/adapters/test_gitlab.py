@@ -14,7 +14,14 @@ from pipeline.collector.adapters import GitLabAdapter, WebhookAdapter, WebhookRe
 from pipeline.collector.adapters.base import AdapterResult
 from pipeline.collector.adapters.gitlab import gitlab_time
 from pipeline.contract.events import DeployEvent
-from tests.adapters import DELETE, accepted, assert_contract, fixture, fixture_bytes, mutated
+from tests.collector.adapters import (
+    DELETE,
+    accepted,
+    assert_contract,
+    fixture,
+    fixture_bytes,
+    mutated,
+)
 
 TOKEN = "glwht-secret-token"
 SUCCESS = "gitlab/deployment_success.json"

@@ -8,7 +8,7 @@ take turns in every repetition, so they share the machine's ups and downs. Per c
   i.e. the record batches on the wire and on disk;
 - `read_eps`: events/s of aiokafka (the worker's client) reading the topic back, decompressing.
 Medians over the repetitions, and ratios against `none` of the same run. Prints JSON.
-Run: python -m tests.simulate.compression_cost BOOTSTRAP [EVENTS] [REPETITIONS]
+Run: python -m tests.devtools.simulate.compression_cost BOOTSTRAP [EVENTS] [REPETITIONS]
 """
 
 from __future__ import annotations

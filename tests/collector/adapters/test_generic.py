@@ -25,7 +25,7 @@ from pipeline.collector.adapters import (
 from pipeline.collector.adapters.base import AdapterResult
 from pipeline.collector.adapters.generic import SIGNATURE_HEADER
 from pipeline.contract.events import DeployEvent
-from tests.adapters import DELETE, accepted, assert_contract, mutated, sign
+from tests.collector.adapters import DELETE, accepted, assert_contract, mutated, sign
 
 TOKEN = "argo-notifications-token"
 SECRET = "jenkins-hmac-secret"
