@@ -270,7 +270,7 @@ def _simulate(args: argparse.Namespace) -> int:
     ensure_topics(
         settings.kafka_bootstrap,
         {settings.events_topic: settings.topic_partitions},
-        security=client_kwargs(settings),
+        security=client_kwargs(settings.kafka),
     )
     org = Organisation.synthetic(args.seed, teams=args.teams)
     truth = GroundTruth()
@@ -285,7 +285,9 @@ def _simulate(args: argparse.Namespace) -> int:
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
     )
     producer = make_producer(
-        settings.kafka_bootstrap, compression=settings.kafka_compression, **client_kwargs(settings)
+        settings.kafka_bootstrap,
+        compression=settings.kafka_compression,
+        **client_kwargs(settings.kafka),
     )
     deadline = time.monotonic() + args.duration if args.duration else None
     progress = ProgressLine("simulate: events sent", None if args.duration else total)

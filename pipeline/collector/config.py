@@ -106,7 +106,7 @@ class CollectorConfig:
             "kafka_timeout_s": settings.collector_kafka_timeout_s,
             "kafka_bootstrap": settings.kafka_bootstrap,
             "events_topic": settings.events_topic,
-            "kafka_security": client_kwargs(settings),
+            "kafka_security": client_kwargs(settings.kafka),
             "kafka_compression": settings.kafka_compression,
             "limits": Limits(
                 max_message_bytes=settings.max_message_bytes,

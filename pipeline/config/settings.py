@@ -78,6 +78,21 @@ def _env(name: str, help_: str) -> dict[str, EnvSpec]:
 
 
 @dataclass(frozen=True)
+class KafkaSettings:
+    """The Kafka part: where the brokers are and how clients authenticate (kafka/security.py)."""
+
+    bootstrap: str
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: Secret
+    ssl_cafile: str
+    ssl_certfile: str
+    ssl_keyfile: str
+    compression: str
+
+
+@dataclass(frozen=True)
 class FaultSettings:
     """Fault injection for drills and the reliability suite; all empty in production."""
 
@@ -481,6 +496,21 @@ class Settings:
         if self.capabilities:
             return Path(self.capabilities)
         return _default_config("capabilities.yaml")
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        """The Kafka part (UPTAKE_KAFKA_*, KAFKA_BOOTSTRAP_SERVERS)."""
+        return KafkaSettings(
+            bootstrap=self.kafka_bootstrap,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            compression=self.kafka_compression,
+        )
 
     @property
     def faults(self) -> FaultSettings:

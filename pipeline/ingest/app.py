@@ -14,17 +14,16 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 import faust
 
 from pipeline.config.settings import Settings
-from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
+from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.chain import Decode, DedupeOffsets, IngestChain, Pseudonymise, ResolveTeams
-from pipeline.ingest.limits import backfill_limits
+from pipeline.ingest.limits import backfill_limits, live_limits
 from pipeline.ingest.steps import (
     BatchSink,
     Progress,
@@ -91,7 +90,7 @@ def build_app(
         ),
         # faust's default sensor plus Uptake's metrics for commits, rebalances, full buffers.
         Monitor=UptakeMonitor,
-        **faust_options(settings),  # UPTAKE_KAFKA_SECURITY_PROTOCOL & co.
+        **faust_options(settings.kafka),  # UPTAKE_KAFKA_SECURITY_PROTOCOL & co.
     )
     topic = app.topic(
         settings.events_topic,
@@ -100,13 +99,7 @@ def build_app(
         value_serializer="raw",
         key_serializer="raw",
     )
-    decoder = BatchDecoder(
-        Limits(
-            max_message_bytes=settings.max_message_bytes,
-            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-            max_lateness=timedelta(seconds=settings.max_lateness_s),
-        )
-    )
+    decoder = BatchDecoder(live_limits(settings))
     decoders = {settings.backfill_topic: BatchDecoder(backfill_limits(settings))}
     pseudonyms = Pseudonymizer.from_secret_or_file(
         settings.pseudonym_key.reveal(), settings.pseudonym_key_file

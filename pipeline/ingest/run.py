@@ -56,7 +56,7 @@ def run_worker(
             settings.backfill_topic: settings.topic_partitions,
             settings.dlq_topic: 1,
         },
-        security=client_kwargs(settings),
+        security=client_kwargs(settings.kafka),
     )
     metrics.set_build_info(warehouse.kind)
     observability = ObservabilitySettings.from_settings(settings)
@@ -100,13 +100,13 @@ def _run_publishing_worker(
             settings.events_topic: settings.topic_partitions,
             settings.backfill_topic: settings.topic_partitions,
         },
-        security=client_kwargs(settings),
+        security=client_kwargs(settings.kafka),
     )
     sink = publisher_for(
         settings.kafka_bootstrap,
         settings.writer_topic,
         compression=settings.kafka_compression,
-        **client_kwargs(settings),
+        **client_kwargs(settings.kafka),
     )
     metrics.set_build_info("none")
     health = Health()
@@ -147,7 +147,7 @@ def build_sink(settings: Settings, warehouse: Warehouse, seams: Seams = NONE) ->
         make_producer(
             settings.kafka_bootstrap,
             compression=settings.kafka_compression,
-            **client_kwargs(settings),
+            **client_kwargs(settings.kafka),
         ),
         settings.dlq_topic,
     )

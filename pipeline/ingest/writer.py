@@ -175,7 +175,7 @@ def run_writer(
     log_to_stderr(settings.log_level)
     warehouse = open_warehouse(settings)
     catalogs = load_catalogs(settings, warehouse)
-    security = client_kwargs(settings)
+    security = client_kwargs(settings.kafka)
     ensure_writer_topic(settings.kafka_bootstrap, settings.writer_topic, security=security)
     ensure_topics(settings.kafka_bootstrap, {settings.dlq_topic: 1}, security=security)
     metrics.set_build_info(warehouse.kind)
@@ -232,7 +232,7 @@ def _consumer(settings: Settings) -> KafkaConsumer:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=30 * 60 * 1000,  # an insert may be retried for a long time
-            **client_kwargs(settings),
+            **client_kwargs(settings.kafka),
         )
     except Exception as exc:
         raise KafkaUnavailable(unreachable_message(settings.kafka_bootstrap)) from exc

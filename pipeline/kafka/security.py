@@ -15,58 +15,66 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from pipeline.config.settings import Settings
+from pipeline.config.settings import KafkaSettings, Settings
 
 
-def uses_ssl(settings: Settings) -> bool:
-    return settings.kafka_security_protocol in ("SSL", "SASL_SSL")
+def _part(settings: Settings | KafkaSettings) -> KafkaSettings:
+    return settings.kafka if isinstance(settings, Settings) else settings
 
 
-def uses_sasl(settings: Settings) -> bool:
-    return settings.kafka_security_protocol.startswith("SASL_")
+def uses_ssl(settings: Settings | KafkaSettings) -> bool:
+    kafka = _part(settings)
+    return kafka.security_protocol in ("SSL", "SASL_SSL")
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext:
+def uses_sasl(settings: Settings | KafkaSettings) -> bool:
+    kafka = _part(settings)
+    return kafka.security_protocol.startswith("SASL_")
+
+
+def ssl_context(settings: Settings | KafkaSettings) -> ssl.SSLContext:
     """A client TLS context: verifies the broker against UPTAKE_KAFKA_SSL_CAFILE (else the
     system's CAs), presents UPTAKE_KAFKA_SSL_CERTFILE/KEYFILE when set (mutual TLS)."""
-    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
-    if settings.kafka_ssl_certfile:
-        context.load_cert_chain(
-            settings.kafka_ssl_certfile, keyfile=settings.kafka_ssl_keyfile or None
-        )
+    kafka = _part(settings)
+    context = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
+    if kafka.ssl_certfile:
+        context.load_cert_chain(kafka.ssl_certfile, keyfile=kafka.ssl_keyfile or None)
     return context
 
 
-def _protocol_and_sasl(settings: Settings) -> dict[str, Any]:
+def _protocol_and_sasl(settings: Settings | KafkaSettings) -> dict[str, Any]:
     """The keyword arguments kafka-python and aiokafka name alike."""
-    out: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    kafka = _part(settings)
+    out: dict[str, Any] = {"security_protocol": kafka.security_protocol}
     if uses_sasl(settings):
-        out["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        out["sasl_plain_username"] = settings.kafka_sasl_username
-        out["sasl_plain_password"] = settings.kafka_sasl_password.reveal()
+        out["sasl_mechanism"] = kafka.sasl_mechanism
+        out["sasl_plain_username"] = kafka.sasl_username
+        out["sasl_plain_password"] = kafka.sasl_password.reveal()
     return out
 
 
-def client_kwargs(settings: Settings) -> dict[str, Any]:
+def client_kwargs(settings: Settings | KafkaSettings) -> dict[str, Any]:
     """kafka-python client keyword arguments for the security settings ({} for PLAINTEXT)."""
-    protocol = settings.kafka_security_protocol
+    kafka = _part(settings)
+    protocol = kafka.security_protocol
     if protocol == "PLAINTEXT":
         return {}
     out = _protocol_and_sasl(settings)
     if uses_ssl(settings):
         out["ssl_check_hostname"] = True
-        if settings.kafka_ssl_cafile:
-            out["ssl_cafile"] = settings.kafka_ssl_cafile
-        if settings.kafka_ssl_certfile:
-            out["ssl_certfile"] = settings.kafka_ssl_certfile
-        if settings.kafka_ssl_keyfile:
-            out["ssl_keyfile"] = settings.kafka_ssl_keyfile
+        if kafka.ssl_cafile:
+            out["ssl_cafile"] = kafka.ssl_cafile
+        if kafka.ssl_certfile:
+            out["ssl_certfile"] = kafka.ssl_certfile
+        if kafka.ssl_keyfile:
+            out["ssl_keyfile"] = kafka.ssl_keyfile
     return out
 
 
-def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
+def aiokafka_kwargs(settings: Settings | KafkaSettings) -> dict[str, Any]:
     """aiokafka client keyword arguments ({} for PLAINTEXT): aiokafka takes an SSLContext."""
-    protocol = settings.kafka_security_protocol
+    kafka = _part(settings)
+    protocol = kafka.security_protocol
     if protocol == "PLAINTEXT":
         return {}
     out = _protocol_and_sasl(settings)
@@ -75,24 +83,25 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return out
 
 
-def faust_credentials(settings: Settings) -> Any:
+def faust_credentials(settings: Settings | KafkaSettings) -> Any:
     """`broker_credentials` for faust.App: SASLCredentials, SSLCredentials or None."""
+    kafka = _part(settings)
     import faust
 
-    protocol = settings.kafka_security_protocol
+    protocol = kafka.security_protocol
     if protocol == "PLAINTEXT":
         return None
     if protocol == "SSL":
         return faust.SSLCredentials(ssl_context(settings))
     return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=settings.kafka_sasl_password.reveal(),
-        mechanism=settings.kafka_sasl_mechanism,
+        username=kafka.sasl_username,
+        password=kafka.sasl_password.reveal(),
+        mechanism=kafka.sasl_mechanism,
         ssl_context=ssl_context(settings) if protocol == "SASL_SSL" else None,
     )
 
 
-def faust_options(settings: Settings) -> dict[str, Any]:
+def faust_options(settings: Settings | KafkaSettings) -> dict[str, Any]:
     """Extra `faust.App(...)` options: {"broker_credentials": ...}, or {} for PLAINTEXT."""
     credentials = faust_credentials(settings)
     return {} if credentials is None else {"broker_credentials": credentials}

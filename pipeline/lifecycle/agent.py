@@ -349,7 +349,7 @@ def attach(
             progress.last_batch = time.monotonic()
 
     config = LifecycleConfig.from_settings(settings)
-    security = client_kwargs(settings)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
+    security = client_kwargs(settings.kafka)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
     ensure_lifecycle_topics(settings.kafka_bootstrap, config, security)
     stopping = threading.Event()
     store = ChangelogState()

@@ -458,7 +458,7 @@ def run_backfill(
             settings.kafka_bootstrap,
             {settings.backfill_topic: settings.topic_partitions},
             timeout_s=10.0,
-            security=client_kwargs(settings),
+            security=client_kwargs(settings.kafka),
         )
 
     def on_invalid(line: InvalidLine) -> None:
@@ -484,7 +484,7 @@ def run_backfill(
                 client_id="uptake-backfill",
                 compression=settings.kafka_compression,
                 max_request_size=max(8 << 20, 2 * settings.max_message_bytes),
-                **client_kwargs(settings),
+                **client_kwargs(settings.kafka),
             )
         )
         producer = factory()

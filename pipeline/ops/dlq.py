@@ -22,14 +22,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from pipeline.config.settings import Settings
-from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
-from pipeline.ingest.limits import backfill_limits
+from pipeline.contract.decode import BatchDecoder, SourceMessage
+from pipeline.ingest.limits import backfill_limits, live_limits
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
@@ -80,18 +79,12 @@ def replay(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             consumer_timeout_ms=2000,
-            **client_kwargs(settings),
+            **client_kwargs(settings.kafka),
         )
     except Exception as exc:
         raise KafkaUnavailable(unreachable_message(settings.kafka_bootstrap)) from exc
     report = ReplayReport()
-    decoder = BatchDecoder(
-        Limits(
-            max_message_bytes=settings.max_message_bytes,
-            max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-            max_lateness=timedelta(seconds=settings.max_lateness_s),
-        )
-    )
+    decoder = BatchDecoder(live_limits(settings))
     backfill_decoder = BatchDecoder(backfill_limits(settings))
     producer = (
         None
@@ -99,7 +92,7 @@ def replay(
         else make_producer(
             settings.kafka_bootstrap,
             compression=settings.kafka_compression,
-            **client_kwargs(settings),
+            **client_kwargs(settings.kafka),
         )
     )
     publisher = None if producer is None else dl.DeadLetterPublisher(producer, settings.dlq_topic)
