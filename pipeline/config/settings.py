@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from pipeline import resources
@@ -75,6 +76,9 @@ class EnvSpec:
 
 def _env(name: str, help_: str) -> dict[str, EnvSpec]:
     return {"env": EnvSpec(name, help_)}
+
+
+P = TypeVar("P", "KafkaSettings", "FaultSettings")
 
 
 @dataclass(frozen=True)
@@ -499,29 +503,16 @@ class Settings:
 
     @property
     def kafka(self) -> KafkaSettings:
-        """The Kafka part (UPTAKE_KAFKA_*, KAFKA_BOOTSTRAP_SERVERS)."""
-        return KafkaSettings(
-            bootstrap=self.kafka_bootstrap,
-            security_protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            sasl_username=self.kafka_sasl_username,
-            sasl_password=self.kafka_sasl_password,
-            ssl_cafile=self.kafka_ssl_cafile,
-            ssl_certfile=self.kafka_ssl_certfile,
-            ssl_keyfile=self.kafka_ssl_keyfile,
-            compression=self.kafka_compression,
-        )
+        """The Kafka part (KAFKA_BOOTSTRAP_SERVERS, UPTAKE_KAFKA_*): the `kafka_*` fields."""
+        return self._part(KafkaSettings, "kafka_")
 
     @property
     def faults(self) -> FaultSettings:
         """The fault-injection part (UPTAKE_CHAOS_*), for pipeline.devtools.faults only."""
-        return FaultSettings(
-            fail_inserts=self.chaos_fail_inserts,
-            fail_inserts_file=self.chaos_fail_inserts_file,
-            kill_at=self.chaos_kill_at,
-            kill_after_batches=self.chaos_kill_after_batches,
-            ignore_watermarks=self.chaos_ignore_watermarks,
-        )
+        return self._part(FaultSettings, "chaos_")
+
+    def _part(self, part: type[P], prefix: str) -> P:
+        return part(**{f.name: getattr(self, prefix + f.name) for f in fields(part)})
 
     @property
     def pseudonym_key_file(self) -> Path:

@@ -56,37 +56,31 @@ def _protocol_and_sasl(settings: Settings | KafkaSettings) -> dict[str, Any]:
 def client_kwargs(settings: Settings | KafkaSettings) -> dict[str, Any]:
     """kafka-python client keyword arguments for the security settings ({} for PLAINTEXT)."""
     kafka = _part(settings)
-    protocol = kafka.security_protocol
-    if protocol == "PLAINTEXT":
+    if kafka.security_protocol == "PLAINTEXT":
         return {}
-    out = _protocol_and_sasl(settings)
-    if uses_ssl(settings):
-        out["ssl_check_hostname"] = True
-        if kafka.ssl_cafile:
-            out["ssl_cafile"] = kafka.ssl_cafile
-        if kafka.ssl_certfile:
-            out["ssl_certfile"] = kafka.ssl_certfile
-        if kafka.ssl_keyfile:
-            out["ssl_keyfile"] = kafka.ssl_keyfile
+    out = _protocol_and_sasl(kafka)
+    if uses_ssl(kafka):
+        files = {
+            "ssl_cafile": kafka.ssl_cafile,
+            "ssl_certfile": kafka.ssl_certfile,
+            "ssl_keyfile": kafka.ssl_keyfile,
+        }
+        out.update(ssl_check_hostname=True, **{name: path for name, path in files.items() if path})
     return out
 
 
 def aiokafka_kwargs(settings: Settings | KafkaSettings) -> dict[str, Any]:
     """aiokafka client keyword arguments ({} for PLAINTEXT): aiokafka takes an SSLContext."""
     kafka = _part(settings)
-    protocol = kafka.security_protocol
-    if protocol == "PLAINTEXT":
-        return {}
-    out = _protocol_and_sasl(settings)
-    if uses_ssl(settings):
-        out["ssl_context"] = ssl_context(settings)
-    return out
+    out = {k: v for k, v in client_kwargs(kafka).items() if not k.startswith("ssl_")}
+    return out | {"ssl_context": ssl_context(kafka)} if uses_ssl(kafka) else out
 
 
 def faust_credentials(settings: Settings | KafkaSettings) -> Any:
     """`broker_credentials` for faust.App: SASLCredentials, SSLCredentials or None."""
-    kafka = _part(settings)
     import faust
+
+    kafka = _part(settings)
 
     protocol = kafka.security_protocol
     if protocol == "PLAINTEXT":
