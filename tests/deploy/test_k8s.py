@@ -236,5 +236,7 @@ def test_image_is_set_by_kustomize_with_a_version() -> None:
 
 
 def test_manifests_are_plain_yaml_files() -> None:
-    for path in BASE.glob("*.yaml"):
+    paths = sorted(BASE.glob("*.yaml"))
+    assert paths, f"no manifests found in {BASE}"  # an empty glob would pass vacuously
+    for path in paths:
         list(yaml.safe_load_all(Path(path).read_text()))
