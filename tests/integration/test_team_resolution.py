@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import REPO, Pipeline, wait_until
-from tests.integration.test_end_to_end import scrape, total
+from tests.support.metrics import scrape, total
 
 pytestmark = pytest.mark.integration
 

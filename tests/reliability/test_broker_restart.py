@@ -69,7 +69,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -83,7 +82,6 @@ import pytest
 from aiohttp import web
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.collector.app import STATE, create_app
 from pipeline.collector.auth import TokenTable, hash_token
@@ -95,6 +93,7 @@ from pipeline.observability.metrics import REGISTRY
 from pipeline.sdk import DeliveryError, UptakeClient
 from tests.collector import Collector, FakeClock, Reply, serve_in_thread
 from tests.conftest import Pipeline, free_port, wait_until
+from tests.support.metrics import scrape
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -292,16 +291,6 @@ def endless_events(seed: int, teams: int) -> Iterator[dict[str, Any]]:
     org = Organisation.synthetic(seed, teams=teams)
     for chunk in itertools.count():
         yield from generate(org, CHUNK_EVENTS, seed * 10_000 + chunk, window=timedelta(days=1))
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 # --------------------------------------------------------------------------------------------

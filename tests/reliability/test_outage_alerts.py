@@ -45,11 +45,11 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.devtools.simulate.org import Organisation, generate
 from pipeline.kafka.producer import make_producer
 from tests.conftest import REPO, Pipeline, free_port, wait_until
+from tests.support.metrics import scrape_totals as scrape
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -218,16 +218,6 @@ class Load(threading.Thread):
 
 # --------------------------------------------------------------------------------------------
 # the worker's own /metrics
-
-
-def scrape(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            totals[s.name] = totals.get(s.name, 0.0) + s.value
-    return totals
 
 
 def test_warehouse_outage_shows_in_metrics_fires_alerts_and_loses_nothing(
