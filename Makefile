@@ -19,7 +19,7 @@ help:
 	@echo "make reliability  the fault suite with soak-sized iteration counts"
 	@echo "make bench   uptake bench: pipeline throughput vs a raw baseline, one JSON line"
 	@echo "make soak    uptake soak: 5 min at 80 % of the calibrated throughput, a 10x burst, a verdict"
-	@echo "make lint    ruff and mypy"
+	@echo "make lint    ruff, mypy and the layer contract (import-linter)"
 	@echo "make lock    update uv.lock to the newest releases in pyproject.toml's ranges (on purpose)"
 	@echo "make test-latest  the suite against the newest releases, in .venv-latest (the lock untouched)"
 	@echo "make dashboards  regenerate dashboards/*.json from pipeline/dashboards/"
@@ -73,6 +73,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests sdk
 	$(BIN)/ruff format --check pipeline sdk
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # promtool and a Prometheus server for tests/observability (Debian's prometheus package).
 system-deps:

@@ -5,7 +5,7 @@ into the host (docs/sdk.md). This module keeps `from pipeline.sdk import UptakeC
 `from pipeline import UptakeClient`) working for existing users with the behaviour they had:
 `strict=True`, so the constructor connects and raises `DeliveryError` when no broker answers,
 `emit()` raises `InvalidEvent`, and `flush()` / `close()` raise `DeliveryError` naming the events
-not acknowledged in time. The producer is `pipeline.simulate.produce.make_producer`'s, and a
+not acknowledged in time. The producer is `pipeline.kafka.producer.make_producer`'s, and a
 `pipeline.contract.decode.Limits` is accepted as before.
 """
 
@@ -29,9 +29,9 @@ from uptake_sdk import (
     rfc3339,
 )
 
+from pipeline.config.settings import DEFAULT_KAFKA_COMPRESSION
 from pipeline.contract.decode import Limits
-from pipeline.settings import DEFAULT_KAFKA_COMPRESSION
-from pipeline.simulate.produce import make_producer
+from pipeline.kafka.producer import make_producer
 
 __all__ = [
     "MESSAGE_TARGET_BYTES",

@@ -2,7 +2,7 @@
 
 Where each comes from, first match wins:
 - Kafka: KAFKA_BOOTSTRAP_SERVERS if set; else a Kafka container (KRaft) through testcontainers
-  when a Docker engine answers; else the project's local broker (pipeline.broker) on a free port.
+  when a Docker engine answers; else the project's local broker (devtools.broker) on a free port.
 - ClickHouse: UPTAKE_CLICKHOUSE_URL (a server) if set; else a ClickHouse server container when a
   Docker engine answers; else the embedded engine (chdb) in temporary folders.
 
@@ -71,7 +71,7 @@ def kafka_bootstrap(docker: bool, tmp_path_factory: pytest.TempPathFactory) -> I
         with KafkaContainer("apache/kafka:3.9.1").with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from pipeline.broker import LocalBroker
+    from pipeline.devtools.broker import LocalBroker
 
     port = free_port()
     broker = LocalBroker(tmp_path_factory.mktemp("kafka"), port=port, controller_port=free_port())

@@ -21,6 +21,7 @@ from kafka import KafkaConsumer, TopicPartition
 import pipeline
 from pipeline.contract.events import ApiCallEvent
 from pipeline.contract.reasons import Reason
+from pipeline.kafka.topics import ensure_topics
 from pipeline.sdk import (
     DeliveryError,
     InvalidEvent,
@@ -31,7 +32,6 @@ from pipeline.sdk import (
     model_training,
     pack_messages,
 )
-from pipeline.topics import ensure_topics
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pipeline
 from pipeline.cli import backfill, broker, catalog, collector, dashboards, data, impact, run
-from pipeline.settings import SettingsError
+from pipeline.config.settings import SettingsError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         # kafka-python logs every failed connection attempt; our own error says it once.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    from pipeline import undecodable
+    from pipeline.kafka import undecodable
 
     undecodable.install_kafka_python()  # a batch no consumer can read is named, never a trace
     try:
@@ -87,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_expected(exc: Exception) -> bool:
     """Errors that carry a message for a person; anything else is a bug and shows its trace."""
-    from pipeline.broker import BrokerError
-    from pipeline.topics import KafkaUnavailable
+    from pipeline.devtools.broker import BrokerError
+    from pipeline.kafka.topics import KafkaUnavailable
     from pipeline.warehouse.connection import WarehouseError
 
     return isinstance(exc, WarehouseError | KafkaUnavailable | BrokerError)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cli.argtypes import at_most
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 DESCRIPTION = """\
 Load events older than the live lateness limit (UPTAKE_MAX_LATENESS_S, default 7 days) - or any
@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from pipeline.backfill import EXIT_FAILED, BackfillError, run_backfill
+    from pipeline.ops.backfill import EXIT_FAILED, BackfillError, run_backfill
 
     settings = Settings.from_env()
     try:

@@ -1,4 +1,4 @@
-"""`uptake broker start|stop|status`: the local single-node Kafka broker (see pipeline.broker).
+"""`uptake broker start|stop|status`: the local single-node Kafka broker (devtools.broker).
 
 `register(subparsers)` adds the `broker` command. Every subcommand sets `func` on the parsed
 arguments, and `args.func(args)` returns the process exit code:
@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.broker import BrokerError, BrokerStatus, LocalBroker
 from pipeline.cli.argtypes import port, seconds
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.devtools.broker import BrokerError, BrokerStatus, LocalBroker
 
 DEFAULT_PORT = 9092
 EXIT_OK = 0

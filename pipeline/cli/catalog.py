@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from pipeline.settings import Settings, SettingsError
+from pipeline.config.settings import Settings, SettingsError
 
 
 def instant(text: str) -> datetime:
@@ -68,8 +68,8 @@ def _sync(args: argparse.Namespace) -> int:
     from pipeline.catalog.errors import CatalogError
     from pipeline.catalog.store import CatalogStore, TeamCatalogBuilder
     from pipeline.enrich.pseudonym import Pseudonymizer
+    from pipeline.ingest.catalogs import first_load_lookback, team_sources
     from pipeline.warehouse.connection import opened
-    from pipeline.worker.catalogs import first_load_lookback, team_sources
 
     settings = Settings.from_env()
     pseudonyms = Pseudonymizer.from_secret_or_file(

@@ -10,7 +10,7 @@ import secrets
 import sys
 
 from pipeline.collector.config import ENV
-from pipeline.settings import Settings, SettingsError
+from pipeline.config.settings import Settings, SettingsError
 
 DESCRIPTION = """\
 Run the HTTP collector: services POST usage events to /v1/events with a bearer token; each
@@ -200,12 +200,12 @@ def _hash_token(args: argparse.Namespace) -> int:
 def _collector(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pipeline.adapters import WebhookAdapter
+    from pipeline.collector.adapters import WebhookAdapter
     from pipeline.collector.app import serve
     from pipeline.collector.auth import TokenTable
     from pipeline.collector.config import CollectorConfig
     from pipeline.collector.webhooks import load_webhooks
-    from pipeline.topics import KafkaUnavailable, ensure_topics
+    from pipeline.kafka.topics import KafkaUnavailable, ensure_topics
 
     settings = Settings.from_env()
     config = CollectorConfig.from_env(

@@ -10,8 +10,8 @@ from typing import Any
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from pipeline.cli.argtypes import non_negative_int
+from pipeline.config.settings import Settings, redact_url
 from pipeline.contract.reasons import Reason
-from pipeline.settings import Settings, redact_url
 from pipeline.warehouse.connection import WarehouseError, opened
 from pipeline.warehouse.migrations import MigrationError, applied, available, migrate
 
@@ -196,7 +196,7 @@ def register_dlq(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
-    from pipeline.dlq import replay
+    from pipeline.ops.dlq import replay
 
     report = replay(
         Settings.from_env(),

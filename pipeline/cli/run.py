@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -20,7 +21,10 @@ from pipeline.cli.argtypes import (
     positive_int,
     seconds,
 )
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.ingest.seams import Seams
 
 team_count = at_most(20, "teams: the synthetic organisation has")
 
@@ -62,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "factor of each capability on each DORA key, each team's adoption moments) to this JSON "
         "file",
     )
-    # Ground-truth knobs of the scenario (pipeline/simulate/org.py Scenario; docs/analysts.md).
+    # Ground-truth knobs of the scenario (devtools/simulate/org.py Scenario; docs/analysts.md).
     cmd.add_argument(
         "--lead-time-factor",
         type=positive_float,
@@ -284,17 +288,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _simulate(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from pipeline.kafka_security import client_kwargs
-    from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
-    from pipeline.simulate.produce import ProgressLine, make_producer, produce
-    from pipeline.topics import ensure_topics
+    from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
+    from pipeline.kafka.producer import ProgressLine, make_producer, produce
+    from pipeline.kafka.security import client_kwargs
+    from pipeline.kafka.topics import ensure_topics
 
     settings = Settings.from_env()
     total = args.events or (10_000_000 if args.duration else 100_000)
     ensure_topics(
         settings.kafka_bootstrap,
         {settings.events_topic: settings.topic_partitions},
-        security=client_kwargs(settings),
+        security=client_kwargs(settings.kafka),
     )
     org = Organisation.synthetic(args.seed, teams=args.teams)
     truth = GroundTruth()
@@ -313,7 +317,9 @@ def _simulate(args: argparse.Namespace) -> int:
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
     )
     producer = make_producer(
-        settings.kafka_bootstrap, compression=settings.kafka_compression, **client_kwargs(settings)
+        settings.kafka_bootstrap,
+        compression=settings.kafka_compression,
+        **client_kwargs(settings.kafka),
     )
     deadline = time.monotonic() + args.duration if args.duration else None
     progress = ProgressLine("simulate: events sent", None if args.duration else total)
@@ -338,7 +344,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def write_truth(path: Path, truth: object) -> None:
-    from pipeline.simulate.org import GroundTruth
+    from pipeline.devtools.simulate.org import GroundTruth
 
     assert isinstance(truth, GroundTruth)
     rows = [
@@ -357,19 +363,29 @@ def write_truth(path: Path, truth: object) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from pipeline.worker.run import run_worker
+    from pipeline.ingest.run import run_worker
 
-    return run_worker(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
+    settings = Settings.from_env()
+    return run_worker(settings, exit_when_idle_s=args.exit_when_idle, seams=_faults(settings))
 
 
 def _writer(args: argparse.Namespace) -> int:
-    from pipeline.writer import run_writer
+    from pipeline.ingest.writer import run_writer
 
-    return run_writer(Settings.from_env(), exit_when_idle_s=args.exit_when_idle)
+    settings = Settings.from_env()
+    return run_writer(settings, exit_when_idle_s=args.exit_when_idle, seams=_faults(settings))
+
+
+def _faults(settings: Settings) -> Seams:
+    """Fault injection, wired in only when a UPTAKE_CHAOS_* setting is present."""
+    from pipeline.devtools import faults
+    from pipeline.ingest.seams import NONE
+
+    return faults.seams_for(settings.faults) if settings.faults.present else NONE
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from pipeline.soak import SoakConfig, main
+    from pipeline.devtools.soak import SoakConfig, main
 
     config = SoakConfig(
         duration_s=args.duration,
@@ -386,7 +402,7 @@ def _soak(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import BenchConfig, main
+    from pipeline.devtools.bench import BenchConfig, main
 
     config = BenchConfig(
         events=args.events, per_message=args.per_message, freshness_rate=args.freshness_rate
@@ -395,8 +411,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipeline.broker import LocalBroker, broker_answers
     from pipeline.cli.data import format_table
+    from pipeline.devtools.broker import LocalBroker
+    from pipeline.kafka.probe import broker_answers
     from pipeline.warehouse.connection import opened
 
     settings = Settings.from_env()

@@ -3,7 +3,7 @@
 Services that cannot (or should not) talk to Kafka POST events over HTTPS with a bearer token;
 the collector validates each event exactly as the worker would, produces the accepted ones to
 the events topic and answers only after Kafka acknowledged them. It also mounts the webhook
-adapters (`pipeline.adapters`) of a webhooks file at `POST /v1/webhooks/<name>`. See
+adapters (`pipeline.collector.adapters`) of a webhooks file at `POST /v1/webhooks/<name>`. See
 docs/collector.md and docs/webhooks.md.
 
 Modules: `app` (aiohttp application and server), `config` (options, from `Settings`), `auth`

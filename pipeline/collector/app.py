@@ -16,7 +16,7 @@ Endpoints (docs/collector.md has the formats, examples and the full status table
   token); the events it maps to are judged and produced like those of `/v1/events` (see
   `pipeline.collector.webhooks` and docs/webhooks.md). 202 once Kafka acknowledged them.
 - `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers),
-  `GET /metrics` (Prometheus text of `pipeline.metrics.REGISTRY`).
+  `GET /metrics` (Prometheus text of `pipeline.observability.metrics.REGISTRY`).
 
 Every error is JSON: `{"error": "<code>", "message": "<for a person>"}`.
 Blocking Kafka calls run in a thread pool; the event loop only parses, validates and answers.
@@ -39,8 +39,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.adapters import ROUTE_PREFIX, WebhookAdapter, routes
 from pipeline.collector import metrics as m
+from pipeline.collector.adapters import ROUTE_PREFIX, WebhookAdapter, routes
 from pipeline.collector.auth import TokenTable
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.ingest import NDJSON_TYPES, BodyError, judge, split_body
@@ -48,8 +48,8 @@ from pipeline.collector.producer import KafkaGateway, ProduceFailed
 from pipeline.collector.ratelimit import RateLimiter
 from pipeline.contract import cloudevents
 from pipeline.contract.decode import BatchDecoder
-from pipeline.metrics import REGISTRY
-from pipeline.topics import KafkaUnavailable
+from pipeline.kafka.topics import KafkaUnavailable
+from pipeline.observability.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 

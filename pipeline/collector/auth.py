@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.collector.config import read_json_or_toml
-from pipeline.settings import SettingsError
+from pipeline.config.settings import SettingsError
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 

@@ -1,6 +1,6 @@
 """The collector's options: one frozen dataclass built from the shared `Settings`.
 
-Every option comes from `pipeline.settings.Settings` like everywhere else in Uptake: the
+Every option comes from `pipeline.config.settings.Settings` like everywhere else in Uptake: the
 collector's own options are its `collector_*` fields (variables `UPTAKE_COLLECTOR_*`, listed in
 `ENV`), Kafka and the contract limits are the shared fields the worker uses too. Command-line
 flags of `uptake collector` override them. Nothing here reads the environment itself.
@@ -18,9 +18,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.settings import Settings, SettingsError
 from pipeline.contract.decode import Limits
-from pipeline.kafka_security import client_kwargs
-from pipeline.settings import Settings, SettingsError
+from pipeline.kafka.security import client_kwargs
 
 SETTING_OF: dict[str, str] = {
     "host": "collector_host",
@@ -73,7 +73,7 @@ class CollectorConfig:
     kafka_bootstrap: str = _DEFAULTS.kafka_bootstrap
     events_topic: str = _DEFAULTS.events_topic
     kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    """kafka-python security kwargs (`pipeline.kafka_security.client_kwargs`; {}: PLAINTEXT)."""
+    """kafka-python security kwargs (`pipeline.kafka.security.client_kwargs`; {}: PLAINTEXT)."""
     kafka_compression: str = _DEFAULTS.kafka_compression
     """UPTAKE_KAFKA_COMPRESSION: what the collector's producer compresses with."""
     limits: Limits = field(default_factory=Limits)
@@ -106,7 +106,7 @@ class CollectorConfig:
             "kafka_timeout_s": settings.collector_kafka_timeout_s,
             "kafka_bootstrap": settings.kafka_bootstrap,
             "events_topic": settings.events_topic,
-            "kafka_security": client_kwargs(settings),
+            "kafka_security": client_kwargs(settings.kafka),
             "kafka_compression": settings.kafka_compression,
             "limits": Limits(
                 max_message_bytes=settings.max_message_bytes,

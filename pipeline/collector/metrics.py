@@ -1,4 +1,4 @@
-"""The collector's Prometheus metrics, in the one registry `pipeline.metrics.REGISTRY`.
+"""The collector's Prometheus metrics, in the one registry `observability.metrics.REGISTRY`.
 
 Labels are bounded: the route (`events` for `POST /v1/events`, `webhook` for every
 `/v1/webhooks/<name>`), an HTTP status code and a fixed set of outcomes; never a source,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from pipeline.metrics import REGISTRY
+from pipeline.observability.metrics import REGISTRY
 
 ROUTES = ("events", "webhook")
 """events: POST /v1/events; webhook: POST /v1/webhooks/<name> (any adapter)."""

@@ -17,10 +17,10 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from pipeline.broker import broker_answers
-from pipeline.settings import DEFAULT_KAFKA_COMPRESSION
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import KafkaUnavailable, unreachable_message
+from pipeline.config.settings import DEFAULT_KAFKA_COMPRESSION
+from pipeline.kafka.probe import broker_answers
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
 
 
 class ProduceFailed(RuntimeError):

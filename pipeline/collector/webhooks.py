@@ -1,7 +1,7 @@
 """Webhook routes of the collector: `POST /v1/webhooks/<name>` for each configured adapter.
 
 The webhooks file (TOML or JSON; `--webhooks FILE` or `UPTAKE_COLLECTOR_WEBHOOKS`) says which
-adapters of `pipeline.adapters` to mount and how to map repositories to teams. It never holds a
+adapters of `collector.adapters` to mount and how to map repositories to teams. It never holds a
 secret: each section names the *environment variable* that holds its secret or token, and
 `load_webhooks` reads those variables from the mapping it is given (the CLI passes
 `os.environ`), so the file can live in version control::
@@ -25,7 +25,7 @@ A `*_env` value may also be a list of variable names: every secret they hold is 
 rotation without downtime. docs/webhooks.md has the whole format.
 
 Per delivery the handler reads the raw body within `max_body_bytes` (413), lets the adapter
-verify and convert it (`pipeline.adapters.process`), judges the resulting events with the
+verify and convert it (`pipeline.collector.adapters.process`), judges the resulting events with the
 decoder of `POST /v1/events` (source: the adapter's name, which the adapters already put in the
 events) and answers 202 only after Kafka acknowledged them (503 otherwise).
 """
@@ -41,7 +41,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from pipeline.adapters import (
+from pipeline.collector import metrics as m
+from pipeline.collector.adapters import (
     ROUTE_PREFIX,
     GenericAdapter,
     GitHubAdapter,
@@ -50,7 +51,6 @@ from pipeline.adapters import (
     WebhookRejected,
     process,
 )
-from pipeline.collector import metrics as m
 from pipeline.collector.app import (
     MESSAGE_EVENTS,
     STATE,
@@ -63,8 +63,8 @@ from pipeline.collector.app import (
 from pipeline.collector.config import read_json_or_toml
 from pipeline.collector.ingest import judge
 from pipeline.collector.producer import ProduceFailed
-from pipeline.settings import SettingsError
-from pipeline.topics import KafkaUnavailable
+from pipeline.config.settings import SettingsError
+from pipeline.kafka.topics import KafkaUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +309,7 @@ async def post_webhook(request: web.Request, adapter: WebhookAdapter) -> web.Res
     try:
         result = process(adapter, request.headers, body)
     except WebhookRejected as exc:
-        # The reason never contains a secret or an expected signature (pipeline.adapters).
+        # The reason never contains a secret or an expected signature (pipeline.collector.adapters).
         log.info("collector: webhook %s answered %d: %s", adapter.name, exc.status, exc.reason)
         return json_error(exc.status, REJECTED_CODES.get(exc.status, "rejected"), exc.reason)
     if not result.events:

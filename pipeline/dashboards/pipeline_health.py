@@ -1,6 +1,6 @@
 """Pipeline health (SREs, Prometheus): throughput, lag, freshness, rejects, inserts, the consumer.
 
-Only metrics that `pipeline/metrics.py`, `pipeline/collector/metrics.py` and
+Only metrics that `pipeline/observability/metrics.py`, `pipeline/collector/metrics.py` and
 `pipeline/observability/` export (and Prometheus's own `up`) are used; docs/operations.md
 explains each one and the runbook behind it. Rates use `$__rate_interval`, so the panels work
 at any scrape interval; every query is scoped to the worker (or collector) job and the

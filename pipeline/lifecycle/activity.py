@@ -27,7 +27,7 @@ from pipeline.lifecycle.engine import Activity, Watermark, encode_record, key_of
 from pipeline.lifecycle.outputs import KafkaWrites
 from pipeline.lifecycle.retry import until_done
 from pipeline.lifecycle.rules import EPOCH, NO_DAY, day_of
-from pipeline.worker.sink import RetryPolicy
+from pipeline.sink.clickhouse import RetryPolicy
 
 WATERMARK_KEY = b"~watermark"
 _EPOCH_ORDINAL = EPOCH.toordinal()

@@ -27,7 +27,6 @@ import contextlib
 import logging
 import math
 import os
-import signal
 import threading
 import time
 from collections import defaultdict
@@ -41,24 +40,28 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline import metrics
-from pipeline.kafka_security import client_kwargs
+from pipeline.config.settings import Settings
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.security import client_kwargs
+from pipeline.kafka.topics import (
+    KafkaUnavailable,
+    make_admin,
+    partition_count,
+    unreachable_message,
+)
+from pipeline.kafka.undecodable import EXIT_UNDECODABLE, UndecodableBatchError
 from pipeline.lifecycle.activity import ActivityPublisher, UseRule
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
 from pipeline.lifecycle.retry import LifecycleStopped, until_done
 from pipeline.lifecycle.rules import KINDS, Rules
 from pipeline.lifecycle.state import ChangelogState, read_changelog
-from pipeline.settings import Settings
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import KafkaUnavailable, partition_count, unreachable_message
-from pipeline.undecodable import EXIT_UNDECODABLE, UndecodableBatchError
+from pipeline.observability import metrics
 from pipeline.warehouse.connection import connect
 
 log = logging.getLogger("uptake.lifecycle")
 
 EXIT_WRITE_FAILED = 75  # as the ingest agent: nothing of the batch acked, it is replayed
-KILL_POINTS = {"lifecycle_after_state": "after_state", "lifecycle_after_emit": "after_emit"}
 
 T = TypeVar("T")
 
@@ -98,9 +101,7 @@ def ensure_lifecycle_topics(
     """
     admin = None
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","), client_id="uptake-admin", **(security or {})
-        )
+        admin = make_admin(bootstrap, security=security)
         compact = {"cleanup.policy": "compact"}
         wanted = {config.activity_topic: {}, config.milestones_topic: compact}
         existing = set(admin.list_topics())
@@ -177,8 +178,6 @@ class LifecycleRunner:
         assignment: Assignment,
         *,
         on_batch: Callable[[], None] | None = None,
-        kill_at: str = "",
-        kill_after_batches: int = 0,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -189,8 +188,6 @@ class LifecycleRunner:
         self.stopping = stopping
         self.assignment = assignment
         self.on_batch = on_batch
-        self.kill_at = kill_at
-        self.kill_after_batches = kill_after_batches
         self.batches = 0
         self.records = 0
         self.milestones = 0
@@ -281,7 +278,6 @@ class LifecycleRunner:
             return
         await self._flush_changelog()
         self.batches += 1
-        self._maybe_kill("after_state")
         emission = self.engine.emission(keys)
         if emission:
             await self._in_writer(
@@ -289,7 +285,6 @@ class LifecycleRunner:
                     lambda: self.outputs.write(emission), "writing milestones", self.stopping
                 )
             )
-        self._maybe_kill("after_emit")
         self.engine.confirm(keys)
         await self._flush_changelog()
         self.records += sum(len(records) for records in by_partition.values())
@@ -323,13 +318,6 @@ class LifecycleRunner:
     async def _in_writer(self, call: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.writer, call)
 
-    def _maybe_kill(self, point: str) -> None:
-        if self.kill_at == point and self.batches > self.kill_after_batches:
-            log.warning("chaos: SIGKILL in lifecycle batch %d, %s", self.batches, point)
-            for handler in logging.getLogger("uptake").handlers:
-                handler.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-
     def close(self) -> None:
         self.writer.shutdown(wait=True)
         self.outputs.close()
@@ -337,7 +325,7 @@ class LifecycleRunner:
 
 
 class WorkerProgress(Protocol):
-    """The worker's progress record (pipeline/worker/app.py): its idle watch reads last_batch."""
+    """The worker's progress record (pipeline/ingest/app.py): its idle watch reads last_batch."""
 
     last_batch: float
 
@@ -348,6 +336,7 @@ def attach(
     *,
     progress: WorkerProgress | None = None,
     uses: UseRule | None = None,
+    wrap_outputs: Callable[[LifecycleOutputs], LifecycleOutputs] = lambda outputs: outputs,
 ) -> ActivityPublisher:
     """Add the lifecycle agent to the worker's app; returns the ingest's activity publisher.
 
@@ -361,7 +350,7 @@ def attach(
             progress.last_batch = time.monotonic()
 
     config = LifecycleConfig.from_settings(settings)
-    security = client_kwargs(settings)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
+    security = client_kwargs(settings.kafka)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
     ensure_lifecycle_topics(settings.kafka_bootstrap, config, security)
     stopping = threading.Event()
     store = ChangelogState()
@@ -369,8 +358,8 @@ def attach(
     kafka = KafkaWrites(
         lambda: make_producer(settings.kafka_bootstrap, compression=compression, **security)
     )
-    outputs = LifecycleOutputs(
-        lambda: connect(settings.warehouse_url), kafka, config.milestones_topic
+    outputs = wrap_outputs(
+        LifecycleOutputs(lambda: connect(settings.warehouse_url), kafka, config.milestones_topic)
     )
     runner = LifecycleRunner(
         LifecycleEngine(config.rules, config.watermark_lag_days, store),
@@ -384,8 +373,6 @@ def attach(
         stopping,
         FaustAssignment(app, config.activity_topic),
         on_batch=progressed,
-        kill_at=KILL_POINTS.get(settings.chaos_kill_at, ""),
-        kill_after_batches=settings.chaos_kill_after_batches,
     )
     topic = app.topic(
         config.activity_topic,

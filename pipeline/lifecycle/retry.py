@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from pipeline.worker.sink import RetryPolicy, SinkStopped, retry_until_stopped
+from pipeline.sink.clickhouse import RetryPolicy, SinkStopped, retry_until_stopped
 
 log = logging.getLogger("uptake.lifecycle")
 

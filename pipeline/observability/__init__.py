@@ -1,4 +1,4 @@
-"""Observability beyond the per-batch counters of `pipeline.metrics`.
+"""Observability beyond the per-batch counters of `pipeline.observability.metrics`.
 
 - `consumer_lag`: messages per partition not yet written and committed, sampled on a timer.
 - `faust_sensor`: the few faust internals worth a series (commit duration, rebalances,

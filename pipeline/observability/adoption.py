@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from pipeline import metrics
+from pipeline.observability import metrics
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.warehouse.connection import Warehouse, connect
 

@@ -1,11 +1,11 @@
-"""The observability package's view of the settings (`pipeline.settings.Settings`)."""
+"""The observability package's view of the settings (`pipeline.config.settings.Settings`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 REFRESH_ENV = "UPTAKE_ADOPTION_GAUGES_REFRESH_S"
 PER_TEAM_ENV = "UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES"

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
-from pipeline import metrics
+from pipeline.observability import metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,9 @@
 """The faust internals worth a Prometheus series, recorded into Uptake's registry.
 
-faust ships a Prometheus sensor (`faust.sensors.prometheus`). Uptake does not use it:
-- `setup_prometheus_sensors()` serves its page through faust's web server, which the worker
-  runs without (`web_enabled=False`; `/metrics` comes from prometheus-client);
-- its names break the conventions every other Uptake metric follows: latencies in milliseconds
-  without a unit suffix (`<app>_consumer_commit_latency`), counters exposed as gauges
-  (`<app>_total_rebalances`), the app name (here `uptake-worker`, a consumer-group name that
-  changes per deployment) as the prefix;
-- most of its series duplicate Uptake's own (messages and events received) or describe parts the
-  worker does not use (tables, the faust web server, faust's producer), and several are updated
-  per message on the hot path.
-
-Instead, `UptakeMonitor` extends faust's default `Monitor` (which keeps its own statistics as
-before) and records three things in rare hooks only, never per message: how long offset commits
-take, rebalances, and when a stream buffer was full (backpressure). Plug it in with
-`faust.App(..., Monitor=UptakeMonitor)`.
+`UptakeMonitor` extends faust's default `Monitor` and records, in rare hooks only (never per
+message), how long offset commits take, rebalances, and full stream buffers (backpressure).
+Plug it in with `faust.App(..., Monitor=UptakeMonitor)`. Why not faust's own Prometheus
+sensor: docs/design.md.
 """
 
 from __future__ import annotations
@@ -23,7 +12,7 @@ from typing import Any
 
 from faust.sensors import Monitor
 
-from pipeline import metrics
+from pipeline.observability import metrics
 
 
 class UptakeMonitor(Monitor):

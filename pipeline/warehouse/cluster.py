@@ -1,39 +1,10 @@
-"""ClickHouse cluster mode: the migrations' DDL rewritten for Replicated tables behind
-Distributed ones (`UPTAKE_CLICKHOUSE_CLUSTER`; empty = a single server or the embedded engine).
+"""ClickHouse cluster mode (`UPTAKE_CLICKHOUSE_CLUSTER`; empty = one server or the embedded
+engine): the migrations' DDL rewritten for Replicated tables behind Distributed ones.
 
-The migration files are written once, for one server. With a cluster, `uptake migrate` passes
-every statement through `ClusterDDL.transform`, which returns the statements to run instead:
-
-- `CREATE TABLE t (...) ENGINE = XMergeTree(args) ...` becomes
-  `CREATE TABLE t_local ON CLUSTER c (...) ENGINE = ReplicatedXMergeTree(
-  '/clickhouse/tables/{shard}/{database}/{table}', '{replica}', args) ...` (one copy per replica,
-  no block deduplication: see below) and
-  `CREATE TABLE t ON CLUSTER c AS t_local ENGINE = Distributed(c, db, t_local, key)`.
-  `CREATE TABLE t AS other ENGINE = ...` becomes the same, `AS other_local`.
-- `CREATE MATERIALIZED VIEW v TO t AS SELECT ... FROM s` runs on every node against the local
-  tables: `ON CLUSTER c TO t_local ... FROM s_local`. A view fires on the shard that stores
-  the inserted block, so every row is aggregated once, on the shard that holds it.
-- `CREATE VIEW v AS ...` gets `ON CLUSTER c` and keeps reading the Distributed tables.
-- `ALTER TABLE t ...`: column changes go to `t_local` and `t` (their structures must agree),
-  everything else (TTL, settings, indexes, mutations) to `t_local` only.
-- `DROP TABLE|VIEW`: both tables / `ON CLUSTER`.
-Any other statement raises ClusterDDLError: extend this module before such a migration ships.
-
-Writes go through the Distributed tables (`events`, `rejected_events`, catalogs), so readers
-and the sink use the same names in both modes. Three settings make that as safe as one server
-(`client_settings`, set on every Uptake connection in cluster mode):
-- `insert_distributed_sync = 1`: the insert returns only after every shard stored its part,
-  so the sink's offset watermarks never run ahead of what is stored;
-- the sharding key of a table with `_partition` (the sink's tables) is `_partition`: all rows
-  of one Kafka partition live on one shard, and an insert into one shard is atomic — the
-  condition the per-partition watermark relies on. Other tables shard by a hash of their ORDER
-  BY key, so rows that ReplacingMergeTree must fold meet on one shard (FINAL works per shard);
-- `insert_quorum = 'auto'` (a majority of replicas) with `select_sequential_consistency = 1`:
-  the watermark read never sees a replica that misses an acknowledged insert (it fails and is
-  retried instead).
-Block deduplication of Replicated tables is switched off (`replicated_deduplication_window = 0`)
-to behave exactly like a single server: Uptake's sink does not rely on it, and it could drop a
-legitimately identical block inserted by a materialized view into a rollup.
+`ClusterDDL.transform(statement)` returns the statements to run instead; a statement it does not
+know raises `ClusterDDLError`. `client_settings` are set on every connection in cluster mode.
+The rewrite rules and why the settings keep the sink's guarantee: docs/design.md
+("ClickHouse cluster mode").
 """
 
 from __future__ import annotations

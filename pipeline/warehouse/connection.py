@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunspl
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from pipeline.settings import redact_url
+from pipeline.config.settings import redact_url
 
 DEFAULT_DATABASE = "uptake"
 LOCK_FILE = ".uptake.lock"

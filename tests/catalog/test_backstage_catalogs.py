@@ -23,8 +23,8 @@ from pipeline.catalog.sources import TeamSources, load_team_snapshot, parse_team
 from pipeline.catalog.store import TeamCatalogBuilder
 from pipeline.catalog.teams import UNOWNED, TeamCatalog
 from pipeline.catalog.watcher import CatalogWatcher
-from pipeline.metrics import REGISTRY
-from pipeline.worker.catalogs import report_warnings
+from pipeline.ingest.catalogs import report_warnings
+from pipeline.observability.metrics import REGISTRY
 from tests.catalog.helpers import component, group, t, user
 
 EXAMPLES = Path(__file__).parent / "fixtures" / "backstage-examples"

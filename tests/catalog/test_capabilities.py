@@ -21,7 +21,7 @@ from pipeline.catalog.errors import CatalogError
 from pipeline.catalog.sources import load_team_catalog
 from pipeline.catalog.teams import TeamCatalog
 from pipeline.contract.events import EVENT_TYPES
-from pipeline.simulate.org import CAPABILITIES
+from pipeline.devtools.simulate.org import CAPABILITIES
 from tests.catalog.helpers import CONFIG, group, t
 
 DEFAULT = CONFIG / "capabilities.yaml"

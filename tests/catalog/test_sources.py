@@ -14,7 +14,7 @@ from pipeline.catalog.sources import (
     parse_team_files,
 )
 from pipeline.catalog.teams import UNOWNED
-from pipeline.simulate.org import TEAM_NAMES, Organisation
+from pipeline.devtools.simulate.org import TEAM_NAMES, Organisation
 from tests.catalog.helpers import CONFIG, org, t
 
 TEAMS = CONFIG / "teams"

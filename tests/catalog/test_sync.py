@@ -22,12 +22,12 @@ from pipeline.catalog.sources import read_files
 from pipeline.catalog.store import CatalogStore, TeamCatalogBuilder
 from pipeline.catalog.teams import OPEN_END, UNOWNED, TeamCatalog
 from pipeline.cli import main as uptake
+from pipeline.config.settings import Settings, SettingsError
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.enrich.pseudonym import Pseudonymizer
-from pipeline.settings import Settings, SettingsError
+from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
-from pipeline.worker.catalogs import WorkerCatalogs
 from tests.catalog.helpers import CONFIG, t
 
 PSEUDONYMS = Pseudonymizer(b"s" * 32)
@@ -456,7 +456,7 @@ def test_uptake_catalog_sync_reads_backstages_multi_file_example_with_warnings(
 def test_the_worker_loads_a_catalog_with_warnings_logs_and_counts_them(
     warehouse: Warehouse, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from pipeline.metrics import REGISTRY
+    from pipeline.observability.metrics import REGISTRY
 
     def count() -> float:
         labels = {"kind": "location_target_missing"}

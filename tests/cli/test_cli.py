@@ -21,7 +21,7 @@ import pytest
 import pipeline
 from pipeline.cli import build_parser, main
 from pipeline.cli.data import format_table
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from pipeline.warehouse.migrations import available
 from tests.conftest import REPO
 

@@ -23,10 +23,10 @@ from pipeline.collector import auth
 from pipeline.collector.app import create_app
 from pipeline.collector.auth import TokensFileError, TokenTable, hash_token
 from pipeline.collector.config import CollectorConfig
+from pipeline.config.settings import Settings, SettingsError
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
+from pipeline.kafka.topics import ensure_topics
 from pipeline.sdk import api_call
-from pipeline.settings import Settings, SettingsError
-from pipeline.topics import ensure_topics
 from tests.collector import Collector, FakeClock, metric, serve_in_thread
 from tests.conftest import free_port
 

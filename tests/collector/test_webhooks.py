@@ -1,5 +1,6 @@
 """Webhook routes of the collector (`POST /v1/webhooks/<name>`), served in-process and producing
-to the session's real Kafka broker, with the real GitHub and GitLab payloads of tests/adapters;
+to the session's real Kafka broker, with the real GitHub and GitLab payloads of
+tests/collector/adapters;
 and the webhooks file (`load_webhooks`) with its error messages, and the CLI flag.
 
 Each test gets its own topic and server; what landed is read back with KafkaConsumer.
@@ -25,17 +26,17 @@ from typing import Any
 
 import pytest
 
-from pipeline.adapters import GenericAdapter, GitHubAdapter, GitLabAdapter
-from pipeline.adapters.base import event_id
 from pipeline.cli import main
+from pipeline.collector.adapters import GenericAdapter, GitHubAdapter, GitLabAdapter
+from pipeline.collector.adapters.base import event_id
 from pipeline.collector.app import create_app
 from pipeline.collector.auth import TokenTable
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.webhooks import WebhooksFileError, load_webhooks, webhooks_from_mapping
 from pipeline.contract.decode import Limits
-from pipeline.topics import ensure_topics
-from tests.adapters import fixture, fixture_bytes, mutated, sign
+from pipeline.kafka.topics import ensure_topics
 from tests.collector import Collector, FakeClock, Reply, landed, metric, serve_in_thread
+from tests.collector.adapters import fixture, fixture_bytes, mutated, sign
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.integration
@@ -236,7 +237,7 @@ def test_an_unfinished_github_deployment_is_202_ignored_and_nothing_is_produced(
     hooks: Callable[..., Collector],
 ) -> None:
     server = hooks()
-    # The real success payload with only the state changed, as tests/adapters does.
+    # The real success payload with only the state changed, as tests/collector/adapters does.
     body = json.dumps(
         mutated(fixture(GITHUB_SUCCESS), {"deployment_status.state": "pending"})
     ).encode()

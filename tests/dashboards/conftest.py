@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.simulate.org import Organisation, Scenario, generate
-from pipeline.simulate.produce import make_producer, produce
+from pipeline.devtools.simulate.org import Organisation, Scenario, generate
+from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import REPO
 
 DASHBOARDS = REPO / "dashboards"

@@ -3,7 +3,7 @@
 Prometheus's own engine judges the queries: `promtool test rules` evaluates each panel expression
 (with Grafana's `$__rate_interval` and the dashboard variables expanded) over input series made
 from the metric definitions the pipeline registers: every counter, gauge, histogram and info of
-`pipeline.metrics.REGISTRY` (the worker's and the collector's, the process collectors) and the
+`observability.metrics.REGISTRY` (the worker's and the collector's, the process collectors) and the
 adoption gauges, with their real label names, for both scrape jobs, plus Prometheus's `up`. A
 query that names a metric or label the pipeline does not export, or does not parse, gets no
 data and fails. A separate check requires every metric a query names to be one of those.
@@ -25,12 +25,11 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 import pipeline.collector.metrics
-from pipeline import metrics
 from pipeline.catalog.errors import WARNING_KINDS
 from pipeline.contract.reasons import Reason
 from pipeline.dashboards.board import PROMETHEUS_UID
 from pipeline.lifecycle.rules import KINDS
-from pipeline.observability import adoption
+from pipeline.observability import adoption, metrics
 from tests.conftest import REPO
 from tests.dashboards.conftest import dashboard_files, panels_of
 

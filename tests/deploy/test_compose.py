@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 import yaml
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from tests.deploy.conftest import (
     DEPLOY,
     REPO,

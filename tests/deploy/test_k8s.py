@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from tests.deploy.conftest import DEPLOY, setting_variables
 
 BASE = DEPLOY / "k8s" / "base"
@@ -236,5 +236,7 @@ def test_image_is_set_by_kustomize_with_a_version() -> None:
 
 
 def test_manifests_are_plain_yaml_files() -> None:
-    for path in BASE.glob("*.yaml"):
+    paths = sorted(BASE.glob("*.yaml"))
+    assert paths, f"no manifests found in {BASE}"  # an empty glob would pass vacuously
+    for path in paths:
         list(yaml.safe_load_all(Path(path).read_text()))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.devtools.simulate.org import Organisation, Scenario, generate
 from pipeline.impact.estimate import METHOD, NAIVE, Estimate, Panel, did, naive
 from pipeline.impact.store import read_panel, write
-from pipeline.simulate.org import Organisation, Scenario, generate
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
 from tests.views.direct import insert_events

@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import ensure_topics
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.topics import ensure_topics
 from tests.conftest import Pipeline
 
 pytestmark = pytest.mark.integration

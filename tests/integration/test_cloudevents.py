@@ -19,7 +19,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from pipeline.simulate.produce import make_producer
+from pipeline.kafka.producer import make_producer
 from tests.conftest import Pipeline
 
 pytestmark = pytest.mark.integration

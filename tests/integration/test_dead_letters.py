@@ -9,8 +9,8 @@ import msgspec
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline.simulate.produce import make_producer
-from pipeline.worker import dead_letters as dl
+from pipeline.kafka.producer import make_producer
+from pipeline.sink import dead_letters as dl
 from tests.conftest import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration

@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import signal
-import urllib.request
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.simulate.org import GroundTruth, Organisation, generate
-from pipeline.simulate.produce import make_producer, produce
+from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
+from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import Pipeline, wait_until
+from tests.support.metrics import scrape, total
 
 pytestmark = pytest.mark.integration
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Samples of a /metrics page keyed by (name, sorted labels)."""
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
-
-
-def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
-    return sum(value for (n, _), value in samples.items() if n == name)
 
 
 def test_simulated_events_reach_clickhouse_with_exact_counts(pipeline_env: Pipeline) -> None:

@@ -11,9 +11,9 @@ import signal
 
 import pytest
 
-from pipeline.simulate.org import GroundTruth, Organisation, generate
-from pipeline.simulate.produce import make_producer, produce
-from pipeline.worker.app import EXIT_SINK_FAILED
+from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
+from pipeline.ingest.steps import EXIT_SINK_FAILED
+from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration

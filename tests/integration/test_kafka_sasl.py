@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline.broker import LocalBroker, broker_answers
-from pipeline.kafka_security import client_kwargs
-from pipeline.settings import Settings
-from pipeline.simulate.org import GroundTruth, Organisation, generate
-from pipeline.simulate.produce import make_producer, produce
-from pipeline.topics import KafkaUnavailable, ensure_topics
+from pipeline.config.settings import Settings
+from pipeline.devtools.broker import LocalBroker, broker_answers
+from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
+from pipeline.kafka.producer import make_producer, produce
+from pipeline.kafka.security import client_kwargs
+from pipeline.kafka.topics import KafkaUnavailable, ensure_topics
 from tests.conftest import Pipeline, free_port
 
 pytestmark = pytest.mark.integration

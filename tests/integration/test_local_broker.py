@@ -1,4 +1,4 @@
-"""The local single-node Kafka broker (pipeline.broker) against a real JVM, plus the jar cache.
+"""The local single-node Kafka broker (devtools.broker) against a real JVM, plus the jar cache.
 
 The integration tests start real brokers on free ports in tmp_path and always stop them.
 The ensure_jars tests fake Maven and need neither java nor a network.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import broker as broker_mod
-from pipeline.broker import BrokerError, LocalBroker, broker_answers, ensure_jars
+from pipeline.devtools import broker as broker_mod
+from pipeline.devtools.broker import BrokerError, LocalBroker, broker_answers, ensure_jars
 
 needs_java = pytest.mark.skipif(
     shutil.which("java") is None or shutil.which("mvn") is None,

@@ -40,9 +40,9 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import CoordinatorNotAvailableError
 
-from pipeline.simulate.org import GroundTruth, Organisation, generate
-from pipeline.simulate.produce import make_producer
-from pipeline.topics import ensure_topics
+from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.topics import ensure_topics
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.simulate.produce import make_producer, produce
+from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import REPO, Pipeline, wait_until
-from tests.integration.test_end_to_end import scrape, total
+from tests.support.metrics import scrape, total
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.settings import Settings
-from pipeline.topics import partition_count
-from pipeline.worker.app import build_app
+from pipeline.config.settings import Settings
+from pipeline.ingest.app import build_app
+from pipeline.kafka.topics import partition_count
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ import msgspec
 import pytest
 from kafka import KafkaConsumer
 
+from pipeline.devtools.simulate.org import Organisation, generate
+from pipeline.kafka.producer import make_producer, produce
 from pipeline.lifecycle.rules import Rules, as_date, day_of_iso, summarize
-from pipeline.simulate.org import Organisation, generate
-from pipeline.simulate.produce import make_producer, produce
 from tests.conftest import Pipeline
 from tests.lifecycle.brute import brute_force
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import metrics
+from pipeline.observability import metrics
 from pipeline.observability.adoption import (
     AdoptionCollector,
     AdoptionFigures,

@@ -12,8 +12,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
 import pipeline
-from pipeline import metrics
-from pipeline.observability import adoption
+from pipeline.observability import adoption, metrics
 from pipeline.observability.adoption import PER_TEAM, AdoptionCollector
 from pipeline.observability.config import ObservabilitySettings
 from tests.conftest import REPO
@@ -37,7 +36,7 @@ PER_WEEK_ALLOWED |= {"uptake_dora_team_deployment_frequency_per_week"}
 
 
 def _metric_modules() -> Iterator[str]:
-    """pipeline.metrics and every other `metrics` module of the package (e.g. the collector's)."""
+    """observability.metrics and every other `metrics` module (e.g. the collector's)."""
     for module in pkgutil.walk_packages(pipeline.__path__, "pipeline."):
         if module.name.rsplit(".", 1)[-1] == "metrics":
             yield module.name

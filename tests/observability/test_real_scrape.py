@@ -8,12 +8,7 @@ Prometheus's HTTP API, not the worker, for the numbers.
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import subprocess
-import urllib.parse
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,9 +20,10 @@ import msgspec
 import pytest
 
 import pipeline
-from pipeline.settings import Settings
-from pipeline.simulate.produce import make_producer
-from tests.conftest import REPO, Pipeline, free_port, wait_until
+from pipeline.config.settings import Settings
+from pipeline.kafka.producer import make_producer
+from tests.conftest import REPO, Pipeline, wait_until
+from tests.support.prometheus import Prometheus, running_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -101,85 +97,11 @@ REJECTED = Counter(
 CONSUMED = sum(ACCEPTED.values()) + sum(REJECTED.values())
 
 
-class Prometheus:
-    """A Prometheus server on loopback and its HTTP API."""
-
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url = url
-        self.process = process
-        self.log = log
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        """The instant vector of `promql`, as Prometheus's /api/v1/query returns it."""
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
-
-    def value(self, promql: str) -> float | None:
-        """The single value of `promql`, or None while it has no sample."""
-        result = self.query(promql)
-        assert len(result) <= 1, result
-        return float(result[0]["value"][1]) if result else None
-
-    def by(self, label: str, promql: str) -> dict[str, float]:
-        return {r["metric"][label]: float(r["value"][1]) for r in self.query(promql)}
-
-
 @pytest.fixture
 def prometheus(pipeline_env: Pipeline, tmp_path: Path) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("no prometheus binary: `make test` installs Debian's prometheus package")
-    metrics_port = pipeline_env.env["UPTAKE_METRICS_PORT"]
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(RULES / "uptake-recording.yml"), str(RULES / "uptake-alerts.yml")],
-        "scrape_configs": [
-            {
-                "job_name": "uptake-worker",
-                "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}],
-            }
-        ],
-    }
-    config_file = tmp_path / "prometheus.yml"
-    config_file.write_text(json.dumps(config))  # JSON is YAML
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Prometheus(f"http://127.0.0.1:{port}", process, log)
-    try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"prometheus exited:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
-                    return bool(response.status == 200)
-            except OSError:
-                return False
-
-        wait_until(ready, timeout=30, what="prometheus to be ready")
+    rules = [RULES / "uptake-recording.yml", RULES / "uptake-alerts.yml"]
+    with running_prometheus(pipeline_env.env["UPTAKE_METRICS_PORT"], tmp_path, rules) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_prometheus_sees_exactly_what_the_worker_processed(

@@ -12,13 +12,13 @@ import faust
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from pipeline import metrics
+from pipeline.config.settings import SettingsError
 from pipeline.contract.decode import BatchDecoder, SourceMessage
+from pipeline.ingest.steps import Progress, record
+from pipeline.observability import metrics
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.observability.consumer_lag import ConsumerLagSampler, committed_offsets
 from pipeline.observability.faust_sensor import UptakeMonitor
-from pipeline.settings import SettingsError
-from pipeline.worker.app import Progress, record
 
 GOOD = (
     b'{"event_id":"00000000-0000-0000-0000-0000000000%02d","event_type":"api_call",'

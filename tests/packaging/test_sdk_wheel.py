@@ -20,7 +20,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pipeline.topics import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from tests.conftest import REPO, Pipeline, free_port
 from tests.sdk.test_host import start_collector
 from tests.test_sdk import read_topic

@@ -1,7 +1,7 @@
 """Broker restart during load: producers buffer or fail loudly, the worker resumes.
 
 One run (the module fixture `restart_run`), judged by the tests below. Our own Kafka broker
-(pipeline.broker.LocalBroker on free ports; the session broker is never touched) is taken down
+(devtools.broker.LocalBroker on free ports; the session broker is never touched) is taken down
 and started again on the same home and storage while both producers send simulated events to
 one topic and the real worker subprocess consumes it into its own warehouse:
 
@@ -83,18 +83,18 @@ import pytest
 from aiohttp import web
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.broker import LocalBroker
 from pipeline.collector.app import STATE, create_app
 from pipeline.collector.auth import TokenTable, hash_token
 from pipeline.collector.config import CollectorConfig
-from pipeline.metrics import REGISTRY
+from pipeline.devtools.broker import LocalBroker
+from pipeline.devtools.simulate.org import Organisation, generate
+from pipeline.kafka.topics import ensure_topics
+from pipeline.observability.metrics import REGISTRY
 from pipeline.sdk import DeliveryError, UptakeClient
-from pipeline.simulate.org import Organisation, generate
-from pipeline.topics import ensure_topics
 from tests.collector import Collector, FakeClock, Reply, serve_in_thread
 from tests.conftest import Pipeline, free_port, wait_until
+from tests.support.metrics import scrape
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -292,16 +292,6 @@ def endless_events(seed: int, teams: int) -> Iterator[dict[str, Any]]:
     org = Organisation.synthetic(seed, teams=teams)
     for chunk in itertools.count():
         yield from generate(org, CHUNK_EVENTS, seed * 10_000 + chunk, window=timedelta(days=1))
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@
   pass the contract.
 
 Bugs found in pipeline/ (BUG-1 to BUG-6; BUG-7 to BUG-9 are in test_security.py), all fixed, are
-pinned by regression tests at the end of this module; the summary test prints the number of
-inputs tried per target for docs/reliability.md.
+pinned by regression tests at the end of this module; tests/reliability/conftest.py prints the
+number of inputs tried per target for docs/reliability.md after the run.
 
 Every hypothesis run is derandomized and bounded; the module runs in well under a minute.
 """
@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from pipeline.adapters import (
+from pipeline.collector.adapters import (
     AdapterResult,
     GenericAdapter,
     GitHubAdapter,
@@ -57,9 +57,9 @@ from pipeline.collector.ingest import NDJSON_TYPES
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
 from pipeline.contract.events import SUPPORTED_VERSIONS, event_type_of
 from pipeline.contract.reasons import Reason
-from pipeline.topics import ensure_topics
-from tests.adapters import assert_contract, fixture, sign
+from pipeline.kafka.topics import ensure_topics
 from tests.collector import Collector, FakeClock, landed, serve_in_thread
+from tests.collector.adapters import assert_contract, fixture, sign
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.reliability
@@ -1469,15 +1469,3 @@ def test_a_well_encoded_body_is_decoded_and_a_bomb_is_413(
     assert len(bomb) < 10_000
     reply = offline_collector.request("POST", "/v1/events", bomb, headers)
     assert (reply.status, json.loads(reply.raw)["error"]) == (413, "body_too_large")
-
-
-# =============================================================================== summary
-
-
-def test_zz_summary_of_inputs_tried(capsys: pytest.CaptureFixture[str]) -> None:
-    """Prints the figures docs/reliability.md quotes (inputs tried per target)."""
-    lines = ["hostile-input fuzzing: inputs tried per target"]
-    lines += [f"  {name}: {count}" for name, count in sorted(TRIED.items())]
-    lines += ["outcomes:"] + [f"  {name}: {count}" for name, count in sorted(SEEN.items())]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))

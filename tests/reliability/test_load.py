@@ -1,6 +1,6 @@
 """Sustained load at 80 % of what the pipeline sustains here, then a 10x burst: `uptake soak`.
 
-One run of the real command (pipeline/soak.py), sized for CI: calibration (the worker alone on a
+One run of the real command (devtools/soak.py), sized for CI: calibration (the worker alone on a
 2-batch backlog, then CALIBRATION_S beside a producer at that speed), SUSTAINED_S at 80 % of the
 calibrated rate, then a burst of 10 x the rate x BURST_S events sent as fast as the producer can
 after the sustained load stopped. The soak judges itself; this test reads its report and checks
@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.soak import Sample, SoakConfig, judge
+from pipeline.devtools.soak import Sample, SoakConfig, judge
 from tests.conftest import Pipeline
 
 SUSTAINED_S = float(os.environ.get("UPTAKE_RELIABILITY_LOAD_S", "60"))

@@ -28,14 +28,9 @@ promtool. UptakeClickHouseInsertErrors stays firing up to 5 minutes after the la
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import subprocess
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -45,11 +40,12 @@ from typing import Any
 import msgspec
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.simulate.org import Organisation, generate
-from pipeline.simulate.produce import make_producer
-from tests.conftest import REPO, Pipeline, free_port, wait_until
+from pipeline.devtools.simulate.org import Organisation, generate
+from pipeline.kafka.producer import make_producer
+from tests.conftest import REPO, Pipeline, wait_until
+from tests.support.metrics import scrape_totals as scrape
+from tests.support.prometheus import Prometheus, running_prometheus
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -81,90 +77,13 @@ def short_for_rules(source: Path) -> dict[str, Any]:
     return dict(rules)
 
 
-class Prometheus:
-    """A Prometheus server on loopback and the bits of its HTTP API this test asks."""
-
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url, self.process, self.log = url, process, log
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
-
-    def value(self, promql: str) -> float | None:
-        result = self.query(promql)
-        assert len(result) <= 1, result
-        return float(result[0]["value"][1]) if result else None
-
-    def alerts(self, state: str, drill: str = "") -> set[str]:
-        """Names of the alerts in `state` (pending, firing); drill "" is the shipped rule set."""
-        found = self.query(f'ALERTS{{alertstate="{state}", drill="{drill}"}}')
-        return {r["metric"]["alertname"] for r in found}
-
-
 @pytest.fixture
 def prometheus(pipeline_env: Pipeline, tmp_path: Path) -> Iterator[Prometheus]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.skip("no prometheus binary: `make test` installs Debian's prometheus package")
     drill_rules = tmp_path / "uptake-alerts-short-for.yml"
     drill_rules.write_text(yaml.safe_dump(short_for_rules(RULES / "uptake-alerts.yml")))
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [
-            str(RULES / "uptake-recording.yml"),
-            str(RULES / "uptake-alerts.yml"),
-            str(drill_rules),
-        ],
-        "scrape_configs": [
-            {
-                "job_name": "uptake-worker",
-                "static_configs": [
-                    {"targets": [f"127.0.0.1:{pipeline_env.env['UPTAKE_METRICS_PORT']}"]}
-                ],
-            }
-        ],
-    }
-    config_file = tmp_path / "prometheus.yml"
-    config_file.write_text(json.dumps(config))  # JSON is YAML
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Prometheus(f"http://127.0.0.1:{port}", process, log)
-    try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"prometheus exited:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
-                    return bool(response.status == 200)
-            except OSError:
-                return False
-
-        wait_until(ready, timeout=30, what="prometheus to be ready")
+    rules = [RULES / "uptake-recording.yml", RULES / "uptake-alerts.yml", drill_rules]
+    with running_prometheus(pipeline_env.env["UPTAKE_METRICS_PORT"], tmp_path, rules) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,16 +137,6 @@ class Load(threading.Thread):
 
 # --------------------------------------------------------------------------------------------
 # the worker's own /metrics
-
-
-def scrape(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            totals[s.name] = totals.get(s.name, 0.0) + s.value
-    return totals
 
 
 def test_warehouse_outage_shows_in_metrics_fires_alerts_and_loses_nothing(

@@ -41,23 +41,28 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.adapters import GenericAdapter, GitHubAdapter, GitLabAdapter, WebhookRejected
-from pipeline.adapters import base as adapters_base
 from pipeline.collector import auth
+from pipeline.collector.adapters import (
+    GenericAdapter,
+    GitHubAdapter,
+    GitLabAdapter,
+    WebhookRejected,
+)
+from pipeline.collector.adapters import base as adapters_base
 from pipeline.collector.app import create_app
 from pipeline.collector.auth import TokensFileError, TokenTable, hash_token
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.webhooks import WebhooksFileError, load_webhooks, webhooks_from_mapping
+from pipeline.config.settings import Settings, SettingsError, redact_url
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
 from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.kafka.topics import ensure_topics
 from pipeline.observability.adoption import families, read_figures
-from pipeline.settings import Settings, SettingsError, redact_url
-from pipeline.topics import ensure_topics
+from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
-from pipeline.worker.sink import ClickHouseSink
-from tests.adapters import fixture_bytes, sign
 from tests.collector import Collector, FakeClock, Reply, serve_in_thread
+from tests.collector.adapters import fixture_bytes, sign
 from tests.conftest import REPO, free_port
 
 pytestmark = pytest.mark.reliability
@@ -826,7 +831,7 @@ from datetime import datetime
 from pipeline.contract.decode import BatchDecoder, SourceMessage
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.warehouse.connection import connect
-from pipeline.worker.sink import ClickHouseSink
+from pipeline.sink.clickhouse import ClickHouseSink
 
 url, messages_file, now = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
 values = [bytes.fromhex(m) for m in json.load(open(messages_file))]

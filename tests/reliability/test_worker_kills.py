@@ -1,6 +1,6 @@
 """SIGKILL the real worker at chosen points of a batch, restart it, compare with the ground truth.
 
-Kill points (pipeline/worker/chaos.py): before an insert, in the middle of a batch (events
+Kill points (pipeline/devtools/faults.py): before an insert, in the middle of a batch (events
 written, rejects not), and after every insert but before the offset commit. Each iteration
 starts a worker that finishes a few batches, then dies by SIGKILL at the next batch; the last
 worker runs until the topic is drained. Afterwards every table must equal the ground truth: the
@@ -28,8 +28,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
-from pipeline.simulate.produce import make_producer
+from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
+from pipeline.kafka.producer import make_producer
 from tests.conftest import Pipeline
 from tests.lifecycle.test_worker import LAG_DAYS
 from tests.lifecycle.test_worker import expected as expected_lifecycle

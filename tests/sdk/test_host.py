@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 from uptake_sdk import DeliveryError, UptakeClient, UptakeError, api_call
 
-from pipeline.broker import LocalBroker
-from pipeline.topics import ensure_topics
+from pipeline.devtools.broker import LocalBroker
+from pipeline.kafka.topics import ensure_topics
 from tests.conftest import REPO, Pipeline, free_port, wait_until
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """One warehouse loaded through the real pipeline, shared by every view test of the session.
 
-Simulated weeks of a scenario organisation (pipeline/simulate/org.py) go to a private topic of
+Simulated weeks of a scenario organisation (devtools/simulate/org.py) go to a private topic of
 the session's real Kafka broker; the real worker (`uptake worker`, with UPTAKE_MAX_LATENESS_S
 raised so the whole history is accepted) writes them to a real warehouse (chdb, or the server of
 UPTAKE_CLICKHOUSE_URL); the tests read it through one query process (query_server.py).
@@ -21,8 +21,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
-from pipeline.simulate.produce import make_producer, produce
+from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
+from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import REPO, Pipeline, free_port
 
 SEED = 11

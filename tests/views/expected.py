@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pipeline.simulate.org import Bucket, GroundTruth
+from pipeline.devtools.simulate.org import Bucket, GroundTruth
 
 QUANTILES = (0.5, 0.95, 0.99)
 DD_RELATIVE_ACCURACY = 0.01  # quantilesDD(0.01, ...) in 0003

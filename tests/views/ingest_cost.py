@@ -5,7 +5,7 @@ inserted into each, batch by batch in turn (so the three share the machine's ups
 - `bare`: 0001 and 0002 only (the events table, no materialized view);
 - `rollups`: up to 0004 (the rollups and facts of 0003 and their views);
 - `all`: every migration (also the lifecycle tables of 0005 and whatever comes later).
-Columns are sent as the sink sends them (pipeline/worker/sink.py EVENTS). Prints one JSON line.
+Columns are sent as the sink sends them (pipeline/sink/clickhouse.py EVENTS). Prints one JSON line.
 Run: python -m tests.views.ingest_cost [EVENTS] [BATCH]
 """
 
@@ -23,10 +23,10 @@ from typing import Any
 
 import msgspec
 
-from pipeline.simulate.org import Organisation, Scenario, generate
+from pipeline.devtools.simulate.org import Organisation, Scenario, generate
+from pipeline.sink.clickhouse import EVENTS
 from pipeline.warehouse.connection import connect
 from pipeline.warehouse.migrations import MIGRATIONS_DIR, migrate
-from pipeline.worker.sink import EVENTS
 
 SETUPS = {"bare": 2, "rollups": 4, "all": 9999}  # newest migration version applied
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.simulate.org import GroundTruth, Organisation, Scenario, generate
+from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
 from tests.views.direct import insert_events

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.simulate.org import GroundTruth
+from pipeline.devtools.simulate.org import GroundTruth
 from tests.views.conftest import Loaded, Warehouse
 from tests.views.expected import ROLLUP_SQL, rollup_diff
 

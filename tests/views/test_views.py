@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.simulate.org import GroundTruth
+from pipeline.devtools.simulate.org import GroundTruth
 from tests.views import expected
 from tests.views.conftest import Warehouse
 from tests.views.expected import close, millis, monday

@@ -1,0 +1,213 @@
+"""The faust worker app: an agent runs each batch of the events and backfill topics through the
+ingest chain (pipeline/ingest/chain.py) and returns — letting faust ack and commit — only after
+the chain did. Also here: the rebalance wait for an insert in flight, and the idle watch.
+
+Why nothing may escape the loop body: docs/guarantees.md ("How").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from pipeline.config.settings import Settings
+from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
+from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.ingest.catalogs import WorkerCatalogs
+from pipeline.ingest.chain import Decode, DedupeOffsets, IngestChain, Pseudonymise, ResolveTeams
+from pipeline.ingest.limits import backfill_limits, live_limits
+from pipeline.ingest.steps import (
+    BatchSink,
+    Progress,
+    write_or_die,
+)
+from pipeline.kafka.security import faust_options
+from pipeline.lifecycle.activity import catalog_use
+from pipeline.lifecycle.agent import attach as attach_lifecycle
+from pipeline.lifecycle.outputs import LifecycleOutputs
+from pipeline.observability.consumer_lag import ConsumerLagSampler
+from pipeline.observability.faust_sensor import UptakeMonitor
+
+log = logging.getLogger("uptake.worker")
+
+
+REVOKE_WAIT_S = 30.0  # how long a revoke waits for the batch being written (< rebalance timeout)
+LAG_SAMPLE_INTERVAL_S = 5.0  # uptake_consumer_lag_messages: one ListOffsets request per sample
+
+
+def kafka_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
+
+
+def build_app(
+    settings: Settings,
+    sink: BatchSink,
+    *,
+    progress: Progress | None = None,
+    exit_when_idle_s: float | None = None,
+    on_batch: Callable[[DecodedBatch, float, float], None] | None = None,
+    wrap_lifecycle_outputs: Callable[[LifecycleOutputs], LifecycleOutputs] = lambda o: o,
+    catalogs: WorkerCatalogs | None = None,
+) -> faust.App:
+    """The faust app: decode → enrich → sink for every batch of the events and backfill topics.
+
+    Without `catalogs` every event counts for the team it reports (else 'unowned').
+    """
+    app = faust.App(
+        settings.consumer_group,
+        broker=kafka_url(settings.kafka_bootstrap),
+        web_enabled=False,
+        store="memory://",
+        datadir=str(settings.home / "faust"),  # faust's own folder, never the working directory
+        value_serializer="raw",
+        key_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        # Fetch big chunks: per-message overhead in faust dominates small fetches.
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        broker_max_poll_records=settings.batch_max_messages,
+        stream_buffer_maxsize=max(4096, 2 * settings.batch_max_messages),
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        # On stop, faust would wait for in-flight events to be acked; a batch whose insert keeps
+        # failing never is. Cancel instead: _write_or_die settles the batch safely.
+        stream_wait_empty=False,
+        # A worker that died without leaving the group holds its partitions until its session
+        # expires: keep that short so a restarted worker resumes within seconds.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        producer_acks=-1,
+        producer_compression_type=(
+            None if settings.kafka_compression == "none" else settings.kafka_compression
+        ),
+        # faust's default sensor plus Uptake's metrics for commits, rebalances, full buffers.
+        Monitor=UptakeMonitor,
+        **faust_options(settings.kafka),  # UPTAKE_KAFKA_SECURITY_PROTOCOL & co.
+    )
+    topic = app.topic(
+        settings.events_topic,
+        settings.backfill_topic,
+        value_type=bytes,
+        value_serializer="raw",
+        key_serializer="raw",
+    )
+    decoder = BatchDecoder(live_limits(settings))
+    decoders = {settings.backfill_topic: BatchDecoder(backfill_limits(settings))}
+    pseudonyms = Pseudonymizer.from_secret_or_file(
+        settings.pseudonym_key.reveal(), settings.pseudonym_key_file
+    )
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-sink")
+    if catalogs is not None:
+        catalogs.start(writer.submit)  # catalog rows are written on the sink's thread
+    progress = progress or Progress()
+    progress.last_batch = time.monotonic()
+    # Adoption lifecycle (pipeline/lifecycle): its own agent, fed each written batch's activity.
+    # Activity is use as the capability catalog defines it, when the worker has the catalog.
+    uses = catalog_use(lambda: catalogs.capabilities) if catalogs is not None else None
+    lifecycle = (
+        attach_lifecycle(
+            app, settings, progress=progress, uses=uses, wrap_outputs=wrap_lifecycle_outputs
+        )
+        if settings.lifecycle_enabled
+        else None
+    )
+
+    async def write(batch: DecodedBatch) -> dict[str, int]:
+        return await write_or_die(writer.submit(sink.write, batch), sink)
+
+    async def publish_activity(batch: DecodedBatch) -> dict[str, int]:
+        assert lifecycle is not None
+        await write_or_die(writer.submit(lifecycle.publish, batch), sink)
+        return {}
+
+    chain = IngestChain(
+        DedupeOffsets(),
+        Decode(decoder, decoders),
+        Pseudonymise(pseudonyms),
+        ResolveTeams(catalogs) if catalogs is not None else None,
+        write,
+        publish_activity if lifecycle is not None else None,
+        progress,
+        dead_lettered=sink.dead_letters is not None,
+        backfill_topic=settings.backfill_topic,
+    )
+
+    @app.agent(topic, name="uptake.ingest")
+    async def ingest(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_max_messages, within=settings.flush_interval_s
+        ):
+            started = time.time()
+            progress.in_flight = True
+            batch = await chain(
+                [
+                    SourceMessage(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.value,
+                        e.message.headers,  # CloudEvents binary mode: ce_* headers
+                    )
+                    for e in events
+                ]
+            )
+            progress.in_flight = False
+            if on_batch is not None:  # benchmarks and tests observe batches here
+                on_batch(batch, started, time.time())
+            progress.last_batch = time.monotonic()
+            if progress.last_batch - progress.last_report >= 5.0:
+                progress.last_report = progress.last_batch
+                log.info("%s", progress.line())
+
+    @app.timer(0.5)
+    async def watch_idle() -> None:
+        if exit_when_idle_s is None or progress.in_flight:
+            return
+        idle = time.monotonic() - progress.last_batch
+        if idle < exit_when_idle_s:
+            return
+        # Idle means caught up, not merely quiet: a restarted worker waits for its group to
+        # rebalance (up to the session timeout) before it gets partitions and batches.
+        lags = await lag.sample()
+        if any(lags.values()) or (not lags and idle < 6 * exit_when_idle_s):
+            return
+        if idle >= exit_when_idle_s:
+            log.info("no new events for %.0fs: stopping", exit_when_idle_s)
+            progress.last_batch = float("inf")  # signal once
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    lag = ConsumerLagSampler(lambda: app.consumer, settings.events_topic)
+
+    @app.timer(LAG_SAMPLE_INTERVAL_S)
+    async def sample_consumer_lag() -> None:
+        await lag.sample()
+
+    async def forget(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        # Let a batch being written land before the partitions go: the group waits for every
+        # member to rejoin, so the next owner reads the watermarks after this write and skips
+        # it (docs/guarantees.md, scale-out). Bounded: a write still failing then is abandoned
+        # uncommitted, as at shutdown.
+        deadline = time.monotonic() + REVOKE_WAIT_S
+        while progress.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # Another worker may write these partitions next: re-read watermarks when they return.
+        sink.forget_watermarks()
+
+    async def stopping(app: faust.App, **kwargs: Any) -> None:
+        sink.stop()
+        if catalogs is not None:
+            catalogs.stop()
+
+    # faust's signal typing wants a `signal` keyword parameter that it passes in **kwargs.
+    app.on_partitions_revoked.connect(forget)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(stopping)  # type: ignore[arg-type]
+    return app

@@ -1,0 +1,102 @@
+"""The ingest path, composed in one place: innermost step first, the commit last.
+
+    dedupe offsets → decode → pseudonymise → resolve teams → write → publish activity → record
+    → the agent's loop body returns, faust acks the batch and commits its offsets
+
+Offsets move only after the write; nothing may escape the loop body (docs/guarantees.md,
+"Commit after write"). The helpers the steps call live in `pipeline.ingest.steps`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
+from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.ingest.catalogs import WorkerCatalogs
+from pipeline.ingest.steps import Progress, decode_by_topic, record, unique_offsets
+
+Submit = Callable[[DecodedBatch], Awaitable[dict[str, int]]]
+
+
+class DedupeOffsets:
+    """Drop records at or below an offset already seen for their partition in this batch (a
+    batch taken across a rebalance can hold an offset twice). Pure, never blocks, never fails;
+    returns the kept messages in their order."""
+
+    def __call__(self, messages: list[SourceMessage]) -> list[SourceMessage]:
+        return unique_offsets(messages)
+
+
+@dataclass
+class Decode:
+    """Decode each message with its topic's decoder (`by_topic`, e.g. the backfill topic's
+    limits; `live` otherwise). Pure, never blocks, never raises for bad input: every record is
+    accepted or rejected with a reason (consumed = accepted + rejected)."""
+
+    live: BatchDecoder
+    by_topic: Mapping[str, BatchDecoder]
+
+    def __call__(self, messages: list[SourceMessage]) -> DecodedBatch:
+        return decode_by_topic(messages, self.live, self.by_topic)
+
+
+@dataclass
+class Pseudonymise:
+    """Set `batch.user_keys`: a keyed hash of each event's user, never the user. Pure CPU,
+    never blocks, never fails."""
+
+    pseudonyms: Pseudonymizer
+
+    def __call__(self, batch: DecodedBatch) -> None:
+        batch.user_keys = self.pseudonyms.keys([e.user for e in batch.events])
+
+
+@dataclass
+class ResolveTeams:
+    """Set `batch.teams` from the team catalog as of each event's time (after Pseudonymise: user
+    ownership uses the keys) and note undeclared capabilities. No I/O: catalog writes are queued
+    on the sink's thread; an event nobody owns counts for its reported team or 'unowned'."""
+
+    catalogs: WorkerCatalogs
+
+    def __call__(self, batch: DecodedBatch) -> None:
+        self.catalogs.enrich(batch)
+
+
+@dataclass
+class IngestChain:
+    """One batch through every step. `write` and `publish_activity` run on the sink's thread and
+    block (asynchronously) until done: they retry failures themselves and end the process without
+    committing when a batch cannot be made safe (exit 75), so they never return a failure.
+    `record` counts the batch in metrics and `progress` and cannot fail."""
+
+    dedupe_offsets: DedupeOffsets
+    decode: Decode
+    pseudonymise: Pseudonymise
+    resolve_teams: ResolveTeams | None
+    write: Submit
+    publish_activity: Submit | None
+    progress: Progress
+    dead_lettered: bool
+    backfill_topic: str
+
+    async def __call__(self, messages: list[SourceMessage]) -> DecodedBatch:
+        messages = self.dedupe_offsets(messages)
+        batch = self.decode(messages)
+        self.pseudonymise(batch)
+        if self.resolve_teams is not None:
+            self.resolve_teams(batch)
+        written = await self.write(batch)
+        if self.publish_activity is not None:  # before the ack: the lifecycle sees every batch
+            await self.publish_activity(batch)
+        record(
+            batch,
+            self.progress,
+            messages=len(messages),
+            written=written,
+            dead_lettered=self.dead_lettered,
+            backfill_topic=self.backfill_topic,
+        )
+        return batch

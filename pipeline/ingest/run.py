@@ -1,0 +1,249 @@
+"""Start the worker process: check the warehouse, create topics, serve /metrics, run faust."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+
+import faust
+
+from pipeline.catalog.store import CatalogStore
+from pipeline.config.settings import Settings, SettingsError, redact_url
+from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.ingest.app import BatchSink, Progress, build_app
+from pipeline.ingest.catalogs import WorkerCatalogs
+from pipeline.ingest.health import Health, serve
+from pipeline.ingest.seams import NONE, Seams
+from pipeline.kafka import undecodable
+from pipeline.kafka.producer import make_producer
+from pipeline.kafka.security import client_kwargs
+from pipeline.kafka.topics import ensure_topics
+from pipeline.observability import metrics
+from pipeline.observability.adoption import start_adoption_gauges
+from pipeline.observability.config import ObservabilitySettings
+from pipeline.sink.clickhouse import ClickHouseSink
+from pipeline.sink.dead_letters import DeadLetterPublisher
+from pipeline.warehouse.connection import Warehouse, connect
+from pipeline.warehouse.migrations import require_current
+
+log = logging.getLogger("uptake.worker")
+
+
+def tune_gc() -> None:
+    """Batches allocate many short-lived objects: collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
+def run_worker(
+    settings: Settings, *, exit_when_idle_s: float | None = None, seams: Seams = NONE
+) -> int:
+    """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error.
+
+    `seams` wraps the process's parts (fault injection); the default leaves them as built."""
+    log_to_stderr(settings.log_level)
+    if settings.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
+        return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s, seams=seams)
+    warehouse = open_warehouse(settings)
+    # Both catalogs before anything else: a broken catalog file stops the worker here.
+    catalogs = load_catalogs(settings, warehouse)
+    ensure_topics(
+        settings.kafka_bootstrap,
+        {
+            settings.events_topic: settings.topic_partitions,
+            settings.backfill_topic: settings.topic_partitions,
+            settings.dlq_topic: 1,
+        },
+        security=client_kwargs(settings.kafka),
+    )
+    metrics.set_build_info(warehouse.kind)
+    observability = ObservabilitySettings.from_settings(settings)
+    adoption = None
+    health = Health()
+    if settings.metrics_port:
+        serve_metrics(settings, health)
+        # Its own connection, read in the background: scrapes never query the warehouse.
+        adoption = start_adoption_gauges(settings.warehouse_url, observability)
+    sink = build_sink(settings, warehouse, seams)
+    try:
+        return _launch(
+            settings,
+            seams.batch_sink(sink),
+            health,
+            target=redact_url(settings.warehouse_url),
+            exit_when_idle_s=exit_when_idle_s,
+            seams=seams,
+            catalogs=catalogs,
+        )
+    finally:
+        if adoption is not None:
+            adoption.stop()
+
+
+def _run_publishing_worker(
+    settings: Settings, *, exit_when_idle_s: float | None, seams: Seams
+) -> int:
+    """UPTAKE_WRITER=kafka: decode and pseudonymise, publish to the writer topic, commit.
+
+    No warehouse here (pipeline/ingest/remote.py): `uptake writer` checks the schema, resolves
+    teams and inserts; the adoption lifecycle and gauges are not run by these workers.
+    """
+    from dataclasses import replace
+
+    from pipeline.ingest.remote import publisher_for
+
+    ensure_topics(
+        settings.kafka_bootstrap,
+        {
+            settings.events_topic: settings.topic_partitions,
+            settings.backfill_topic: settings.topic_partitions,
+        },
+        security=client_kwargs(settings.kafka),
+    )
+    sink = publisher_for(
+        settings.kafka_bootstrap,
+        settings.writer_topic,
+        compression=settings.kafka_compression,
+        **client_kwargs(settings.kafka),
+    )
+    metrics.set_build_info("none")
+    health = Health()
+    if settings.metrics_port:
+        serve_metrics(settings, health)
+    return _launch(
+        replace(settings, lifecycle_enabled=False),
+        seams.batch_sink(sink),
+        health,
+        target=f"writer topic {settings.writer_topic}",
+        exit_when_idle_s=exit_when_idle_s,
+        seams=seams,
+    )
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """The warehouse of the settings (in cluster mode when set), refused unless migrated."""
+    warehouse = connect(settings.warehouse_url)
+    if settings.clickhouse_cluster:
+        from pipeline.warehouse.cluster import use_cluster
+
+        use_cluster(warehouse, settings.clickhouse_cluster)
+    require_current(warehouse)
+    return warehouse
+
+
+def load_catalogs(settings: Settings, warehouse: Warehouse) -> WorkerCatalogs:
+    """Both catalogs, on the warehouse's catalog history, users keyed by the settings' key."""
+    pseudonyms = Pseudonymizer.from_secret_or_file(
+        settings.pseudonym_key.reveal(), settings.pseudonym_key_file
+    )
+    return WorkerCatalogs.load(settings, CatalogStore(warehouse), pseudonyms.key_of)
+
+
+def build_sink(settings: Settings, warehouse: Warehouse, seams: Seams = NONE) -> ClickHouseSink:
+    """The sink a process that inserts events uses: dead letters and the dedup window."""
+    dead_letters = DeadLetterPublisher(
+        make_producer(
+            settings.kafka_bootstrap,
+            compression=settings.kafka_compression,
+            **client_kwargs(settings.kafka),
+        ),
+        settings.dlq_topic,
+    )
+    return seams.new_sink(
+        seams.sink_warehouse(warehouse),
+        dead_letters=dead_letters,
+        recent_ids=settings.dedup_window,
+    )
+
+
+def serve_metrics(settings: Settings, health: Health) -> None:
+    try:
+        serve(settings.metrics_port, health, metrics.REGISTRY)
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot serve /metrics on port {settings.metrics_port} ({exc.strerror}): another "
+            "Uptake process may be running; set UPTAKE_METRICS_PORT to a free port, or 0 to "
+            "disable it"
+        ) from exc
+
+
+def _launch(
+    settings: Settings,
+    sink: BatchSink,
+    health: Health,
+    *,
+    target: str,
+    exit_when_idle_s: float | None,
+    seams: Seams = NONE,
+    catalogs: WorkerCatalogs | None = None,
+) -> int:
+    """Build the faust app around `sink` and run it until it stops; returns the exit code."""
+    # faust's folder is <home>/faust: nothing else creates <home> when the pseudonym key is set
+    # and the warehouse is a server (or another process's).
+    settings.home.mkdir(parents=True, exist_ok=True)
+    # A record batch no codec can open stops the worker with its coordinates (exit 65).
+    for library, codecs in undecodable.missing_codecs().items():
+        log.warning(
+            "%s cannot decompress %s: batches compressed so will stop the worker (install %s)",
+            library,
+            ", ".join(codecs),
+            undecodable.CODEC_LIBRARIES[library],
+        )
+    undecodable.install(
+        undecodable.stop_worker(
+            settings.consumer_group, settings.kafka_bootstrap, settings.undecodable_exit_delay_s
+        )
+    )
+    progress = Progress()
+    app = build_app(
+        settings,
+        sink,
+        progress=progress,
+        exit_when_idle_s=exit_when_idle_s,
+        wrap_lifecycle_outputs=seams.lifecycle_outputs,
+        catalogs=catalogs,
+    )
+
+    @app.timer(1.0)
+    async def heartbeat() -> None:  # /healthz and /readyz (pipeline/ingest/health.py)
+        health.beat(writing=progress.in_flight)
+
+    print(
+        f"worker: {settings.kafka_bootstrap} topics {settings.events_topic}, "
+        f"{settings.backfill_topic} -> {target}"
+        + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    tune_gc()
+    # faust's own INFO lines are its lifecycle chatter: keep them at WARN unless debugging.
+    faust_level = "debug" if settings.log_level == "debug" else "warn"
+    log_to_stderr(settings.log_level)
+    worker = faust.Worker(
+        app,
+        loglevel=faust_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=True,
+    )
+    worker.spinner = None  # a terminal spinner garbles logs and CI output
+    code = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    print(f"worker stopped: {progress.line()}", file=sys.stderr, flush=True)
+    return code
+
+
+def log_to_stderr(level: str) -> None:
+    """Uptake's own log lines (progress, retries) go to stderr whatever faust does with logging."""
+    logger = logging.getLogger("uptake")
+    logger.setLevel({"warn": "WARNING"}.get(level.lower(), level.upper()))
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False

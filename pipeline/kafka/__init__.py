@@ -1,0 +1,1 @@
+"""Kafka plumbing: clients (producer), topics, security, undecodable batches."""

@@ -1,0 +1,1 @@
+"""Adoption lifecycle: pure rules and engine, state, outputs, and the faust agent."""

@@ -1,0 +1,1 @@
+"""Operations commands: backfill and dead-letter replay."""

@@ -1,0 +1,1 @@
+"""The ClickHouse sink: idempotent batched writes; offsets move only after the insert."""

@@ -1,0 +1,348 @@
+"""The ClickHouse sink: one column-oriented insert per table per batch, each row written once.
+
+Contract of the step:
+- `write(batch)` blocks until every table acknowledged its insert. A failed insert is retried
+  with exponential backoff, forever, until it succeeds or `stop()` was called; then it raises
+  `SinkStopped` and the caller must exit *without* committing offsets (the batch is replayed).
+- Exactly-once effect under at-least-once delivery: every row carries its source
+  (topic, partition, offset). For each table the sink knows the highest offset per partition
+  already stored (its watermark, read from ClickHouse the first time a partition is seen and
+  after every failed insert) and skips rows at or below it. A replay after a crash, a restart,
+  a rebalance or an insert whose acknowledgement was lost therefore writes nothing twice. This
+  relies on one insert per table being atomic and on offsets growing within a partition.
+- An event whose id the sink wrote recently (the same event sent twice as two Kafka records)
+  is skipped (`RecentIds`, pipeline/sink/dedup.py): materialized views on `events` count what
+  is inserted, so a duplicate must not reach the insert.
+- Rejections go to the dead-letter topic (when a publisher is given) right before their insert
+  into `rejected_events`, inside the same retry loop.
+- Not thread-safe: one thread calls `write`; `stop()` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+
+from pipeline.catalog.teams import UNOWNED
+from pipeline.contract.decode import DecodedBatch
+from pipeline.contract.events import EVENT_CLASSES, Envelope
+from pipeline.observability import metrics
+from pipeline.sink.dead_letters import DeadLetterPublisher
+from pipeline.sink.dedup import DEFAULT_CAPACITY, RecentIds
+from pipeline.warehouse.connection import Warehouse
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TAG: dict[type[Envelope], str] = {cls: tag for tag, cls in EVENT_CLASSES.items()}
+
+
+class SinkStopped(RuntimeError):
+    """The sink was stopped while an insert was still failing; nothing of the batch is safe."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    factor: float = 2.0
+
+
+def retry_until_stopped(
+    call: Callable[[], T],
+    what: str,
+    stopping: threading.Event,
+    policy: RetryPolicy | None = None,
+    *,
+    on_failure: Callable[[Exception], None] | None = None,
+    stopped: type[SinkStopped] = SinkStopped,
+    logger: logging.Logger = log,
+) -> T:
+    """Call `call` until it returns, backing off exponentially between failures.
+
+    `on_failure` sees every failure first. Once `stopping` is set and the call still fails,
+    raises `stopped` ("<what> failed: <error>"): the caller must not acknowledge its batch.
+    """
+    policy = policy or RetryPolicy()
+    delay = policy.first_delay_s
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if on_failure is not None:
+                on_failure(exc)
+            if stopping.is_set():
+                raise stopped(f"{what} failed: {exc}") from exc
+            logger.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            if stopping.wait(delay):
+                raise stopped(f"{what} failed: {exc}") from exc
+            delay = min(delay * policy.factor, policy.max_delay_s)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A table's share of a batch: columns plus each row's source coordinates."""
+
+    columns: list[list[Any]]
+    topics: list[str]
+    partitions: list[int]
+    offsets: list[int]
+
+
+@dataclass(frozen=True)
+class TableWriter:
+    """How one table's rows are built from a batch.
+
+    `wire_types` are the types the block is sent as. They may be cheaper to encode than the
+    table's own (String for LowCardinality(String), Int64 ticks for DateTime64): ClickHouse
+    converts the block on insert, and the Python side skips building dictionaries.
+    """
+
+    table: str
+    columns: tuple[tuple[str, str], ...]  # (name, wire type)
+    build: Callable[[DecodedBatch], Rows]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    @property
+    def wire_types(self) -> list[str]:
+        return [wire for _, wire in self.columns]
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _user_keys(batch: DecodedBatch) -> list[str]:
+    """Pseudonymous keys from the enrich step; a raw identifier is never written."""
+    if len(batch.user_keys) != len(batch.events):
+        if any(e.user for e in batch.events):
+            raise ValueError("the batch was not enriched: user keys are missing")
+        return [""] * len(batch.events)
+    return batch.user_keys
+
+
+def _event_rows(batch: DecodedBatch) -> Rows:
+    events = batch.events
+    encode = msgspec.json.encode
+    reported = [e.team or "" for e in events]
+    # The team the enrich step resolved (pipeline/enrich/teams.py); a batch that was not
+    # enriched is resolved against an empty catalog: its own team, else unowned.
+    teams = batch.teams
+    if len(teams) != len(events):
+        teams = [team or UNOWNED for team in reported]
+    columns: list[list[Any]] = [
+        [e.event_id for e in events],
+        [_TAG[type(e)] for e in events],
+        [e.schema_version for e in events],
+        [_millis(e.occurred_at) for e in events],
+        [e.source for e in events],
+        teams,
+        reported,
+        [e.service or "" for e in events],
+        _user_keys(batch),
+        [e.capability for e in events],
+        [encode(e.data) for e in events],  # type: ignore[attr-defined]
+        batch.topics,
+        batch.partitions,
+        batch.offsets,
+    ]
+    return Rows(columns, batch.topics, batch.partitions, batch.offsets)
+
+
+EVENTS = TableWriter(
+    "events",
+    (
+        ("event_id", "UUID"),
+        ("event_type", "String"),
+        ("schema_version", "UInt16"),
+        ("occurred_at", "DateTime64(3, 'UTC')"),
+        ("source", "String"),
+        ("team", "String"),
+        ("reported_team", "String"),
+        ("service", "String"),
+        ("user_key", "String"),
+        ("capability", "String"),
+        ("data", "String"),
+        ("_topic", "String"),
+        ("_partition", "UInt32"),
+        ("_offset", "UInt64"),
+    ),
+    _event_rows,
+)
+
+
+def _rejection_rows(batch: DecodedBatch) -> Rows:
+    rejected = batch.rejections
+    topics = [r.topic for r in rejected]
+    partitions = [r.partition for r in rejected]
+    offsets = [r.offset for r in rejected]
+    columns: list[list[Any]] = [
+        [str(r.reason) for r in rejected],
+        [r.detail for r in rejected],
+        [r.event_type for r in rejected],
+        [r.raw for r in rejected],
+        topics,
+        partitions,
+        offsets,
+        [r.index for r in rejected],
+    ]
+    return Rows(columns, topics, partitions, offsets)
+
+
+REJECTED = TableWriter(
+    "rejected_events",
+    (
+        ("reason", "String"),
+        ("detail", "String"),
+        ("event_type", "String"),
+        ("raw", "String"),
+        ("_topic", "String"),
+        ("_partition", "UInt32"),
+        ("_offset", "UInt64"),
+        ("_index", "UInt32"),
+    ),
+    _rejection_rows,
+)
+
+DEFAULT_TABLES = (EVENTS, REJECTED)
+
+
+class ClickHouseSink:
+    """Writes decoded batches to the warehouse tables; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        tables: Sequence[TableWriter] = DEFAULT_TABLES,
+        retry: RetryPolicy | None = None,
+        dead_letters: DeadLetterPublisher | None = None,
+        recent_ids: int = DEFAULT_CAPACITY,
+    ) -> None:
+        self.warehouse = warehouse
+        self.recent_ids = RecentIds(recent_ids)
+        self.unique_ids_table = EVENTS.table  # rows of this table are unique by event_id
+        self.dead_letters = dead_letters
+        self.tables = tuple(tables)
+        self.retry = retry or RetryPolicy()
+        self._watermarks: dict[str, dict[tuple[str, int], int]] = {}
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Make a failing `write` give up with SinkStopped instead of retrying again."""
+        self._stopping.set()
+
+    def forget_watermarks(self) -> None:
+        """Drop cached watermarks (after a rebalance another worker may have written)."""
+        self._watermarks.clear()
+        self.recent_ids.clear()  # re-read with the watermarks: the other worker's ids count too
+
+    def write(self, batch: DecodedBatch) -> dict[str, int]:
+        """Write the batch to every table; returns rows written per table."""
+        written: dict[str, int] = {}
+        for writer in self.tables:
+            rows = writer.build(batch)
+            if rows.offsets:
+                written[writer.table] = self._write_table(writer, rows, batch)
+        return written
+
+    def _write_table(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> int:
+        def failed(exc: Exception) -> None:
+            metrics.INSERT_ERRORS.labels(writer.table).inc()
+            # The insert may have landed even though we saw an error: re-read the truth.
+            self._watermarks.pop(writer.table, None)
+
+        return retry_until_stopped(
+            lambda: self._insert_new_rows(writer, rows, batch),
+            f"insert into {writer.table}",
+            self._stopping,
+            self.retry,
+            on_failure=failed,
+        )
+
+    def _insert_new_rows(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> int:
+        marks = self._watermarks_of(writer.table)
+        keep = _new_rows(rows, marks)
+        skipped = len(rows.offsets) - (len(keep) if keep is not None else len(rows.offsets))
+        if skipped:
+            metrics.REPLAYED_ROWS_SKIPPED.labels(writer.table).inc(skipped)
+        columns = rows.columns if keep is None else [[c[i] for i in keep] for c in rows.columns]
+        ids: list[int] = []
+        if writer.table == self.unique_ids_table and self.recent_ids.capacity:
+            column = columns[writer.column_names.index("event_id")]
+            ids = [event_id.int for event_id in column]
+            first = self.recent_ids.first_sightings(ids)
+            if first is not None:
+                metrics.DUPLICATE_EVENTS_SKIPPED.inc(len(ids) - len(first))
+                columns = [[c[i] for i in first] for c in columns]
+                ids = [ids[i] for i in first]
+        if not columns[0]:
+            return 0
+        if writer is REJECTED and self.dead_letters is not None:
+            # Rejects reach the DLQ before ClickHouse, so offsets never move before both have them.
+            new = batch.rejections if keep is None else [batch.rejections[i] for i in keep]
+            self.dead_letters.publish(new)
+        started = time.perf_counter()
+        count = self.warehouse.insert_columns(
+            writer.table, columns, writer.column_names, wire_types=writer.wire_types
+        )
+        metrics.INSERT_DURATION.labels(writer.table).observe(time.perf_counter() - started)
+        metrics.INSERT_ROWS.labels(writer.table).inc(len(columns[0]))
+        self.recent_ids.remember(ids)  # only now: a retried insert must not see its own ids
+        # Offsets grow within a partition, so the last row of a partition holds its highest.
+        newest = dict(
+            zip(zip(rows.topics, rows.partitions, strict=True), rows.offsets, strict=True)
+        )
+        for key, offset in newest.items():
+            if offset > marks.get(key, -1):
+                marks[key] = offset
+        return count
+
+    def _watermarks_of(self, table: str) -> dict[tuple[str, int], int]:
+        marks = self._watermarks.get(table)
+        if marks is None:
+            rows = self.warehouse.rows(
+                f"SELECT _topic, _partition, max(_offset) FROM {table} GROUP BY _topic, _partition"
+            )
+            marks = {(str(t), int(p)): int(o) for t, p, o in rows}
+            self._watermarks[table] = marks
+            if table == self.unique_ids_table and self.recent_ids.capacity:
+                self._seed_recent_ids()
+        return marks
+
+    def _seed_recent_ids(self) -> None:
+        """Remember the newest ids already in the table (written before a restart or by another
+        worker before a rebalance), oldest first."""
+        newest = self.warehouse.rows(
+            f"SELECT event_id FROM {self.unique_ids_table} "
+            f"ORDER BY ingested_at DESC LIMIT {int(self.recent_ids.capacity)}"
+        )
+        self.recent_ids.clear()
+        self.recent_ids.remember(row[0].int for row in reversed(newest))
+
+
+def _new_rows(rows: Rows, marks: dict[tuple[str, int], int]) -> list[int] | None:
+    """Indices of rows above their partition's watermark; None when that is every row."""
+    if not marks:
+        return None
+    # Offsets grow within a partition: the first row of each partition holds its lowest.
+    keys = list(zip(rows.topics, rows.partitions, strict=True))
+    lowest = dict(zip(reversed(keys), reversed(rows.offsets), strict=True))
+    if all(low > marks.get(key, -1) for key, low in lowest.items()):
+        return None
+    return [
+        i
+        for i, (topic, partition, offset) in enumerate(
+            zip(rows.topics, rows.partitions, rows.offsets, strict=True)
+        )
+        if offset > marks.get((topic, partition), -1)
+    ]

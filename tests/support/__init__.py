@@ -1,0 +1,1 @@
+"""Harnesses shared by the test tree (scraping /metrics, ...); no tests here."""
