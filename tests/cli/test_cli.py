@@ -42,6 +42,7 @@ COMMANDS = [
     "dashboards",
     "report",
     "catalog",
+    "impact",
 ]
 BROKER_COMMANDS = ["start", "stop", "status"]
 ENV_NAMES = [f.metadata["env"].name for f in dataclasses.fields(Settings)]
@@ -109,6 +110,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "catalog": "load the team and capability catalogs into the warehouse, or show them",
         "dashboards": "generate the Grafana dashboards (dashboards/*.json) from their Python code",
         "report": "write a self-contained HTML report of adoption, impact and the ML platform",
+        "impact": "estimate what adopting each capability changed in the DORA keys",
     }
     assert set(helps) == set(COMMANDS)
     for name, help_ in helps.items():
