@@ -202,9 +202,10 @@ def build() -> Board:
     )
     board.add(
         panels.table(
-            "Before and after adopting each capability",
-            "The team's DORA figures before and after its first use of each capability (all "
-            "data). Ratios are after / before.",
+            "Naive: before and after adopting each capability",
+            "Naive before/after (no control for the organisation's trend): the team's DORA "
+            "figures before and after its first use of each capability (all data). Ratios are "
+            "after / before.",
             [
                 clickhouse(
                     f"""

@@ -169,7 +169,10 @@ def incident_restores(truth: GroundTruth) -> dict[str, dict[str, Any]]:
 
 
 def dora_weekly(truth: GroundTruth) -> dict[tuple[str, str], dict[str, Any]]:
-    """Expected dora_weekly rows keyed (team, week)."""
+    """Expected dora_weekly rows keyed (team, week), by the standard definitions (0011): a
+    deployment went live (succeeded or rolled_back); a change failure (failed_deployments) is a
+    deployment rolled back or named by an incident's caused_by_deployment."""
+    linked = {i.get("caused_by_deployment") for i in truth.incidents} - {None, ""}
     acc: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"deployments": 0, "failed": 0, "days": set(), "leads": [], "restores": []}
     )
@@ -177,12 +180,13 @@ def dora_weekly(truth: GroundTruth) -> dict[tuple[str, str], dict[str, Any]]:
         if d["environment"] != "production":
             continue
         at = datetime.fromtimestamp(d["deployed_at"] / 1000, UTC)
-        row = acc[d["team"], monday(at)]
+        row = acc[d["team"], monday(at)]  # a week with only failed attempts still has a row
+        if d["status"] not in ("succeeded", "rolled_back"):
+            continue
         row["deployments"] += 1
-        row["failed"] += d["status"] in ("failed", "rolled_back")
+        row["failed"] += d["status"] == "rolled_back" or d["deployment_id"] in linked
         row["days"].add(at.date())
-        if d["status"] == "succeeded":
-            row["leads"] += d["lead_times"]
+        row["leads"] += d["lead_times"]
     for i in incident_restores(truth).values():
         if i["time_to_restore_s"] is not None:
             acc[i["team"], monday(i["opened"])]["restores"].append(i["time_to_restore_s"])

@@ -216,7 +216,9 @@ def test_impact_recovers_the_change_failure_factor(
         (1 - s["change_failure_rate_before"]) / failures[0]
         + (1 - s["change_failure_rate_after"]) / failures[1]
     )
-    assert 4 * se < 0.4, f"too little data to judge: ±{4 * se:.2f} in log"
+    # Since 0011 a failed attempt is no change failure: about half of the simulated failures
+    # (status failed) are out, so the bound is wider than the 0.4 it was (about 0.50 here).
+    assert 4 * se < 0.55, f"too little data to judge: ±{4 * se:.2f} in log"
     error = math.log(s["change_failure_ratio"]) - math.log(truth.scenario.change_failure_factor)
     assert abs(error) <= 4 * se, (s["change_failure_ratio"], 4 * se)
     # Had adoption changed nothing, the ratio would be 1: the test tells the two apart.
