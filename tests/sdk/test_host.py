@@ -195,6 +195,54 @@ def test_host_keeps_answering_with_the_collector_down_and_every_event_arrives_on
     assert_exactly_once(pipeline_env, expected)
 
 
+def test_negative_control_the_exactly_once_check_catches_events_lost_without_the_spool(
+    pipeline_env: Pipeline, tmp_path: Path
+) -> None:
+    """Without a spool, a process that exits while the collector is down loses its events
+    silently (it has no on_error): the check above must report them missing."""
+    pipeline_env.run("migrate")
+    token = secrets.token_urlsafe(24)
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"svc": hashlib.sha256(token.encode()).hexdigest()}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    script = textwrap.dedent(
+        f"""
+        import json
+        from uptake_sdk import UptakeClient, api_call
+        c = UptakeClient(url={url!r}, token={token!r}, source="svc", exit_timeout_s=1,
+                         retry_initial_s=0.05)
+        ids = []
+        for i in range(10):
+            e = api_call(capability="api-gateway", team="search", api="q", operation="GET /q",
+                         status_code=200, latency_ms=2.0)
+            ids.append(e["event_id"])
+            c.emit(e)
+        print(json.dumps(ids))
+        """
+    )
+    first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=60, cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    lost = set(json.loads(first.stdout))
+    collector = start_collector(pipeline_env, tokens, port)
+    try:
+        client = UptakeClient(url=url, token=token, source="svc", linger_ms=20)
+        kept = set()
+        for _ in range(5):
+            event = api_call(capability="api-gateway", team="search", api="q",
+                             operation="GET /q", status_code=200, latency_ms=2.0)  # fmt: skip
+            kept.add(event["event_id"])
+            client.emit(event)
+        assert client.flush(60), client.stats()
+        client.close(10)
+    finally:
+        collector.terminate()
+        collector.wait(30)
+    with pytest.raises(AssertionError, match="missing 10, unexpected 0"):
+        assert_exactly_once(pipeline_env, lost | kept)
+
+
 # --- Kafka: down at start, then a broker restart under load ------------------------------------
 
 
