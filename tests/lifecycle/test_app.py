@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ def test_the_worker_app_has_the_lifecycle_agent_and_no_faust_table(
         topic_partitions=3,
         metrics_port=0,
     )
-    sink: Any = object()  # build_app only keeps it
+    sink: Any = SimpleNamespace(dead_letters=None)  # build_app keeps it, reads dead_letters
     app = build_app(settings, sink)
     assert len(app.tables) == 0
     assert {agent.name for agent in app.agents.values()} >= {"uptake.ingest", "uptake.lifecycle"}

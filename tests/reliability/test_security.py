@@ -644,7 +644,7 @@ def hostile_events() -> list[dict[str, Any]]:
                     "deployment_id": name,
                     "service": name,
                     "environment": "production",
-                    "status": "failed" if i % 2 else "succeeded",
+                    "status": "rolled_back" if i % 2 else "succeeded",  # rollback: change failure
                     "commits": [
                         {
                             "sha": "9fceb02d0ae598e95dc970b74767f19372d61af8",
