@@ -35,6 +35,9 @@ DEFAULT_KAFKA_COMPRESSION = "lz4"
 # Always a Secret.
 _SECRETS = ("clickhouse_url", "pseudonym_key", "kafka_sasl_password", "backstage_token")
 WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
+# Where `uptake rules render` points each alert's runbook_url by default: the operations guide
+# of the upstream repository (an operator sets UPTAKE_RUNBOOK_BASE_URL to their own copy).
+DEFAULT_RUNBOOK_BASE_URL = "https://github.com/uptake-dev/uptake/blob/main/docs/operations.md"
 """One insert may touch at most 100 monthly partitions (ClickHouse's
 max_partitions_per_insert_block): ~82 months of history keeps a backfill batch under it."""
 
@@ -389,6 +392,23 @@ class Settings:
         default="info",
         metadata=_env("UPTAKE_LOG_LEVEL", "log level: debug, info, warn, error"),
     )
+    # --- logs and runbooks (docs/operations.md#logs, #runbook-links) --------------------------
+    log_format: str = field(
+        default="text",
+        metadata=_env(
+            "UPTAKE_LOG_FORMAT",
+            "log lines on stderr: text, or json (one object a line: timestamp, level, logger, "
+            "message, component, pid and extras) in every process",
+        ),
+    )
+    runbook_base_url: str = field(
+        default=DEFAULT_RUNBOOK_BASE_URL,
+        metadata=_env(
+            "UPTAKE_RUNBOOK_BASE_URL",
+            "absolute http(s) URL of docs/operations.md that `uptake rules render` puts in "
+            "every alert's runbook_url (the alert's anchor is appended)",
+        ),
+    )
     # --- the adoption lifecycle (docs/lifecycle.md) -------------------------------------------
     lifecycle_enabled: bool = field(
         default=True,
@@ -569,6 +589,8 @@ class Settings:
             raise SettingsError(
                 f"UPTAKE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
             )
+        check_log_format(self.log_format)
+        _validate_runbook_base_url(self.runbook_base_url)
         if self.chaos_kill_at not in KILL_POINTS:
             raise SettingsError(
                 f"UPTAKE_CHAOS_KILL_AT must be one of {', '.join(p for p in KILL_POINTS if p)} "
@@ -758,6 +780,26 @@ def _default_config(name: str) -> Path:
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
+
+def check_log_format(word: str) -> str:
+    """`word` when it is a UPTAKE_LOG_FORMAT (the CLI reads it before the settings); else
+    SettingsError naming the choices."""
+    if word not in LOG_FORMATS:
+        raise SettingsError(
+            f"UPTAKE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {word!r}"
+        )
+    return word
+
+
+def _validate_runbook_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        raise SettingsError(
+            "UPTAKE_RUNBOOK_BASE_URL must be an absolute http(s) URL of docs/operations.md "
+            f"without a #fragment (each alert adds its anchor), not {url!r}"
+        )
 
 
 def _parse(name: str, raw: str, default: object) -> object:

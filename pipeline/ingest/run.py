@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 
 import faust
 
@@ -19,7 +18,7 @@ from pipeline.kafka import undecodable
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import ensure_topics
-from pipeline.observability import metrics
+from pipeline.observability import logs, metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.sink.clickhouse import ClickHouseSink
@@ -43,7 +42,7 @@ def run_worker(
     """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error.
 
     `seams` wraps the process's parts (fault injection); the default leaves them as built."""
-    log_to_stderr(settings.log_level)
+    log_to_stderr(settings, "worker")
     if settings.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
         return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s, seams=seams)
     warehouse = open_warehouse(settings)
@@ -210,23 +209,21 @@ def _launch(
     async def heartbeat() -> None:  # /healthz and /readyz (pipeline/ingest/health.py)
         health.beat(writing=progress.in_flight)
 
-    print(
+    logs.announce(
+        log,
         f"worker: {settings.kafka_bootstrap} topics {settings.events_topic}, "
         f"{settings.backfill_topic} -> {target}"
         + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
-        file=sys.stderr,
-        flush=True,
     )
     tune_gc()
     # faust's own INFO lines are its lifecycle chatter: keep them at WARN unless debugging.
-    faust_level = "debug" if settings.log_level == "debug" else "warn"
-    log_to_stderr(settings.log_level)
+    log_to_stderr(settings, "worker")
     worker = faust.Worker(
         app,
-        loglevel=faust_level,
+        loglevel="debug" if settings.log_level == "debug" else "warn",
         quiet=True,
         redirect_stdouts=False,
-        override_logging=True,
+        override_logging=False,  # log_to_stderr set it up: one format for faust's lines too
     )
     worker.spinner = None  # a terminal spinner garbles logs and CI output
     code = 0
@@ -234,16 +231,12 @@ def _launch(
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = int(exc.code or 0)
-    print(f"worker stopped: {progress.line()}", file=sys.stderr, flush=True)
+    logs.announce(log, f"worker stopped: {progress.line()}")
     return code
 
 
-def log_to_stderr(level: str) -> None:
-    """Uptake's own log lines (progress, retries) go to stderr whatever faust does with logging."""
-    logger = logging.getLogger("uptake")
-    logger.setLevel({"warn": "WARNING"}.get(level.lower(), level.upper()))
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.propagate = False
+def log_to_stderr(settings: Settings, component: str) -> None:
+    """Uptake's own log lines (progress, retries) at UPTAKE_LOG_LEVEL, everything else (faust,
+    aiokafka) at WARN unless debugging; to stderr in UPTAKE_LOG_FORMAT (docs/operations.md#logs)."""
+    level = "debug" if settings.log_level == "debug" else "warn"
+    logs.configure(component, fmt=settings.log_format, level=level, uptake_level=settings.log_level)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +47,7 @@ from pipeline.ingest.run import (
 from pipeline.ingest.seams import NONE, Seams
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, ensure_topics, unreachable_message
-from pipeline.observability import metrics
+from pipeline.observability import logs, metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.sink.clickhouse import REJECTED, ClickHouseSink, SinkStopped
@@ -172,7 +171,7 @@ def run_writer(
     settings: Settings, *, exit_when_idle_s: float | None = None, seams: Seams = NONE
 ) -> int:
     """Run `uptake writer` until SIGTERM/SIGINT (or idle, when asked); `seams` as run_worker."""
-    log_to_stderr(settings.log_level)
+    log_to_stderr(settings, "writer")
     warehouse = open_warehouse(settings)
     catalogs = load_catalogs(settings, warehouse)
     security = client_kwargs(settings.kafka)
@@ -197,12 +196,11 @@ def run_writer(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(
+    logs.announce(
+        log,
         f"writer: {settings.kafka_bootstrap} topic {settings.writer_topic} -> "
         f"{redact_url(settings.warehouse_url)}"
         + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
-        file=sys.stderr,
-        flush=True,
     )
     try:
         code = writer.run()
@@ -210,10 +208,8 @@ def run_writer(
         if adoption is not None:
             adoption.stop()
     written = ", ".join(f"{rows:,} rows to {table}" for table, rows in writer.written.items())
-    print(
-        f"writer stopped: {writer.batches:,} batches, {written or 'nothing written'}",
-        file=sys.stderr,
-        flush=True,
+    logs.announce(
+        log, f"writer stopped: {writer.batches:,} batches, {written or 'nothing written'}"
     )
     return code
 

@@ -1,0 +1,100 @@
+"""UPTAKE_LOG_FORMAT: every stderr line of a real `uptake` process is one JSON object with the
+same fields (docs/operations.md#logs), or the usual text; an unknown format is a usage error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.observability.logs import JSON_FIELDS, formatter
+from tests.conftest import REPO, Pipeline
+
+
+def _uptake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def _json_lines(stderr: str, component: str) -> list[dict[str, Any]]:
+    """Every line of `stderr` as a JSON object with the fields of every Uptake log line."""
+    lines = [json.loads(line) for line in stderr.splitlines()]  # any other line fails here
+    assert lines, "no log lines at all"
+    for line in lines:
+        assert set(JSON_FIELDS) <= line.keys(), line
+        assert line["component"] == component, line
+        stamp = datetime.fromisoformat(line["timestamp"])
+        assert stamp.utcoffset() == timedelta(0), line  # ISO 8601 in UTC
+        assert line["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), line
+    return lines
+
+
+def _cli_env(tmp_path: Path, **changes: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPTAKE_")}
+    env.update(UPTAKE_HOME=str(tmp_path / "home"), **changes)
+    return env
+
+
+def test_a_cli_command_logs_its_error_as_json(tmp_path: Path) -> None:
+    done = _uptake(_cli_env(tmp_path, UPTAKE_LOG_FORMAT="json"), "query", "SELECT 1")
+    assert done.returncode == 1
+    (line,) = _json_lines(done.stderr, component="query")
+    assert line["level"] == "ERROR" and line["logger"] == "uptake.cli"
+    assert "uptake migrate" in line["message"]
+
+
+def test_negative_control_the_default_text_format_is_not_json(tmp_path: Path) -> None:
+    done = _uptake(_cli_env(tmp_path), "query", "SELECT 1")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the warehouse has no database"), done.stderr
+    with pytest.raises(json.JSONDecodeError):
+        _json_lines(done.stderr, component="query")
+
+
+def test_an_unknown_log_format_is_a_usage_error_naming_the_choices(tmp_path: Path) -> None:
+    done = _uptake(_cli_env(tmp_path, UPTAKE_LOG_FORMAT="JSON"), "settings")
+    assert done.returncode == 2
+    assert done.stderr == "error: UPTAKE_LOG_FORMAT must be one of text, json, not 'JSON'\n"
+
+
+def test_the_settings_command_lists_the_log_format_and_the_runbook_base(tmp_path: Path) -> None:
+    done = _uptake(_cli_env(tmp_path, UPTAKE_LOG_FORMAT="json"), "settings")
+    assert done.returncode == 0, done.stderr
+    assert "UPTAKE_LOG_FORMAT" in done.stdout and "UPTAKE_RUNBOOK_BASE_URL" in done.stdout
+
+
+def test_extras_of_a_record_are_fields_of_its_json_line() -> None:
+    record = logging.LogRecord("uptake.worker", logging.ERROR, __file__, 1, "bad batch", (), None)
+    record.__dict__.update(topic="platform.events", partition=3, offset=1234)
+    line = json.loads(formatter("json", "worker").format(record))
+    assert line["topic"] == "platform.events" and (line["partition"], line["offset"]) == (3, 1234)
+    assert (line["component"], line["logger"], line["message"]) == ("worker", "uptake.worker", "bad batch")
+
+
+@pytest.mark.integration
+def test_the_worker_logs_only_json_lines_with_the_same_fields(pipeline_env: Pipeline) -> None:
+    """A real worker (faust, aiokafka, the lifecycle agent in it) against the real broker and
+    engine: stderr is JSON only, its own lines and faust's alike."""
+    pipeline_env.run("migrate")
+    pipeline_env.run("simulate", "--events", "300", "--teams", "2", "--flat")
+    pipeline_env.env.update(UPTAKE_LOG_FORMAT="json", UPTAKE_LOG_LEVEL="info")
+    done = pipeline_env.run("worker", "--exit-when-idle", "3")
+    lines = _json_lines(done.stderr, component="worker")
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("worker: ") for m in messages), messages
+    assert any(m.startswith("worker stopped: ") for m in messages), messages
+    assert {"uptake.worker", "uptake.lifecycle"} <= {line["logger"] for line in lines}, messages
