@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
+import logging
 import os
 import secrets
 import sys
 
 from pipeline.collector.config import ENV
 from pipeline.config.settings import Settings, SettingsError
+from pipeline.observability import logs
 
 DESCRIPTION = """\
 Run the HTTP collector: services POST usage events to /v1/events with a bearer token; each
@@ -236,10 +238,11 @@ def _collector(args: argparse.Namespace) -> int:
         topics = {config.events_topic: settings.topic_partitions}
         ensure_topics(config.kafka_bootstrap, topics, timeout_s=5.0)
     except KafkaUnavailable as exc:
-        print(
+        logs.announce(
+            logging.getLogger("uptake.collector"),
             f"warning: {exc} The collector starts anyway: /readyz reports Kafka, and events "
             "get 503 until a broker answers.",
-            file=sys.stderr,
+            logging.WARNING,
         )
     try:
         return serve(config, tokens, webhooks=webhooks)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.observability.logs import JSON_FIELDS, formatter
-from tests.conftest import REPO, Pipeline
+from tests.conftest import REPO, Pipeline, free_port
 
 
 def _uptake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -82,7 +83,11 @@ def test_extras_of_a_record_are_fields_of_its_json_line() -> None:
     record.__dict__.update(topic="platform.events", partition=3, offset=1234)
     line = json.loads(formatter("json", "worker").format(record))
     assert line["topic"] == "platform.events" and (line["partition"], line["offset"]) == (3, 1234)
-    assert (line["component"], line["logger"], line["message"]) == ("worker", "uptake.worker", "bad batch")
+    assert (line["component"], line["logger"], line["message"]) == (
+        "worker",
+        "uptake.worker",
+        "bad batch",
+    )
 
 
 @pytest.mark.integration
@@ -98,3 +103,30 @@ def test_the_worker_logs_only_json_lines_with_the_same_fields(pipeline_env: Pipe
     assert any(m.startswith("worker: ") for m in messages), messages
     assert any(m.startswith("worker stopped: ") for m in messages), messages
     assert {"uptake.worker", "uptake.lifecycle"} <= {line["logger"] for line in lines}, messages
+
+
+def test_the_collector_logs_only_json_lines_also_third_party_debug(tmp_path: Path) -> None:
+    """`uptake -v collector` without a broker: its warning and kafka-python's and aiohttp's
+    debug lines are all JSON lines of component `collector`."""
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text('{"ci": "' + "0" * 64 + '"}')
+    env = _cli_env(tmp_path, UPTAKE_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+    env["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"  # nothing there: the collector warns
+    args = ["-v", "collector", "--tokens", str(tokens), "--port", str(free_port())]
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    ) as collector:
+        assert collector.stdout is not None
+        assert "uptake collector on" in collector.stdout.readline()  # serving
+        collector.send_signal(signal.SIGTERM)
+        _, stderr = collector.communicate(timeout=60)
+    lines = _json_lines(stderr, component="collector")
+    warning = [line for line in lines if line["logger"] == "uptake.collector"]
+    assert [line["level"] for line in warning] == ["WARNING"], stderr
+    assert "starts anyway" in warning[0]["message"]
+    assert any(line["logger"].startswith("kafka") for line in lines), "no third-party lines"
