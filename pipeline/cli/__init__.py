@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 import pipeline
-from pipeline.cli import backfill, broker, catalog, collector, dashboards, data, impact, run
+from pipeline.cli import backfill, broker, catalog, collector, dashboards, data, impact, rules, run
 from pipeline.config.settings import SettingsError
 from pipeline.observability import logs
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboards.register(subparsers)
     catalog.register(subparsers)
     impact.register(subparsers)
+    rules.register(subparsers)
     return parser
 
 
