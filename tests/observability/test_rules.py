@@ -61,7 +61,7 @@ def rule_tests() -> list[dict[str, Any]]:
 @needs_promtool
 def test_the_scrape_configuration_and_its_rule_files_are_valid() -> None:
     done = promtool("check", "config", "prometheus.yml")
-    assert "2 rule files found" in done.stdout
+    assert "3 rule files found" in done.stdout
 
 
 @needs_promtool
