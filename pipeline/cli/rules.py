@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from pipeline.cli import written
 from pipeline.config.settings import Settings
 
 
@@ -24,17 +24,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "docs/operations.md uptake rules render --output /etc/prometheus/rules"
         ),
     )
-    actions = cmd.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
-    render = actions.add_parser("render", help="write the rule files with your runbook base")
-    check = actions.add_parser("check", help="fail when a runbook_url is not under your base")
-    for action in (render, check):
-        action.add_argument(
-            "--dir",
-            type=Path,
-            default=None,
-            help="the rule files (default: deploy/prometheus/rules of this checkout)",
-        )
+    render, check = written.write_and_check(
+        cmd,
+        "render",
+        "write the rule files with your runbook base",
+        "fail when a runbook_url is not under your base",
+        "the rule files (default: deploy/prometheus/rules of this checkout)",
+    )
     render.add_argument(
         "--output",
         type=Path,
@@ -63,10 +59,9 @@ def _check(args: argparse.Namespace) -> int:
 
     base = Settings.from_env().runbook_base_url
     problems = runbooks.problems(args.dir or runbooks.shipped_rules(), base)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if problems:
-        print("run `uptake rules render` (UPTAKE_RUNBOOK_BASE_URL sets the base)", file=sys.stderr)
+    if written.failed(
+        problems, "run `uptake rules render` (UPTAKE_RUNBOOK_BASE_URL sets the base)"
+    ):
         return 1
     print(f"every alert links its runbook under {base}")
     return 0

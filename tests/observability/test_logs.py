@@ -20,15 +20,7 @@ from tests.conftest import REPO, Pipeline, free_port
 
 
 def _uptake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-    )
+    return Pipeline(env, Path(env["UPTAKE_HOME"])).run(*args, timeout=120, check=False)
 
 
 def _json_lines(stderr: str, component: str) -> list[dict[str, Any]]:

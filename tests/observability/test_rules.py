@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +18,7 @@ import yaml
 
 from pipeline.config.settings import DEFAULT_RUNBOOK_BASE_URL
 from pipeline.ops import runbooks
-from tests.conftest import REPO
+from tests.conftest import REPO, Pipeline
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
@@ -179,15 +178,7 @@ def test_uptake_rules_render_uses_the_base_setting_and_check_fails_on_another(
 
     def uptake(*args: str, base: str | None = None) -> subprocess.CompletedProcess[str]:
         extra = {"UPTAKE_RUNBOOK_BASE_URL": base} if base else {}
-        return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "rules", *args],
-            env={**env, "UPTAKE_HOME": str(tmp_path / "home"), **extra},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=REPO,
-        )
+        return Pipeline({**env, **extra}, tmp_path).run("rules", *args, timeout=120, check=False)
 
     base = "https://git.example.com/platform/uptake/-/blob/main/docs/operations.md"
     out = tmp_path / "rules"
