@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -30,7 +31,19 @@ _format = ["text"]  # what configure() last set up
 
 
 class _UptakeHandler(logging.StreamHandler):
-    """Marks the handler `configure()` installed, so a second call replaces it."""
+    """The handler `configure()` installs (a second call replaces it). It writes to the
+    `sys.stderr` of the moment, so a replaced stderr (pytest's capture) never goes stale."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
 
 
 def log_format(environ: Mapping[str, str] | None = None) -> str:
@@ -68,7 +81,7 @@ def configure(
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _UptakeHandler)]:
         root.removeHandler(old)
-    handler = _UptakeHandler(sys.stderr)
+    handler = _UptakeHandler()
     handler.setFormatter(formatter(fmt, component))
     root.addHandler(handler)
     _format[0] = fmt
