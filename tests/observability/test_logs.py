@@ -122,3 +122,23 @@ def test_the_collector_logs_only_json_lines_also_third_party_debug(tmp_path: Pat
     assert [line["level"] for line in warning] == ["WARNING"], stderr
     assert "starts anyway" in warning[0]["message"]
     assert any(line["logger"].startswith("kafka") for line in lines), "no third-party lines"
+
+
+@pytest.mark.integration
+def test_the_scale_out_worker_and_the_writer_log_only_json_lines(pipeline_env: Pipeline) -> None:
+    """UPTAKE_WRITER=kafka: the publishing worker and `uptake writer`, each its own component."""
+    pipeline_env.env.update(
+        UPTAKE_WRITER="kafka",
+        UPTAKE_WRITER_TOPIC=f"test.enriched.{pipeline_env.env['UPTAKE_CONSUMER_GROUP']}",
+        UPTAKE_LOG_FORMAT="json",
+        UPTAKE_LOG_LEVEL="info",
+    )
+    pipeline_env.run("migrate")
+    pipeline_env.run("simulate", "--events", "300", "--teams", "2", "--flat")
+    worker = pipeline_env.run("worker", "--exit-when-idle", "3")
+    _json_lines(worker.stderr, component="worker")
+    writer = pipeline_env.run("writer", "--exit-when-idle", "5")
+    lines = _json_lines(writer.stderr, component="writer")
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("writer stopped: ") and "nothing written" not in m for m in messages)
+    assert "uptake.writer" in {line["logger"] for line in lines}, messages
