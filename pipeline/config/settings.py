@@ -32,12 +32,12 @@ KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # them. The default is measured (docs/benchmarks.md, "Producer compression").
 KAFKA_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 DEFAULT_KAFKA_COMPRESSION = "lz4"
-# Always a Secret.
-_SECRETS = ("clickhouse_url", "pseudonym_key", "kafka_sasl_password", "backstage_token")
-WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
 # Where `uptake rules render` points each alert's runbook_url by default: the operations guide
 # of the upstream repository (an operator sets UPTAKE_RUNBOOK_BASE_URL to their own copy).
 DEFAULT_RUNBOOK_BASE_URL = "https://github.com/uptake-dev/uptake/blob/main/docs/operations.md"
+# Always a Secret.
+_SECRETS = ("clickhouse_url", "pseudonym_key", "kafka_sasl_password", "backstage_token")
+WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
 """One insert may touch at most 100 monthly partitions (ClickHouse's
 max_partitions_per_insert_block): ~82 months of history keeps a backfill batch under it."""
 

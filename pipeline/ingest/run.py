@@ -216,14 +216,13 @@ def _launch(
         + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
     )
     tune_gc()
-    # faust's own INFO lines are its lifecycle chatter: keep them at WARN unless debugging.
-    log_to_stderr(settings, "worker")
     worker = faust.Worker(
         app,
-        loglevel="debug" if settings.log_level == "debug" else "warn",
         quiet=True,
         redirect_stdouts=False,
-        override_logging=False,  # log_to_stderr set it up: one format for faust's lines too
+        # run_worker's log_to_stderr set logging up: one format for faust's lines too, and its
+        # INFO lines (lifecycle chatter) at WARN unless debugging.
+        override_logging=False,
     )
     worker.spinner = None  # a terminal spinner garbles logs and CI output
     code = 0
