@@ -233,7 +233,7 @@ def _collector(args: argparse.Namespace) -> int:
         # The file names the variables holding the secrets; they are read from here only.
         webhooks = load_webhooks(config.webhooks_file, os.environ)
     try:
-        topics = {config.events_topic: settings.topic_partitions}
+        topics = {config.events_topic: settings.kafka.topic_partitions}
         ensure_topics(config.kafka_bootstrap, topics, timeout_s=5.0)
     except KafkaUnavailable as exc:
         print(

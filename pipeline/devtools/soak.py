@@ -299,7 +299,7 @@ def _producer_main(
             config.seed, config.teams, config.per_message, config.reject_every
         )
         # UPTAKE_KAFKA_COMPRESSION, inherited with the environment of the parent.
-        sender = Sender(bootstrap, topic, templates, Settings.from_env().kafka_compression)
+        sender = Sender(bootstrap, topic, templates, Settings.from_env().kafka.compression)
 
         def on_ack(total: int) -> None:
             handle.acked.value = total
@@ -433,7 +433,7 @@ class Run:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            KAFKA_BOOTSTRAP_SERVERS=self.settings.kafka_bootstrap,
+            KAFKA_BOOTSTRAP_SERVERS=self.settings.kafka.bootstrap,
             UPTAKE_HOME=str(self.folder),
             UPTAKE_CLICKHOUSE_URL=self.warehouse_url,
             UPTAKE_EVENTS_TOPIC=self.topic,
@@ -640,7 +640,7 @@ def calibrate(run: Run, config: SoakConfig, lag: CommittedLag) -> dict[str, Any]
        and the broker take their share of the cores, as they will in the sustained phase; the
        throughput between the batch ends of that window is what the pipeline sustains here.
     """
-    bootstrap, batch_messages = run.settings.kafka_bootstrap, run.settings.batch_max_messages
+    bootstrap, batch_messages = run.settings.kafka.bootstrap, run.settings.ingest.batch_max_messages
     batch_events = batch_messages * config.per_message
     batches = max(2, math.ceil(CALIBRATION_EVENTS / batch_events))  # whole batches, no wait
     backlog = batches * batch_events
@@ -717,13 +717,14 @@ def run_soak(config: SoakConfig, warehouse_url: str | None = None) -> dict[str, 
     _say(f"run {run.run_id}: topic {run.topic}, warehouse {redact_url(warehouse_url)}")
     run.uptake("migrate")
     ensure_topics(
-        settings.kafka_bootstrap, {run.topic: settings.topic_partitions, f"{run.topic}.dlq": 1}
+        settings.kafka.bootstrap,
+        {run.topic: settings.kafka.topic_partitions, f"{run.topic}.dlq": 1},
     )
     lag = CommittedLag(
-        settings.kafka_bootstrap,
+        settings.kafka.bootstrap,
         run.env["UPTAKE_CONSUMER_GROUP"],
         run.topic,
-        settings.topic_partitions,
+        settings.kafka.topic_partitions,
     )
     producers: list[ProducerHandle] = []
     try:
@@ -735,7 +736,7 @@ def run_soak(config: SoakConfig, warehouse_url: str | None = None) -> dict[str, 
         if run.worker is not None and run.worker.poll() is None:
             run.stop_worker()
         lag.close()
-        _delete_topics(settings.kafka_bootstrap, [run.topic, f"{run.topic}.dlq"])
+        _delete_topics(settings.kafka.bootstrap, [run.topic, f"{run.topic}.dlq"])
     return report
 
 
@@ -761,7 +762,7 @@ def _delete_topics(bootstrap: str, topics: list[str]) -> None:
 def _phases(
     run: Run, config: SoakConfig, lag: CommittedLag, producers: list[ProducerHandle]
 ) -> dict[str, Any]:
-    bootstrap = run.settings.kafka_bootstrap
+    bootstrap = run.settings.kafka.bootstrap
     calibration: dict[str, Any] | None = None
     truths: list[dict[str, Any]] = []
     if config.rate is None:
@@ -923,7 +924,7 @@ def lag_bound_for(config: SoakConfig, settings: Settings) -> float:
     leaves room for a slow insert or a rebalance, and catches a lag that grows for good.
     """
     fraction = config.rate_fraction if config.rate is None else 0.8
-    return round(3 * settings.flush_interval_s / max(1 - fraction, 0.05), 1)
+    return round(3 * settings.ingest.flush_interval_s / max(1 - fraction, 0.05), 1)
 
 
 def _round(end: float | None, start: float) -> float | None:

@@ -81,13 +81,15 @@ class LifecycleConfig:
     def from_settings(cls, settings: Settings) -> LifecycleConfig:
         return cls(
             rules=Rules(
-                settings.activation_days, settings.activation_window_days, settings.churn_days
+                settings.lifecycle.activation_days,
+                settings.lifecycle.activation_window_days,
+                settings.lifecycle.churn_days,
             ),
-            watermark_lag_days=settings.lifecycle_allowed_lateness_days,
-            activity_topic=f"{settings.events_topic}.activity",
-            milestones_topic=f"{settings.events_topic}.milestones",
-            changelog_topic=f"{settings.consumer_group}-lifecycle-changelog",
-            partitions=settings.topic_partitions,
+            watermark_lag_days=settings.lifecycle.allowed_lateness_days,
+            activity_topic=f"{settings.kafka.events_topic}.activity",
+            milestones_topic=f"{settings.kafka.events_topic}.milestones",
+            changelog_topic=f"{settings.kafka.consumer_group}-lifecycle-changelog",
+            partitions=settings.kafka.topic_partitions,
         )
 
 
@@ -351,22 +353,22 @@ def attach(
 
     config = LifecycleConfig.from_settings(settings)
     security = client_kwargs(settings.kafka)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
-    ensure_lifecycle_topics(settings.kafka_bootstrap, config, security)
+    ensure_lifecycle_topics(settings.kafka.bootstrap, config, security)
     stopping = threading.Event()
     store = ChangelogState()
-    compression = settings.kafka_compression
+    compression = settings.kafka.compression
     kafka = KafkaWrites(
-        lambda: make_producer(settings.kafka_bootstrap, compression=compression, **security)
+        lambda: make_producer(settings.kafka.bootstrap, compression=compression, **security)
     )
     outputs = wrap_outputs(
-        LifecycleOutputs(lambda: connect(settings.warehouse_url), kafka, config.milestones_topic)
+        LifecycleOutputs(lambda: connect(settings.warehouse.url), kafka, config.milestones_topic)
     )
     runner = LifecycleRunner(
         LifecycleEngine(config.rules, config.watermark_lag_days, store),
         store,
         config.changelog_topic,
         lambda partitions: read_changelog(
-            settings.kafka_bootstrap, config.changelog_topic, partitions, security=security
+            settings.kafka.bootstrap, config.changelog_topic, partitions, security=security
         ),
         outputs,
         kafka,
@@ -385,7 +387,7 @@ def attach(
     @app.agent(topic, name="uptake.lifecycle")
     async def lifecycle(stream: Any) -> None:
         async for events in stream.take_events(
-            settings.batch_max_messages, within=settings.flush_interval_s
+            settings.ingest.batch_max_messages, within=settings.ingest.flush_interval_s
         ):
             await runner.process(events)
 
@@ -400,7 +402,7 @@ def attach(
     app.on_before_shutdown.connect(stopping_soon)  # type: ignore[arg-type]
     publisher = ActivityPublisher(
         lambda: make_producer(
-            settings.kafka_bootstrap, compression=settings.kafka_compression, **security
+            settings.kafka.bootstrap, compression=settings.kafka.compression, **security
         ),
         config.activity_topic,
         stopping,

@@ -5,9 +5,9 @@ a stuck or replaying emitter cannot quietly rewrite history. History is loaded o
 instead, through this command:
 
 1. **Validate** every input (JSONL: one event object per line; `-` is stdin; gzip is detected
-   by its magic bytes) with the worker's own decoder and the backfill limits
-   (`backfill_limits`: no live lateness limit, but UPTAKE_BACKFILL_MAX_AGE_S and the future-skew
-   limit). Invalid lines are reported as `file:line: reason: detail`; valid lines are kept,
+   by its magic bytes) with the worker's own decoder and the backfill limits (no live lateness
+   limit, but UPTAKE_BACKFILL_MAX_AGE_S and the future-skew limit). Invalid lines are reported
+   as `file:line: reason: detail`; valid lines are kept,
    byte for byte, in a spool file on disk, so stdin and gzip are read once and a file that
    changes meanwhile cannot change what is sent. Unreadable input (missing file, bad gzip) stops
    the command before anything is sent.
@@ -17,7 +17,7 @@ instead, through this command:
    acknowledged every one. Nothing is sent when a line is invalid, unless `skip_invalid`.
 
 The worker consumes the backfill topic with the same agent as the live topic: the same
-decoding (with `backfill_limits`), enrichment and sink, so the offset watermarks make its
+decoding (with the backfill limits), enrichment and sink, so the offset watermarks make its
 consumption exactly-once like the live path. Re-running the same file sends new Kafka records
 with the same event ids; docs/events.md ("Late events and backfill") states what folds them.
 """
@@ -44,7 +44,6 @@ import msgspec
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.contract.reasons import Reason
-from pipeline.ingest.limits import backfill_limits
 
 EXIT_OK = 0
 """Every line was valid and every event was acknowledged by Kafka (dry run: every line valid)."""
@@ -451,12 +450,12 @@ def run_backfill(
     ticker = ticker or Ticker()
     say = show_invalid or (lambda text: print(text, file=sys.stderr))
     report = BackfillReport(
-        topic=settings.backfill_topic, dry_run=dry_run, skip_invalid=skip_invalid
+        topic=settings.kafka.backfill_topic, dry_run=dry_run, skip_invalid=skip_invalid
     )
     if not dry_run:  # fail fast: no broker means a clear error before a long validation
         ensure_topics(
-            settings.kafka_bootstrap,
-            {settings.backfill_topic: settings.topic_partitions},
+            settings.kafka.bootstrap,
+            {settings.kafka.backfill_topic: settings.kafka.topic_partitions},
             timeout_s=10.0,
             security=client_kwargs(settings.kafka),
         )
@@ -470,7 +469,7 @@ def run_backfill(
 
     spool = None if dry_run else Spool()
     try:
-        validator = Validator(backfill_limits(settings), spool, on_invalid, report)
+        validator = Validator(settings.ingest.limits(backfill=True), spool, on_invalid, report)
         validate_inputs(names, validator, ticker, stdin)
         if report.invalid > SHOWN_INVALID:
             more = report.invalid - SHOWN_INVALID
@@ -480,10 +479,10 @@ def run_backfill(
             return report
         factory = producer_factory or (
             lambda: make_producer(
-                settings.kafka_bootstrap,
+                settings.kafka.bootstrap,
                 client_id="uptake-backfill",
-                compression=settings.kafka_compression,
-                max_request_size=max(8 << 20, 2 * settings.max_message_bytes),
+                compression=settings.kafka.compression,
+                max_request_size=max(8 << 20, 2 * settings.ingest.max_message_bytes),
                 **client_kwargs(settings.kafka),
             )
         )
@@ -492,11 +491,11 @@ def run_backfill(
             send_spool(
                 spool,
                 producer,
-                settings.backfill_topic,
+                settings.kafka.backfill_topic,
                 report,
                 ticker,
                 per_message=per_message,
-                max_bytes=min(settings.max_message_bytes, MESSAGE_BYTES_CAP),
+                max_bytes=min(settings.ingest.max_message_bytes, MESSAGE_BYTES_CAP),
             )
         finally:
             producer.close()
