@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,11 @@ _OPTIONS = dataclasses.fields(CollectorSettings)
 ENV: dict[str, str] = {f.name: f.metadata["env"].name for f in _OPTIONS}
 """CollectorConfig field -> environment variable of its default (`UPTAKE_COLLECTOR_*`)."""
 
+FLAGS = {name: "--" + name.replace("_", "-") for name in ENV} | {
+    "kafka_timeout_s": "--kafka-timeout"
+}
+"""CollectorConfig field -> its `uptake collector` flag, named with the variable in errors."""
+_UNSET_AS_NONE = ("tokens_file", "webhooks_file", "burst")  # "" or 0 in the settings
 _DEFAULTS = CollectorSettings()
 _KAFKA = KafkaSettings()
 
@@ -94,28 +98,11 @@ class CollectorConfig:
         return config
 
     def validate(self) -> None:
-        """Raise `SettingsError` for options the collector cannot work with."""
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"{ENV['port']} / --port must be a port number, not {self.port}")
-        for name in ("max_body_bytes", "max_events"):
-            if getattr(self, name) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise SettingsError(f"{ENV[name]} / {flag} must be at least 1")
-        if not math.isfinite(self.rate) or self.rate < 0:
-            raise SettingsError(
-                f"{ENV['rate']} / --rate must be a finite number >= 0 (0 disables it), "
-                f"not {self.rate:g}"
-            )
-        if self.burst is not None and (not math.isfinite(self.burst) or self.burst < 1):
-            raise SettingsError(
-                f"{ENV['burst']} / --burst must be a finite number >= 1 (0: the default size), "
-                f"not {self.burst:g}"
-            )
-        if not math.isfinite(self.kafka_timeout_s) or self.kafka_timeout_s <= 0:
-            raise SettingsError(
-                f"{ENV['kafka_timeout_s']} / --kafka-timeout must be a finite number of seconds "
-                f"> 0, not {self.kafka_timeout_s:g}"
-            )
+        """Raise `SettingsError` for options the collector cannot work with, naming the variable
+        and the flag (the checks of the settings' collector part)."""
+        options = {f.name: getattr(self, f.name) for f in _OPTIONS if f.name not in _UNSET_AS_NONE}
+        part = CollectorSettings(**options, burst=self.burst or 0.0)
+        part.validate(flags=FLAGS)
 
 
 def _path(value: str) -> Path | None:

@@ -571,29 +571,37 @@ class CollectorSettings:
         "collector: wait this long for Kafka's acknowledgement, else 503 (seconds)",
     )
 
-    def validate(self) -> None:
+    def validate(self, flags: Mapping[str, str] | None = None) -> None:
+        """Raise SettingsError naming the variable (and its flag from `flags`, field -> flag)."""
+
+        def name(option: str) -> str:
+            variable = _COLLECTOR_ENV[option]
+            return f"{variable} / {flags[option]}" if flags else variable
+
         if not 0 <= self.port <= 65535:
             raise SettingsError(
-                f"UPTAKE_COLLECTOR_PORT must be a port number (0-65535, 0: any free port), "
-                f"not {self.port}"
+                f"{name('port')} must be a port number (0-65535, 0: any free port), not {self.port}"
             )
-        _at_least("UPTAKE_COLLECTOR_MAX_BODY_BYTES", self.max_body_bytes, 1)
-        _at_least("UPTAKE_COLLECTOR_MAX_EVENTS", self.max_events, 1)
+        _at_least(name("max_body_bytes"), self.max_body_bytes, 1)
+        _at_least(name("max_events"), self.max_events, 1)
         if not math.isfinite(self.rate) or self.rate < 0:
             raise SettingsError(
-                f"UPTAKE_COLLECTOR_RATE must be a finite number >= 0 (0 disables the limit), "
+                f"{name('rate')} must be a finite number >= 0 (0 disables the limit), "
                 f"not {self.rate:g}"
             )
         if not math.isfinite(self.burst) or (self.burst != 0 and self.burst < 1):
             raise SettingsError(
-                f"UPTAKE_COLLECTOR_BURST must be 0 (the default size) or a finite number >= 1, "
+                f"{name('burst')} must be 0 (the default size) or a finite number >= 1, "
                 f"not {self.burst:g}"
             )
         if not math.isfinite(self.kafka_timeout_s) or self.kafka_timeout_s <= 0:
             raise SettingsError(
-                f"UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S must be a finite number of seconds > 0, "
+                f"{name('kafka_timeout_s')} must be a finite number of seconds > 0, "
                 f"not {self.kafka_timeout_s:g}"
             )
+
+
+_COLLECTOR_ENV = {f.name: f.metadata["env"].name for f in fields(CollectorSettings)}
 
 
 Part = (
@@ -646,7 +654,8 @@ class Settings:
         if unknown:
             raise TypeError(f"Settings has no field {', '.join(unknown)}")
         values: dict[str | None, dict[str, Any]] = {}
-        for name, (part, spec, default) in _VARIABLES.items():
+        for name, (part, f) in _VARIABLES.items():
+            spec, default = f.metadata["env"], f.default
             raw = env.get(spec.name)
             if name in overrides:
                 value = overrides[name]
@@ -679,7 +688,8 @@ class Settings:
     def describe(self) -> list[tuple[str, str, str]]:
         """(variable, value as shown, help) for every setting; secrets redacted."""
         rows = []
-        for name, (part, spec, _) in _VARIABLES.items():
+        for name, (part, f) in _VARIABLES.items():
+            spec = f.metadata["env"]
             value = getattr(self if part is None else getattr(self, part), name)
             if isinstance(value, Secret) and not name.endswith("_url"):
                 shown = _HIDDEN if value else ""
@@ -710,10 +720,15 @@ _PARTS: dict[str, type[Part]] = {
 }
 
 
-def _variables() -> dict[str, tuple[str | None, EnvSpec, object]]:
-    """field name -> (its part, or None for the root; its variable; its default), in listing
-    order. Field names are unique across the parts, so an override names one field."""
-    found: dict[str, tuple[str | None, EnvSpec, object]] = {}
+def variable_fields() -> list[Field[Any]]:
+    """The field of every variable, of the root and of the parts, in listing order."""
+    return [g for _, g in _variables().values()]
+
+
+def _variables() -> dict[str, tuple[str | None, Field[Any]]]:
+    """field name -> (its part, or None for the root; its field), in listing order. Field names
+    are unique across the parts, so an override names one field."""
+    found: dict[str, tuple[str | None, Field[Any]]] = {}
     for f in fields(Settings):
         members: list[tuple[str | None, Field[Any]]] = [(None, f)]
         if f.name in _PARTS:
@@ -721,7 +736,7 @@ def _variables() -> dict[str, tuple[str | None, EnvSpec, object]]:
         for part, g in members:
             if "env" in g.metadata:
                 assert g.name not in found, f"two settings named {g.name}"
-                found[g.name] = (part, g.metadata["env"], g.default)
+                found[g.name] = (part, g)
     return found
 
 

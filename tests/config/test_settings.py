@@ -8,19 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config.settings import Secret, Settings, SettingsError, redact_url
+from pipeline.config.settings import Secret, Settings, SettingsError, redact_url, variable_fields
 
 PASSWORD = "s3cret"
 URL_WITH_PASSWORD = f"http://u:{PASSWORD}@h:8123/db"
 
 PARTS = {f.name: f.default_factory for f in dataclasses.fields(Settings) if "env" not in f.metadata}
 PART_OF = {g.name: part for part, kind in PARTS.items() for g in dataclasses.fields(kind)}  # type: ignore[arg-type]
-FIELDS = {  # every setting, root and parts, in the order `uptake settings` lists them
-    g.name: g
-    for f in dataclasses.fields(Settings)
-    for g in (dataclasses.fields(PARTS[f.name]) if f.name in PARTS else [f])  # type: ignore[arg-type]
-    if "env" in g.metadata
-}
+FIELDS = {f.name: f for f in variable_fields()}  # root and parts, in the listing's order
 ENV_OF = {name: f.metadata["env"].name for name, f in FIELDS.items()}
 
 
@@ -438,3 +433,44 @@ def test_boolean_words_are_read_in_any_case(raw: str, expected: bool) -> None:
 def test_an_unknown_log_level_is_refused_with_the_choices() -> None:
     with pytest.raises(SettingsError, match="UPTAKE_LOG_LEVEL must be one of debug, info"):
         Settings.from_env({"UPTAKE_LOG_LEVEL": "verbose"})
+
+
+def test_an_unknown_boolean_word_is_refused_with_the_variable_and_every_word() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"UPTAKE_CHAOS_IGNORE_WATERMARKS": "enabled"})
+    assert str(refused.value) == (
+        "UPTAKE_CHAOS_IGNORE_WATERMARKS='enabled' is not a boolean: "
+        "use one of 1, true, yes, on, 0, false, no, off"
+    )
+
+
+def test_an_unknown_log_level_names_every_level_and_the_value_given() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"UPTAKE_LOG_LEVEL": "Verbose"})
+    assert str(refused.value) == (
+        "UPTAKE_LOG_LEVEL must be one of debug, info, warn, warning, error, critical, not 'Verbose'"
+    )
+    assert Settings.from_env({"UPTAKE_LOG_LEVEL": "WARN"}).log_level == "WARN"  # any case
+
+
+def test_an_override_that_names_no_setting_is_refused() -> None:
+    with pytest.raises(TypeError, match="Settings has no field kafka_bootstrap"):
+        Settings.from_env({}, kafka_bootstrap="k:9092")  # the part's field is `bootstrap`
+
+
+@pytest.mark.parametrize(
+    ("part", "prefixes"),
+    [
+        ("collector", ("UPTAKE_COLLECTOR_",)),
+        ("faults", ("UPTAKE_CHAOS_",)),
+        ("lifecycle", ("UPTAKE_LIFECYCLE", "UPTAKE_ACTIVATION_", "UPTAKE_CHURN_")),
+        ("warehouse", ("UPTAKE_CLICKHOUSE_", "UPTAKE_WRITER")),
+        ("kafka", ("KAFKA_", "UPTAKE_KAFKA_", "UPTAKE_CONSUMER_GROUP", "UPTAKE_")),
+    ],
+)
+def test_each_part_holds_its_own_variables(part: str, prefixes: tuple[str, ...]) -> None:
+    variables = [ENV_OF[name] for name, owner in PART_OF.items() if owner == part]
+    assert variables, part
+    assert all(v.startswith(prefixes) for v in variables), variables
+    if part == "kafka":  # its UPTAKE_* names are topics, and nothing of another component
+        assert all("TOPIC" in v or "KAFKA" in v or v == "UPTAKE_CONSUMER_GROUP" for v in variables)
