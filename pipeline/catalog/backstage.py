@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.catalog._yaml import YamlDocument, load_documents
-from pipeline.catalog.errors import CatalogError, CatalogWarning
+from pipeline.catalog.errors import CatalogError, CatalogWarning, read_catalog_file
 from pipeline.catalog.teams import Fact, TeamSnapshot, parse_instant
 
 API_VERSIONS = frozenset({"backstage.io/v1alpha1", "backstage.io/v1beta1"})
@@ -101,12 +101,7 @@ def catalog_name(namespace: str, name: str) -> str:
 
 def load_backstage(path: Path) -> TeamSnapshot:
     """Read one Backstage catalog file. Raises CatalogError (file, line, entity, field)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"cannot read: {exc}", source=str(path)) from None
+    text = read_catalog_file(path)
     return parse_backstage(text, str(path))
 
 

@@ -42,7 +42,7 @@ from pipeline.contract.decode import DecodedBatch
 from pipeline.ingest.app import Progress, build_app
 from pipeline.ingest.run import load_catalogs, tune_gc
 from pipeline.kafka.producer import make_producer
-from pipeline.kafka.topics import ensure_topics, partition_count
+from pipeline.kafka.topics import delete_topics_best_effort, ensure_topics, partition_count
 from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.warehouse.connection import (
     DEFAULT_DATABASE,
@@ -286,26 +286,12 @@ def _remove_leftovers(warehouse: Warehouse, bootstrap: str) -> None:
 
 def _delete_topics(bootstrap: str, runs: list[BenchRun]) -> None:
     """Delete the runs' topics (best effort: a leftover topic is reported, not fatal)."""
-    if not runs:
-        return
-    from kafka.errors import KafkaError
+    if runs:
 
-    from pipeline.kafka.topics import make_admin
+        def owned(topic: str) -> bool:
+            return any(r.owns_topic(topic) for r in runs)
 
-    topics: list[str] = []
-    try:
-        admin = make_admin(bootstrap, client_id="uptake-bench")
-    except KafkaError as exc:
-        _say(f"could not delete the topics of run(s) {', '.join(r.run_id for r in runs)}: {exc}")
-        return
-    try:
-        topics = [t for t in admin.list_topics() if any(r.owns_topic(t) for r in runs)]
-        if topics:
-            admin.delete_topics(topics, timeout_ms=30_000)
-    except KafkaError as exc:
-        _say(f"could not delete the topics {', '.join(topics) or '?'}: {exc}")
-    finally:
-        admin.close()
+        delete_topics_best_effort(bootstrap, owned, client_id="uptake-bench", say=_say)
 
 
 def _run_pipeline(

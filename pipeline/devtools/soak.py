@@ -60,7 +60,7 @@ from typing import Any
 import msgspec
 
 from pipeline.config.settings import DEFAULT_KAFKA_COMPRESSION, Settings, redact_url
-from pipeline.kafka.topics import ensure_topics
+from pipeline.kafka.topics import delete_topics_best_effort, ensure_topics
 
 Cell = tuple[str, str]
 
@@ -736,27 +736,12 @@ def run_soak(config: SoakConfig, warehouse_url: str | None = None) -> dict[str, 
         if run.worker is not None and run.worker.poll() is None:
             run.stop_worker()
         lag.close()
-        _delete_topics(settings.kafka.bootstrap, [run.topic, f"{run.topic}.dlq"])
+        # The soak's topics hold gigabytes after a few minutes: delete them (best effort).
+        ours = {run.topic, f"{run.topic}.dlq"}
+        delete_topics_best_effort(
+            settings.kafka.bootstrap, ours.__contains__, client_id="uptake-soak", say=_say
+        )
     return report
-
-
-def _delete_topics(bootstrap: str, topics: list[str]) -> None:
-    """The soak's topics hold gigabytes after a few minutes: delete them (best effort)."""
-    from kafka.errors import KafkaError
-
-    from pipeline.kafka.topics import make_admin
-
-    try:
-        admin = make_admin(bootstrap, client_id="uptake-soak")
-    except KafkaError as exc:
-        _say(f"could not delete the topics {topics}: {exc}")
-        return
-    try:
-        admin.delete_topics(topics, timeout_ms=30_000)
-    except KafkaError as exc:
-        _say(f"could not delete the topics {topics}: {exc}")
-    finally:
-        admin.close()
 
 
 def _phases(
