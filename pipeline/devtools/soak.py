@@ -1,37 +1,10 @@
 """`uptake soak`: sustained load at a fraction of what the pipeline sustains, then a burst.
 
-One run, against the configured broker and a warehouse of its own (`$UPTAKE_HOME/soak`, replaced
-at every run, unless --warehouse is given), with the real worker as a subprocess (`uptake
-worker`), so that its memory and CPU are its own:
-
-1. calibration (`calibrate`): first the worker alone drains a backlog of whole batches
-   (`uptake bench`'s measure: events between batch ends / time); then a producer sends at that
-   speed for `calibration_s` while the worker consumes. The worker cannot keep up, so it runs
-   at its capacity while the producer and the broker take their share of the cores, as they
-   will during the soak: that throughput is what the pipeline sustains on this machine.
-2. sustained: a producer process sends `rate_fraction` x that (or --rate events/s) for
-   `duration_s`, paced, in JSON-array messages of `per_message` events stamped at send time.
-   Every `sample_every_s` a line reports events produced and consumed and their rates, the
-   consumer group's committed lag (read from Kafka, not from the worker), the worker's resident
-   memory and CPU (its /metrics) and how busy the machine's cores are.
-3. burst: `burst` x rate x `burst_s` events. A producer on these cores cannot send 10 times a
-   rate the worker sustains at 80 %, so the sustained load stops and a second producer process
-   sends the burst's volume as fast as it can (its speed and the multiple of the rate it
-   reached are reported); drained = everything committed (lag 0). With `keep_load` the
-   sustained load goes on during the burst and drained = the lag back within the bound.
-4. the worker finishes the topic and stops (SIGTERM); the warehouse is compared with what the
-   producers sent and Kafka acknowledged: events per (reported team, event type), no event id
-   twice, rejected events per (reason, event type) with distinct source coordinates, and one
-   row inserted by the worker per event and per rejection. The soak's topics, gigabytes after
-   a few minutes, are deleted at the end.
-
-The verdict (`judge`) passes when nothing is lost or double counted, the worker exited 0, the
-producer kept the rate, the sustained lag stayed within `lag_bound_for` (unless given), the RSS
-grew by at most `rss_growth_bound` over the second half of the sustained phase, and the burst
-drained within `drain_timeout_s`. Progress goes to stderr; stdout gets one JSON line with every
-figure. Messages are built from simulator templates (a realistic mix of event types and teams,
-one in `reject_every` messages with one invalid event) with fresh event ids, so the producer
-spends little CPU per event.
+Blocks for the whole run (calibration, `duration_s`, the burst and its drain) against the
+configured broker, with the real worker as a subprocess and a warehouse of its own. Progress goes
+to stderr, one JSON line of figures to stdout; the verdict (`judge`) fails when anything is lost
+or double counted, the worker did not exit 0, the rate, lag or RSS bound was missed or the burst
+did not drain. The phases and bounds: docs/reliability.md#load.
 """
 
 from __future__ import annotations

@@ -28,22 +28,17 @@ from pipeline.ingest.steps import (
     Progress,
     write_or_die,
 )
-from pipeline.kafka.security import faust_options
+from pipeline.kafka.client import faust_app
 from pipeline.lifecycle.activity import catalog_use
 from pipeline.lifecycle.agent import attach as attach_lifecycle
 from pipeline.lifecycle.outputs import LifecycleOutputs
 from pipeline.observability.consumer_lag import ConsumerLagSampler
-from pipeline.observability.faust_sensor import UptakeMonitor
 
 log = logging.getLogger("uptake.worker")
 
 
 REVOKE_WAIT_S = 30.0  # how long a revoke waits for the batch being written (< rebalance timeout)
 LAG_SAMPLE_INTERVAL_S = 5.0  # uptake_consumer_lag_messages: one ListOffsets request per sample
-
-
-def kafka_url(bootstrap: str) -> str:
-    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
 
 
 def build_app(
@@ -60,9 +55,9 @@ def build_app(
 
     Without `catalogs` every event counts for the team it reports (else 'unowned').
     """
-    app = faust.App(
-        settings.kafka.consumer_group,
-        broker=kafka_url(settings.kafka.bootstrap),
+    app = faust_app(
+        settings.kafka,
+        undecodable_exit_delay_s=settings.ingest.undecodable_exit_delay_s,
         web_enabled=False,
         store="memory://",
         datadir=str(settings.home / "faust"),  # faust's own folder, never the working directory
@@ -85,12 +80,6 @@ def build_app(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         producer_acks=-1,
-        producer_compression_type=(
-            None if settings.kafka.compression == "none" else settings.kafka.compression
-        ),
-        # faust's default sensor plus Uptake's metrics for commits, rebalances, full buffers.
-        Monitor=UptakeMonitor,
-        **faust_options(settings.kafka),  # UPTAKE_KAFKA_SECURITY_PROTOCOL & co.
     )
     topic = app.topic(
         settings.kafka.events_topic,

@@ -15,7 +15,6 @@ from pipeline.ingest.app import BatchSink, Progress, build_app
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.health import Health, serve
 from pipeline.ingest.seams import NONE, Seams
-from pipeline.kafka import undecodable
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import ensure_topics
@@ -183,21 +182,8 @@ def _launch(
     # faust's folder is <home>/faust: nothing else creates <home> when the pseudonym key is set
     # and the warehouse is a server (or another process's).
     settings.home.mkdir(parents=True, exist_ok=True)
-    # A record batch no codec can open stops the worker with its coordinates (exit 65).
-    for library, codecs in undecodable.missing_codecs().items():
-        log.warning(
-            "%s cannot decompress %s: batches compressed so will stop the worker (install %s)",
-            library,
-            ", ".join(codecs),
-            undecodable.CODEC_LIBRARIES[library],
-        )
-    undecodable.install(
-        undecodable.stop_worker(
-            settings.kafka.consumer_group,
-            settings.kafka.bootstrap,
-            settings.ingest.undecodable_exit_delay_s,
-        )
-    )
+    # A record batch no codec can open stops the worker with its coordinates (exit 65): the
+    # hook comes with every faust app (pipeline/kafka/client.py).
     progress = Progress()
     app = build_app(
         settings,

@@ -1,23 +1,9 @@
 """The lifecycle agent in the worker's faust app, and the one call that attaches it.
 
-    ingest batch ──written──► ActivityPublisher ──► <events_topic>.activity (key team x capability)
-                                                            │
-                  faust agent `uptake.lifecycle` ◄──────────┘   take_events(N, within)
-                    0. a partition's first batch: its state is read from the changelog
-                    1. engine.apply      → state + outbox        ──► changelog (acked)
-                    2. engine.emission   → adoption_milestones, adoption_lifecycle (ClickHouse)
-                                           and <events_topic>.milestones (acked)
-                    3. engine.confirm    → outbox emptied        ──► changelog (acked)
-                    4. return            → faust acks the records
-
-The state (pipeline/lifecycle/state.py) is a dict per owned partition backed by the compacted
-topic `<consumer group>-lifecycle-changelog`, co-partitioned with the activity topic: what a
-faust Table does, without the faust Table, whose recovery makes faust-streaming 0.15.3 skip
-records of the other topics after a restart (state.py says how). Changelog writes go out with
-kafka-python, to the activity record's partition, and are acknowledged before the records are.
-Every write is retried inside the loop body (faust-streaming 0.15.3 acks a `take_events()` batch
-even when the body raises); a worker stopped while a write still fails exits with status 75
-before the batch can be acked.
+Per batch of activity records: apply (changelog, acked), emit milestones and lifecycle rows to
+ClickHouse and Kafka (acked), confirm (changelog, acked), and only then faust acks the records.
+Every write is retried inside the loop body; a worker stopped while a write still fails exits
+with status 75 before the batch is acked. The flow: docs/lifecycle.md#where-it-runs.
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
 """`uptake backfill`: load events older than the live lateness limit from JSONL files.
 
-The live topic rejects events older than UPTAKE_MAX_LATENESS_S (`occurred_at_too_old`), so that
-a stuck or replaying emitter cannot quietly rewrite history. History is loaded on purpose
-instead, through this command:
-
-1. **Validate** every input (JSONL: one event object per line; `-` is stdin; gzip is detected
-   by its magic bytes) with the worker's own decoder and the backfill limits (no live lateness
-   limit, but UPTAKE_BACKFILL_MAX_AGE_S and the future-skew limit). Invalid lines are reported
-   as `file:line: reason: detail`; valid lines are kept,
-   byte for byte, in a spool file on disk, so stdin and gzip are read once and a file that
-   changes meanwhile cannot change what is sent. Unreadable input (missing file, bad gzip) stops
-   the command before anything is sent.
-2. **Send** the valid lines to the backfill topic (UPTAKE_BACKFILL_TOPIC, default
-   `<events topic>.backfill`) as JSON arrays of up to `per_message` events sharing a key (the
-   team, else the service), never larger than the message limit, and wait until Kafka
-   acknowledged every one. Nothing is sent when a line is invalid, unless `skip_invalid`.
-
-The worker consumes the backfill topic with the same agent as the live topic: the same
-decoding (with the backfill limits), enrichment and sink, so the offset watermarks make its
-consumption exactly-once like the live path. Re-running the same file sends new Kafka records
-with the same event ids; docs/events.md ("Late events and backfill") states what folds them.
+Validates every input first, with the worker's decoder and the backfill limits, keeping the
+valid lines in a spool file; nothing is sent when a line is invalid (unless `skip_invalid`) or an
+input is unreadable. Then sends them to the backfill topic and blocks until Kafka acknowledged
+every message. Returns a `BackfillReport`; raises `BackfillError`. Docs: docs/backfill.md.
 """
 
 from __future__ import annotations
