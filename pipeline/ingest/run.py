@@ -157,6 +157,12 @@ def build_sink(settings: Settings, warehouse: Warehouse, seams: Seams = NONE) ->
     )
 
 
+def announce(line: str, metrics_port: int) -> None:
+    """The line a long-running process prints on stderr once it starts, with its /metrics."""
+    metrics_at = f", metrics on :{metrics_port}/metrics" if metrics_port else ""
+    print(line + metrics_at, file=sys.stderr, flush=True)
+
+
 def serve_metrics(settings: Settings, health: Health) -> None:
     try:
         serve(settings.ingest.metrics_port, health, metrics.REGISTRY)
@@ -198,16 +204,10 @@ def _launch(
     async def heartbeat() -> None:  # /healthz and /readyz (pipeline/ingest/health.py)
         health.beat(writing=progress.in_flight)
 
-    print(
+    announce(
         f"worker: {settings.kafka.bootstrap} topics {settings.kafka.events_topic}, "
-        f"{settings.kafka.backfill_topic} -> {target}"
-        + (
-            f", metrics on :{settings.ingest.metrics_port}/metrics"
-            if settings.ingest.metrics_port
-            else ""
-        ),
-        file=sys.stderr,
-        flush=True,
+        f"{settings.kafka.backfill_topic} -> {target}",
+        settings.ingest.metrics_port,
     )
     tune_gc()
     # faust's own INFO lines are its lifecycle chatter: keep them at WARN unless debugging.

@@ -39,6 +39,7 @@ from pipeline.ingest.remote import (
     merge_batches,
 )
 from pipeline.ingest.run import (
+    announce,
     build_sink,
     load_catalogs,
     log_to_stderr,
@@ -199,16 +200,10 @@ def run_writer(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(
+    announce(
         f"writer: {settings.kafka.bootstrap} topic {settings.warehouse.writer_topic} -> "
-        f"{redact_url(settings.warehouse.url)}"
-        + (
-            f", metrics on :{settings.ingest.metrics_port}/metrics"
-            if settings.ingest.metrics_port
-            else ""
-        ),
-        file=sys.stderr,
-        flush=True,
+        f"{redact_url(settings.warehouse.url)}",
+        settings.ingest.metrics_port,
     )
     try:
         code = writer.run()
