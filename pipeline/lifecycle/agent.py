@@ -26,7 +26,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline.config.settings import Settings
+from pipeline.config.settings import KafkaSettings, LifecycleSettings, Settings
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import (
@@ -64,18 +64,17 @@ class LifecycleConfig:
     partitions: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LifecycleConfig:
+    def from_settings(cls, lifecycle: LifecycleSettings, kafka: KafkaSettings) -> LifecycleConfig:
+        """From the lifecycle part of the settings, with the topics named after the Kafka part's."""
         return cls(
             rules=Rules(
-                settings.lifecycle.activation_days,
-                settings.lifecycle.activation_window_days,
-                settings.lifecycle.churn_days,
+                lifecycle.activation_days, lifecycle.activation_window_days, lifecycle.churn_days
             ),
-            watermark_lag_days=settings.lifecycle.allowed_lateness_days,
-            activity_topic=f"{settings.kafka.events_topic}.activity",
-            milestones_topic=f"{settings.kafka.events_topic}.milestones",
-            changelog_topic=f"{settings.kafka.consumer_group}-lifecycle-changelog",
-            partitions=settings.kafka.topic_partitions,
+            watermark_lag_days=lifecycle.allowed_lateness_days,
+            activity_topic=f"{kafka.events_topic}.activity",
+            milestones_topic=f"{kafka.events_topic}.milestones",
+            changelog_topic=f"{kafka.consumer_group}-lifecycle-changelog",
+            partitions=kafka.topic_partitions,
         )
 
 
@@ -337,7 +336,7 @@ def attach(
         if progress is not None and progress.last_batch != math.inf:  # inf: already stopping
             progress.last_batch = time.monotonic()
 
-    config = LifecycleConfig.from_settings(settings)
+    config = LifecycleConfig.from_settings(settings.lifecycle, settings.kafka)
     security = client_kwargs(settings.kafka)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
     ensure_lifecycle_topics(settings.kafka.bootstrap, config, security)
     stopping = threading.Event()
