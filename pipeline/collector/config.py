@@ -25,6 +25,7 @@ from pipeline.kafka.security import client_kwargs
 SETTING_OF: dict[str, str] = {
     "host": "collector_host",
     "port": "collector_port",
+    "metrics_port": "collector_metrics_port",
     "tokens_file": "collector_tokens",
     "webhooks_file": "collector_webhooks",
     "max_body_bytes": "collector_max_body_bytes",
@@ -56,6 +57,8 @@ class CollectorConfig:
     """Interface to listen on; 0.0.0.0 for every interface."""
     port: int = _DEFAULTS.collector_port
     """TCP port to listen on (0: any free port)."""
+    metrics_port: int = _DEFAULTS.collector_metrics_port
+    """Port of /metrics on the same interface (0: not served); never the public port."""
     tokens_file: Path | None = None
     """JSON or TOML file: source name -> sha256 hex of its bearer token (for /v1/events)."""
     webhooks_file: Path | None = None
@@ -97,6 +100,7 @@ class CollectorConfig:
         values: dict[str, object] = {
             "host": settings.collector_host,
             "port": settings.collector_port,
+            "metrics_port": settings.collector_metrics_port,
             "tokens_file": _path(settings.collector_tokens),
             "webhooks_file": _path(settings.collector_webhooks),
             "max_body_bytes": settings.collector_max_body_bytes,
@@ -125,6 +129,11 @@ class CollectorConfig:
         """Raise `SettingsError` for options the collector cannot work with."""
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"{ENV['port']} / --port must be a port number, not {self.port}")
+        if not 0 <= self.metrics_port <= 65535 or (self.port and self.metrics_port == self.port):
+            raise SettingsError(
+                f"{ENV['metrics_port']} must be a port number other than the collector's "
+                f"(0: no /metrics), not {self.metrics_port}"
+            )
         for name in ("max_body_bytes", "max_events"):
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")

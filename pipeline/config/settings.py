@@ -432,6 +432,14 @@ class Settings:
         default=8080,
         metadata=_env("UPTAKE_COLLECTOR_PORT", "collector: TCP port (0: any free port)"),
     )
+    collector_metrics_port: int = field(
+        default=9101,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_METRICS_PORT",
+            "collector: port of /metrics, on UPTAKE_COLLECTOR_HOST, never the public port "
+            "(0: not served)",
+        ),
+    )
     collector_tokens: str = field(
         default="",
         metadata=_env(
@@ -699,6 +707,13 @@ class Settings:
             raise SettingsError(
                 f"UPTAKE_COLLECTOR_PORT must be a port number (0-65535, 0: any free port), "
                 f"not {self.collector_port}"
+            )
+        if not 0 <= self.collector_metrics_port <= 65535 or (
+            self.collector_metrics_port and self.collector_metrics_port == self.collector_port
+        ):
+            raise SettingsError(
+                "UPTAKE_COLLECTOR_METRICS_PORT must be a port number other than "
+                f"UPTAKE_COLLECTOR_PORT (0: no /metrics), not {self.collector_metrics_port}"
             )
         if self.collector_max_body_bytes < 1:
             raise SettingsError("UPTAKE_COLLECTOR_MAX_BODY_BYTES must be at least 1")

@@ -472,7 +472,7 @@ def test_webhook_requests_and_events_are_counted_under_route_webhook(
     assert count("uptake_collector_request_duration_seconds_count", route="webhook") == (
         before["duration"] + 2
     )
-    text = server.request("GET", "/metrics").raw.decode()
+    text = server.scrape().raw.decode()
     routes = set(re.findall(r'uptake_collector_\w+\{[^}]*route="([^"]+)"', text))
     assert routes == {"events", "webhook"}  # bounded: never an adapter name
 
