@@ -195,6 +195,8 @@ def pipeline_env(kafka_bootstrap: str, warehouse_url: str, tmp_path: Path) -> Pi
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if not warehouse_url.startswith("chdb:"):  # a server needs an explicit key (docs/deploy.md)
+        env["UPTAKE_PSEUDONYM_KEY"] = f"pipeline-test-key-{uuid.uuid4().hex}"
     home = tmp_path / "home"
     home.mkdir()
     return Pipeline(env, home)

@@ -205,9 +205,11 @@ def _collector(args: argparse.Namespace) -> int:
     from pipeline.collector.auth import TokenTable
     from pipeline.collector.config import CollectorConfig
     from pipeline.collector.webhooks import load_webhooks
+    from pipeline.config.safety import refuse_demo_secrets, refuse_demo_token_digests
     from pipeline.kafka.topics import KafkaUnavailable, ensure_topics
 
     settings = Settings.from_env()
+    refuse_demo_secrets(settings)
     config = CollectorConfig.from_env(
         settings=settings,
         host=args.host,
@@ -228,6 +230,9 @@ def _collector(args: argparse.Namespace) -> int:
         )
     # Without a tokens file no bearer token is valid: /v1/events answers 401.
     tokens = TokenTable.load(config.tokens_file) if config.tokens_file else TokenTable(())
+    refuse_demo_token_digests(
+        ((source, digest.decode()) for source, digest in tokens.entries), str(config.tokens_file)
+    )
     webhooks: list[WebhookAdapter] = []
     if config.webhooks_file is not None:
         # The file names the variables holding the secrets; they are read from here only.

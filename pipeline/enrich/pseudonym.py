@@ -14,6 +14,7 @@ names no user.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 
 KEY_BYTES = 32
 _CACHE_LIMIT = 200_000
+FINGERPRINT_LABEL = b"uptake pseudonym key fingerprint v1"
 
 
 class Pseudonymizer:
@@ -45,6 +47,11 @@ class Pseudonymizer:
                 self._cache.clear()
             self._cache[user] = cached
         return cached
+
+    def fingerprint(self) -> str:
+        """HMAC-SHA256 of a fixed label under the key, hex: tells keys apart, never reveals one
+        (pipeline/enrich/key_fingerprint.py stores it in the warehouse)."""
+        return hmac.new(self._key, FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
 
     def keys(self, users: Sequence[str | None]) -> list[str]:
         key_of = self.key_of

@@ -20,7 +20,7 @@ import faust
 
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
-from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.enrich.key_fingerprint import pseudonymizer_for
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.chain import Decode, DedupeOffsets, IngestChain, Pseudonymise, ResolveTeams
 from pipeline.ingest.limits import backfill_limits, live_limits
@@ -102,9 +102,7 @@ def build_app(
     )
     decoder = BatchDecoder(live_limits(settings))
     decoders = {settings.backfill_topic: BatchDecoder(backfill_limits(settings))}
-    pseudonyms = Pseudonymizer.from_secret_or_file(
-        settings.pseudonym_key.reveal(), settings.pseudonym_key_file
-    )
+    pseudonyms = pseudonymizer_for(settings)
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-sink")
     if catalogs is not None:
         catalogs.start(writer.submit)  # catalog rows are written on the sink's thread
