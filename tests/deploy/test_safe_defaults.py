@@ -266,3 +266,51 @@ def test_the_network_policy_check_catches_an_open_metrics_port() -> None:
     assert network_policy_problems(no_deny) == ["no default-deny ingress policy"]
     none = [r for r in resources if r["kind"] != "NetworkPolicy"]
     assert "no default-deny ingress policy" in network_policy_problems(none)
+
+
+# --- Batch size against the memory limit ------------------------------------------------------
+
+_QUANTITY = {"Mi": 1, "Gi": 1024}
+
+
+def measured_worker_rss_mib() -> dict[int, int]:
+    """batch size -> worker peak RSS (MiB) of the first table of docs/benchmarks.md's
+    "Batch size and memory"."""
+    text = (REPO / "docs" / "benchmarks.md").read_text()
+    section = text[text.index("## Batch size and memory") :]
+    table = section[section.index("| batch (messages) | worker peak RSS") :].split("\n\n")[0]
+    rows = re.findall(r"^\| ([\d,]+) \| ([\d,]+) MiB \|", table, re.M)
+    return {int(batch.replace(",", "")): int(rss.replace(",", "")) for batch, rss in rows}
+
+
+def _mib(quantity: str) -> int:
+    return int(quantity[:-2]) * _QUANTITY[quantity[-2:]]
+
+
+def batch_problems(batch: int, limit_mib: int, measured: dict[int, int]) -> list[str]:
+    if batch not in measured:
+        return [f"batch {batch} has no measured peak RSS in docs/benchmarks.md"]
+    if measured[batch] > 0.6 * limit_mib:
+        return [f"batch {batch} peaks at {measured[batch]} MiB, over 60 % of {limit_mib} MiB"]
+    return []
+
+
+def test_shipped_batch_sizes_are_measured_well_within_the_memory_limit() -> None:
+    from pipeline.config.settings import Settings
+
+    measured = measured_worker_rss_mib()
+    assert len(measured) >= 3
+    resources = _resources()
+    config = next(r for r in resources if r["kind"] == "ConfigMap")["data"]
+    worker = next(r for r in resources if r["metadata"]["name"] == "uptake-worker")
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    limit = _mib(container["resources"]["limits"]["memory"])
+    request = _mib(container["resources"]["requests"]["memory"])
+    batch = int(config["UPTAKE_BATCH_MAX_MESSAGES"])
+    assert batch_problems(batch, limit, measured) == []
+    assert request >= measured[batch]  # the scheduler reserves what a backlog takes
+    assert batch_problems(Settings().batch_max_messages, limit, measured) == []  # Compose, CLI
+    # Negative control: main's Kubernetes base, 5,000-message batches under the same 2Gi limit.
+    assert batch_problems(5000, limit, measured) == [
+        f"batch 5000 peaks at {measured[5000]} MiB, over 60 % of 2048 MiB"
+    ]
