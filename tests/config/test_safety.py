@@ -27,17 +27,17 @@ from pipeline.config.settings import Settings, SettingsError
 from tests.conftest import REPO
 from tests.support.secret_scan import literal_secrets
 
-# What main shipped before issue #16 (deploy/, docs/deploy.md, docs/dashboards.md).
-SHIPPED_ON_MAIN = (
-    "uptake-demo-token-change-me",
-    "demo-only-pseudonym-key-change-me",
-    "change-me-to-a-long-random-secret",
-    "change-me",
-    "uptake",
-    "analyst",
-    "admin",
-    "grafana-readonly",
-)
+# Lines main shipped before issue #16 (the compose file, the k8s Secret, docs/deploy.md).
+MAIN_LINES = """
+curl -H "Authorization: Bearer uptake-demo-token-change-me" \\
+  UPTAKE_CLICKHOUSE_URL: "http://uptake:change-me@clickhouse.clickhouse.svc:8123/uptake"
+  UPTAKE_PSEUDONYM_KEY: "change-me-to-a-long-random-secret"
+    UPTAKE_PSEUDONYM_KEY: ${UPTAKE_PSEUDONYM_KEY:-demo-only-pseudonym-key-change-me}
+      CLICKHOUSE_ANALYST_PASSWORD: ${CLICKHOUSE_ANALYST_PASSWORD:-analyst}
+      CLICKHOUSE_PASSWORD: ${CLICKHOUSE_PASSWORD:-uptake}
+      GF_SECURITY_ADMIN_PASSWORD: ${GRAFANA_ADMIN_PASSWORD:-admin}
+      UPTAKE_GRAFANA_CLICKHOUSE_PASSWORD: ${UPTAKE_GRAFANA_CLICKHOUSE_PASSWORD:-grafana-readonly}
+"""
 
 
 def published_files() -> list[Path]:
@@ -58,9 +58,11 @@ def test_every_secret_the_repository_publishes_is_refused() -> None:
     assert {v for v in published if not is_demo_secret(v)} == set()
 
 
-def test_what_main_shipped_is_in_the_one_list() -> None:
-    assert set(SHIPPED_ON_MAIN) <= KNOWN_DEMO_SECRETS
-    assert all(is_demo_secret(v.upper()) for v in SHIPPED_ON_MAIN)  # case does not help
+def test_what_main_shipped_is_refused() -> None:
+    shipped = literal_secrets(MAIN_LINES)
+    assert len(shipped) == 8
+    assert all(is_demo_secret(v) and is_demo_secret(v.upper()) for v in shipped)
+    assert {v for v in shipped if "change-me" not in v} <= KNOWN_DEMO_SECRETS
     assert is_demo_secret("my-key-CHANGE-ME-later")
     # Negative control: real secrets pass.
     assert not is_demo_secret(secrets.token_hex(32))
@@ -138,21 +140,29 @@ def test_a_tokens_file_with_a_published_token_is_refused() -> None:
     refuse_demo_token_digests([("ok", hash_token(secrets.token_urlsafe(32)))], "f")
 
 
-def test_the_collector_refuses_to_start_with_the_demo_token(tmp_path: Path) -> None:
-    tokens = tmp_path / "tokens.json"
-    tokens.write_text(json.dumps({"demo": hash_token("uptake-demo-token-change-me")}))
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "collector", "--tokens", str(tokens), "--port", "0"],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "UPTAKE_HOME": str(tmp_path),
-            "UPTAKE_COLLECTOR_METRICS_PORT": "0",
-            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-        },
+def _uptake(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`uptake ARGS` with only `env` (no broker answers at 127.0.0.1:1)."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", **env},
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
+    )
+
+
+def test_the_collector_refuses_to_start_with_the_demo_token(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"demo": hash_token("uptake-demo-token-change-me")}))
+    done = _uptake(
+        "collector",
+        "--tokens",
+        str(tokens),
+        "--port",
+        "0",
+        UPTAKE_HOME=str(tmp_path),
+        UPTAKE_COLLECTOR_METRICS_PORT="0",
     )
     assert done.returncode != 0
     assert "the token of source 'demo' is a demo token" in done.stderr
@@ -160,19 +170,11 @@ def test_the_collector_refuses_to_start_with_the_demo_token(tmp_path: Path) -> N
 
 
 def test_the_worker_refuses_a_placeholder_key_before_anything_else(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "worker"],
-        env={
-            "PATH": "/usr/bin:/bin",
-            "UPTAKE_HOME": str(tmp_path),
-            "UPTAKE_PSEUDONYM_KEY": "demo-only-pseudonym-key-change-me",
-            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    env = {
+        "UPTAKE_HOME": str(tmp_path),
+        "UPTAKE_PSEUDONYM_KEY": "demo-only-pseudonym-key-change-me",
+    }
+    done = _uptake("worker", **env)
     assert done.returncode != 0
     assert "UPTAKE_PSEUDONYM_KEY is a placeholder or a demo value" in done.stderr
     assert "openssl rand -hex 32" in done.stderr
