@@ -4,8 +4,9 @@ A user key is BLAKE2b-128 of the identifier, keyed with a secret (`UPTAKE_PSEUDO
 random key created once in `$UPTAKE_HOME/pseudonym.key` with mode 0600). The same user always
 maps to the same key, so distinct-user counts and retention stay exact; without the key a key
 cannot be turned back into an identifier, nor can an identifier be tested against it. Every
-worker writing one warehouse must use the same key: set UPTAKE_PSEUDONYM_KEY when there is more
-than one machine.
+worker writing one warehouse must use the same key: `pipeline/enrich/key_fingerprint.py`
+requires UPTAKE_PSEUDONYM_KEY where processes cannot share a key file and refuses a key whose
+fingerprint differs from the one the warehouse recorded.
 
 Contract of the step: pure and synchronous; `keys()` returns one key per event, "" when the event
 names no user.
