@@ -191,6 +191,7 @@ def pipeline_env(kafka_bootstrap: str, warehouse_url: str, tmp_path: Path) -> Pi
             "UPTAKE_DLQ_TOPIC": f"test.events.dlq.{suffix}",
             "UPTAKE_CONSUMER_GROUP": f"test-worker-{suffix}",
             "UPTAKE_METRICS_PORT": str(free_port()),
+            "UPTAKE_COLLECTOR_METRICS_PORT": str(free_port()),  # not the shared default 9101
             "UPTAKE_FLUSH_INTERVAL_S": "0.5",
             "PYTHONUNBUFFERED": "1",
         }

@@ -702,6 +702,7 @@ def test_uptake_collector_serves_webhooks_end_to_end(
             "UPTAKE_EVENTS_TOPIC": topic,
             "UPTAKE_HOME": str(tmp_path / "home"),
             "UPTAKE_MAX_LATENESS_S": str(OLD_PAYLOADS.max_lateness.total_seconds()),
+            "UPTAKE_COLLECTOR_METRICS_PORT": str(free_port()),  # not the shared default 9101
             "PYTHONUNBUFFERED": "1",
         }
     )
