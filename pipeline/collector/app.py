@@ -380,15 +380,15 @@ def serve(
     async def run() -> None:
         app = create_app(config, tokens, webhooks=webhooks)
         metrics_runner = None
-        if config.metrics_port:
+        if config.scrape_port:
             try:
                 metrics_runner, metrics_url = await start(
-                    create_metrics_app(), config.host, config.metrics_port
+                    create_metrics_app(), config.host, config.scrape_port
                 )
             except OSError as exc:
                 raise SettingsError(
                     f"cannot serve the collector's /metrics on {config.host}:"
-                    f"{config.metrics_port} ({exc.strerror}): set UPTAKE_COLLECTOR_METRICS_PORT "
+                    f"{config.scrape_port} ({exc.strerror}): set UPTAKE_COLLECTOR_METRICS_PORT "
                     "to a free port, or 0 to disable it"
                 ) from exc
             announce(f"collector metrics on {metrics_url}/metrics")

@@ -65,23 +65,23 @@ def refuse_demo_secrets(settings: Settings) -> None:
     checks = (
         (
             "UPTAKE_PSEUDONYM_KEY",
-            settings.pseudonym_key.reveal(),
+            settings.catalog.pseudonym_key.reveal(),
             "generate one with `openssl rand -hex 32`, the same for every worker, and keep it "
             "(a new key splits every user in two)",
         ),
         (
             "the password in UPTAKE_CLICKHOUSE_URL",
-            _url_password(settings.clickhouse_url.reveal()),
+            _url_password(settings.warehouse.clickhouse_url.reveal()),
             "set the ClickHouse user's own password (docs/deploy.md#security)",
         ),
         (
             "UPTAKE_KAFKA_SASL_PASSWORD",
-            settings.kafka_sasl_password.reveal(),
+            settings.kafka.sasl_password.reveal(),
             "set the SASL user's real password",
         ),
         (
             "UPTAKE_BACKSTAGE_TOKEN",
-            settings.backstage_token.reveal(),
+            settings.catalog.backstage_token.reveal(),
             "set a Backstage external-access token of your own",
         ),
     )
@@ -110,10 +110,10 @@ def pseudonym_key_required(settings: Settings) -> str:
     A key file in `<home>` is private to one host: with a ClickHouse server (several workers,
     pods whose home is an emptyDir) or `UPTAKE_WRITER=kafka` (several processes, one home each)
     every process would create its own key and silently split every user."""
-    if settings.pseudonym_key:
+    if settings.catalog.pseudonym_key:
         return ""
-    if urlsplit(settings.warehouse_url).scheme in ("http", "https"):
+    if urlsplit(settings.warehouse.url).scheme in ("http", "https"):
         return "the warehouse is a ClickHouse server (UPTAKE_CLICKHOUSE_URL)"
-    if settings.writer == "kafka":
+    if settings.warehouse.writer == "kafka":
         return "UPTAKE_WRITER=kafka runs several processes"
     return ""

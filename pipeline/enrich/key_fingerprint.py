@@ -29,7 +29,7 @@ def pseudonymizer_for(settings: Settings) -> Pseudonymizer:
 
     Raises `SettingsError` for a placeholder key, and when no key is set but the processes
     cannot share a key file (a ClickHouse server, UPTAKE_WRITER=kafka)."""
-    key = settings.pseudonym_key.reveal()
+    key = settings.catalog.pseudonym_key.reveal()
     if key and is_demo_secret(key):
         raise SettingsError(
             "UPTAKE_PSEUDONYM_KEY is a placeholder or a demo value published in Uptake's "
@@ -40,11 +40,11 @@ def pseudonymizer_for(settings: Settings) -> Pseudonymizer:
         raise SettingsError(
             f"UPTAKE_PSEUDONYM_KEY is not set and {why}: every process would create its own "
             "random key and count each user once per key. Set the same secret in every process "
-            "(`openssl rand -hex 32`); an existing deployment keeps the key its warehouse "
-            f"recorded (the key of {settings.pseudonym_key_file} on the first worker's host)"
+            "(`openssl rand -hex 32`); an existing deployment keeps the key its warehouse recorded "
+            f"(the key of {settings.catalog.pseudonym_key_file} on the first worker's host)"
         )
     try:
-        return Pseudonymizer.from_secret_or_file(key, settings.pseudonym_key_file)
+        return Pseudonymizer.from_secret_or_file(key, settings.catalog.pseudonym_key_file)
     except ValueError as exc:
         raise SettingsError(f"UPTAKE_PSEUDONYM_KEY: {exc}") from None
 

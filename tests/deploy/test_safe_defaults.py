@@ -309,7 +309,7 @@ def test_shipped_batch_sizes_are_measured_well_within_the_memory_limit() -> None
     batch = int(config["UPTAKE_BATCH_MAX_MESSAGES"])
     assert batch_problems(batch, limit, measured) == []
     assert request >= measured[batch]  # the scheduler reserves what a backlog takes
-    assert batch_problems(Settings().batch_max_messages, limit, measured) == []  # Compose, CLI
+    assert batch_problems(Settings().ingest.batch_max_messages, limit, measured) == []  # Compose
     # Negative control: main's Kubernetes base, 5,000-message batches under the same 2Gi limit.
     assert batch_problems(5000, limit, measured) == [
         f"batch 5000 peaks at {measured[5000]} MiB, over 60 % of 2048 MiB"
