@@ -70,6 +70,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--port", type=listen_port, default=None, help=f"port (default 8080; {ENV['port']})"
     )
     cmd.add_argument(
+        "--metrics-port",
+        type=listen_port,
+        default=None,
+        help=f"port of /metrics, not the public one; 0: none (default 9101; {ENV['scrape_port']})",
+    )
+    cmd.add_argument(
         "--tokens",
         metavar="FILE",
         default=None,
@@ -180,13 +186,16 @@ def _collector(args: argparse.Namespace) -> int:
     from pipeline.collector.auth import TokenTable
     from pipeline.collector.config import CollectorConfig
     from pipeline.collector.webhooks import load_webhooks
+    from pipeline.config.safety import refuse_demo_secrets, refuse_demo_token_digests
     from pipeline.kafka.topics import KafkaUnavailable, ensure_topics
 
     settings = Settings.from_env()
+    refuse_demo_secrets(settings)
     config = CollectorConfig.from_env(
         settings=settings,
         host=args.host,
         port=args.port,
+        scrape_port=args.metrics_port,
         tokens_file=Path(args.tokens) if args.tokens else None,
         webhooks_file=Path(args.webhooks) if args.webhooks else None,
         max_body_bytes=args.max_body_bytes,
@@ -203,6 +212,9 @@ def _collector(args: argparse.Namespace) -> int:
         )
     # Without a tokens file no bearer token is valid: /v1/events answers 401.
     tokens = TokenTable.load(config.tokens_file) if config.tokens_file else TokenTable(())
+    refuse_demo_token_digests(
+        ((source, digest.decode()) for source, digest in tokens.entries), str(config.tokens_file)
+    )
     webhooks: list[WebhookAdapter] = []
     if config.webhooks_file is not None:
         # The file names the variables holding the secrets; they are read from here only.

@@ -15,8 +15,9 @@ Endpoints (docs/collector.md has the formats, examples and the full status table
   tool) for each adapter of the webhooks file, authenticated by the adapter (signature or
   token); the events it maps to are judged and produced like those of `/v1/events` (see
   `pipeline.collector.webhooks` and docs/webhooks.md). 202 once Kafka acknowledged them.
-- `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers),
-  `GET /metrics` (Prometheus text of `pipeline.observability.metrics.REGISTRY`).
+- `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers).
+- `GET /metrics` (Prometheus text of `pipeline.observability.metrics.REGISTRY`) on its own port,
+  `UPTAKE_COLLECTOR_METRICS_PORT` (`create_metrics_app`): the public port answers 404 for it.
 
 Every error is JSON: `{"error": "<code>", "message": "<for a person>"}`.
 Blocking Kafka calls run in a thread pool; the event loop only parses, validates and answers.
@@ -46,6 +47,7 @@ from pipeline.collector.config import CollectorConfig
 from pipeline.collector.ingest import NDJSON_TYPES, BodyError, judge, split_body
 from pipeline.collector.producer import KafkaGateway, ProduceFailed
 from pipeline.collector.ratelimit import RateLimiter
+from pipeline.config.settings import SettingsError
 from pipeline.contract import cloudevents
 from pipeline.contract.decode import BatchDecoder
 from pipeline.kafka.topics import KafkaUnavailable
@@ -343,8 +345,14 @@ def create_app(
         app.router.add_post(path, webhook_handler(adapter))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
     app.on_cleanup.append(_close)
+    return app
+
+
+def create_metrics_app() -> web.Application:
+    """`GET /metrics` alone, served on the metrics port (never on the public one)."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -371,6 +379,19 @@ def serve(
 
     async def run() -> None:
         app = create_app(config, tokens, webhooks=webhooks)
+        metrics_runner = None
+        if config.scrape_port:
+            try:
+                metrics_runner, metrics_url = await start(
+                    create_metrics_app(), config.host, config.scrape_port
+                )
+            except OSError as exc:
+                raise SettingsError(
+                    f"cannot serve the collector's /metrics on {config.host}:"
+                    f"{config.scrape_port} ({exc.strerror}): set UPTAKE_COLLECTOR_METRICS_PORT "
+                    "to a free port, or 0 to disable it"
+                ) from exc
+            announce(f"collector metrics on {metrics_url}/metrics")
         runner, url = await start(app, config.host, config.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -386,6 +407,8 @@ def serve(
             await stop.wait()
         finally:
             await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
 
     asyncio.run(run())
     return 0

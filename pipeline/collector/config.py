@@ -21,7 +21,8 @@ ENV: dict[str, str] = {f.name: f.metadata["env"].name for f in _OPTIONS}
 """CollectorConfig field -> environment variable of its default (`UPTAKE_COLLECTOR_*`)."""
 
 FLAGS = {name: "--" + name.replace("_", "-") for name in ENV} | {
-    "kafka_timeout_s": "--kafka-timeout"
+    "kafka_timeout_s": "--kafka-timeout",
+    "scrape_port": "--metrics-port",
 }
 """CollectorConfig field -> its `uptake collector` flag, named with the variable in errors."""
 _UNSET_AS_NONE = ("tokens_file", "webhooks_file", "burst")  # "" or 0 in the settings
@@ -41,6 +42,8 @@ class CollectorConfig:
     """Interface to listen on; 0.0.0.0 for every interface."""
     port: int = _DEFAULTS.port
     """TCP port to listen on (0: any free port)."""
+    scrape_port: int = _DEFAULTS.scrape_port
+    """Port of /metrics on the same interface (0: not served); never the public port."""
     tokens_file: Path | None = None
     """JSON or TOML file: source name -> sha256 hex of its bearer token (for /v1/events)."""
     webhooks_file: Path | None = None

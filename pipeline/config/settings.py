@@ -557,6 +557,11 @@ class CollectorSettings:
         "UPTAKE_COLLECTOR_HOST", "127.0.0.1", "collector: interface to listen on (0.0.0.0: all)"
     )
     port: int = _setting("UPTAKE_COLLECTOR_PORT", 8080, "collector: TCP port (0: any free port)")
+    scrape_port: int = _setting(
+        "UPTAKE_COLLECTOR_METRICS_PORT",
+        9101,
+        "collector: port of /metrics, on the same interface, never the public port (0: not served)",
+    )
     tokens_file: str = _setting(
         "UPTAKE_COLLECTOR_TOKENS",
         "",
@@ -601,6 +606,11 @@ class CollectorSettings:
         if not 0 <= self.port <= 65535:
             raise SettingsError(
                 f"{name('port')} must be a port number (0-65535, 0: any free port), not {self.port}"
+            )
+        if not 0 <= self.scrape_port <= 65535 or self.scrape_port == self.port != 0:
+            raise SettingsError(
+                f"{name('scrape_port')} must be a port number other than {name('port')} "
+                f"(0: no /metrics), not {self.scrape_port}"
             )
         _at_least(name("max_body_bytes"), self.max_body_bytes, 1)
         _at_least(name("max_events"), self.max_events, 1)

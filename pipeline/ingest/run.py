@@ -8,8 +8,9 @@ import logging
 import faust
 
 from pipeline.catalog.store import CatalogStore
+from pipeline.config.safety import refuse_demo_secrets
 from pipeline.config.settings import Settings, SettingsError, redact_url
-from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.enrich.key_fingerprint import pseudonymizer_for, require_key_fingerprint
 from pipeline.ingest.app import BatchSink, Progress, build_app
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.health import Health, serve
@@ -42,6 +43,7 @@ def run_worker(
 
     `seams` wraps the process's parts (fault injection); the default leaves them as built."""
     log_to_stderr(settings, "worker")
+    refuse_demo_secrets(settings)
     if settings.warehouse.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
         return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s, seams=seams)
     warehouse = open_warehouse(settings)
@@ -132,10 +134,10 @@ def open_warehouse(settings: Settings) -> Warehouse:
 
 
 def load_catalogs(settings: Settings, warehouse: Warehouse) -> WorkerCatalogs:
-    """Both catalogs, on the warehouse's catalog history, users keyed by the settings' key."""
-    pseudonyms = Pseudonymizer.from_secret_or_file(
-        settings.catalog.pseudonym_key.reveal(), settings.catalog.pseudonym_key_file
-    )
+    """Both catalogs, on the warehouse's catalog history, users keyed by the settings' key
+    (refused when the warehouse recorded another key: pipeline/enrich/key_fingerprint.py)."""
+    pseudonyms = pseudonymizer_for(settings)
+    require_key_fingerprint(warehouse, pseudonyms)
     return WorkerCatalogs.load(settings, CatalogStore(warehouse), pseudonyms.key_of)
 
 

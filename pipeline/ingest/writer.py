@@ -28,6 +28,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
+from pipeline.config.safety import refuse_demo_secrets
 from pipeline.config.settings import Settings, redact_url
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.health import Health
@@ -173,6 +174,7 @@ def run_writer(
 ) -> int:
     """Run `uptake writer` until SIGTERM/SIGINT (or idle, when asked); `seams` as run_worker."""
     log_to_stderr(settings, "writer")
+    refuse_demo_secrets(settings)
     warehouse = open_warehouse(settings)
     catalogs = load_catalogs(settings, warehouse)
     security = client_kwargs(settings.kafka)

@@ -472,7 +472,7 @@ def test_webhook_requests_and_events_are_counted_under_route_webhook(
     assert count("uptake_collector_request_duration_seconds_count", route="webhook") == (
         before["duration"] + 2
     )
-    text = server.request("GET", "/metrics").raw.decode()
+    text = server.scrape().raw.decode()
     routes = set(re.findall(r'uptake_collector_\w+\{[^}]*route="([^"]+)"', text))
     assert routes == {"events", "webhook"}  # bounded: never an adapter name
 
@@ -702,6 +702,7 @@ def test_uptake_collector_serves_webhooks_end_to_end(
             "UPTAKE_EVENTS_TOPIC": topic,
             "UPTAKE_HOME": str(tmp_path / "home"),
             "UPTAKE_MAX_LATENESS_S": str(OLD_PAYLOADS.max_lateness.total_seconds()),
+            "UPTAKE_COLLECTOR_METRICS_PORT": str(free_port()),  # not the shared default 9101
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -423,7 +423,7 @@ def test_unsigned_or_wrongly_signed_deliveries_are_401_and_never_show_a_secret(
         ),
     ]
     assert [r.status for r in accepted] == [202, 202], [r.raw for r in accepted]
-    shown += [r.raw for r in accepted] + [hooks.request("GET", "/metrics").raw]
+    shown += [r.raw for r in accepted] + [hooks.scrape().raw]
     assert len(hooks.landed_events()) == 2  # only the two valid deliveries reached Kafka
     hooks.stop()  # every log line of the server thread is written
     # Neither a secret nor the signature it would make of a refused body is ever shown.
