@@ -32,6 +32,10 @@ SETTING_OF: dict[str, str] = {
     "rate": "collector_rate",
     "burst": "collector_burst",
     "kafka_timeout_s": "collector_kafka_timeout_s",
+    "webhook_max_body_bytes": "collector_webhook_max_body_bytes",
+    "max_in_flight": "collector_max_in_flight",
+    "replay_ttl_s": "collector_webhook_replay_ttl_s",
+    "replay_entries": "collector_webhook_replay_entries",
 }
 """CollectorConfig field -> the `Settings` field it defaults to."""
 
@@ -70,6 +74,14 @@ class CollectorConfig:
     """Bucket size: events a source may send at once. Default: max(rate, max_events)."""
     kafka_timeout_s: float = _DEFAULTS.collector_kafka_timeout_s
     """How long a request waits for Kafka to acknowledge its events before answering 503."""
+    webhook_max_body_bytes: int = _DEFAULTS.collector_webhook_max_body_bytes
+    """Largest webhook delivery (bytes), checked before reading; larger gives 413."""
+    max_in_flight: int = _DEFAULTS.collector_max_in_flight
+    """Requests to the ingestion routes handled at once; one more is answered 503."""
+    replay_ttl_s: float = _DEFAULTS.collector_webhook_replay_ttl_s
+    """How long a webhook delivery id is remembered, to answer its replay without producing."""
+    replay_entries: int = _DEFAULTS.collector_webhook_replay_entries
+    """Most delivery ids remembered; the oldest is forgotten first."""
     kafka_bootstrap: str = _DEFAULTS.kafka_bootstrap
     events_topic: str = _DEFAULTS.events_topic
     kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -104,6 +116,10 @@ class CollectorConfig:
             "rate": settings.collector_rate,
             "burst": settings.collector_burst or None,  # 0: the default size
             "kafka_timeout_s": settings.collector_kafka_timeout_s,
+            "webhook_max_body_bytes": settings.collector_webhook_max_body_bytes,
+            "max_in_flight": settings.collector_max_in_flight,
+            "replay_ttl_s": settings.collector_webhook_replay_ttl_s,
+            "replay_entries": settings.collector_webhook_replay_entries,
             "kafka_bootstrap": settings.kafka_bootstrap,
             "events_topic": settings.events_topic,
             "kafka_security": client_kwargs(settings.kafka),
@@ -129,6 +145,9 @@ class CollectorConfig:
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise SettingsError(f"{ENV[name]} / {flag} must be at least 1")
+        for name in ("webhook_max_body_bytes", "max_in_flight", "replay_entries"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{ENV[name]} must be at least 1")
         if not math.isfinite(self.rate) or self.rate < 0:
             raise SettingsError(
                 f"{ENV['rate']} / --rate must be a finite number >= 0 (0 disables it), "
@@ -138,6 +157,11 @@ class CollectorConfig:
             raise SettingsError(
                 f"{ENV['burst']} / --burst must be a finite number >= 1 (0: the default size), "
                 f"not {self.burst:g}"
+            )
+        if not math.isfinite(self.replay_ttl_s) or self.replay_ttl_s <= 0:
+            raise SettingsError(
+                f"{ENV['replay_ttl_s']} must be a finite number of seconds > 0, "
+                f"not {self.replay_ttl_s:g}"
             )
         if not math.isfinite(self.kafka_timeout_s) or self.kafka_timeout_s <= 0:
             raise SettingsError(

@@ -479,6 +479,35 @@ class Settings:
             "collector: wait this long for Kafka's acknowledgement, else 503 (seconds)",
         ),
     )
+    # --- collector: webhook limits and replay protection (issue #16, hole 7) -----------------
+    collector_webhook_max_body_bytes: int = field(
+        default=64 * 1024,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_WEBHOOK_MAX_BODY_BYTES",
+            "collector: largest webhook delivery, checked before reading, else 413 (bytes)",
+        ),
+    )
+    collector_max_in_flight: int = field(
+        default=256,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_MAX_IN_FLIGHT",
+            "collector: requests to /v1/events and /v1/webhooks handled at once, else 503",
+        ),
+    )
+    collector_webhook_replay_ttl_s: float = field(
+        default=3 * 24 * 3600.0,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_WEBHOOK_REPLAY_TTL_S",
+            "collector: remember a webhook delivery id this long to answer a replay (seconds)",
+        ),
+    )
+    collector_webhook_replay_entries: int = field(
+        default=100_000,
+        metadata=_env(
+            "UPTAKE_COLLECTOR_WEBHOOK_REPLAY_ENTRIES",
+            "collector: most delivery ids remembered (oldest forgotten first)",
+        ),
+    )
 
     @property
     def warehouse_url(self) -> str:

@@ -244,7 +244,9 @@ def test_an_unfinished_github_deployment_is_202_ignored_and_nothing_is_produced(
     reply = github(server, body, sign(body, GITHUB_SECRET), "deployment_status")
     assert reply.status == 202, reply.raw
     assert reply.json["accepted"] == 0
-    assert reply.json["ignored"].startswith("deployment_status pending: not a finished deployment")
+    assert reply.json["ignored"].startswith(
+        "deployment_status.state pending: not a finished deployment"
+    )
     assert set(reply.json) == {"accepted", "ignored"}
     ping = fixture_bytes("github/ping.json")
     pong = github(server, ping, sign(ping, GITHUB_SECRET), "ping")
@@ -303,7 +305,7 @@ def test_an_event_the_worker_would_reject_is_422_with_the_reason(
 
 
 def test_a_body_over_the_limit_is_413(hooks: Callable[..., Collector]) -> None:
-    server = hooks(max_body_bytes=2000)
+    server = hooks(webhook_max_body_bytes=2000)
     body = fixture_bytes(GITHUB_SUCCESS)
     assert len(body) > 2000
     reply = github(server, body, sign(body, GITHUB_SECRET), "deployment_status")
