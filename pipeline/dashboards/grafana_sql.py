@@ -7,7 +7,8 @@ A panel query of `grafana-clickhouse-datasource` (v4) goes through three steps, 
    empty, else `condition`.
 2. **Dashboard variables** — Grafana's template service with the plugin's formatter: a
    multi-value becomes `'a','b'` (not escaped), a single value is inserted as it is; an explicit
-   format (`${var:singlequote}`, `:sqlstring`, `:csv`, `:raw`, `:doublequote`) wins. All without a
+   format (`${var:singlequote}`, `:sqlstring`, `:percentencode`, `:csv`, `:raw`,
+   `:doublequote`) wins. All without a
    custom all-value means every option. Built-ins: `$__from`/`$__to` (epoch milliseconds),
    `$__interval`, `$__interval_ms`, `$__range_s`.
 3. **Macros** — in the plugin's backend (sqlds): `$__timeFilter(col)`, `$__timeFilter_ms(col)`,
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import math
 import re
+from urllib.parse import quote
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -230,6 +232,9 @@ def _format(value: str | list[str], fmt: str | None) -> str:
         return ",".join("'" + v.replace("'", "''") + "'" for v in values)
     if fmt == "doublequote":
         return ",".join('"' + v.replace('"', '\\"') + '"' for v in values)
+    if fmt == "percentencode":  # Grafana's encodeURIComponentStrict; a multi-value as {a,b}
+        text = "{" + ",".join(values) + "}" if isinstance(value, list) else value
+        return quote(text, safe="")
     if fmt == "csv":
         return ",".join(values)
     if fmt == "raw":
@@ -442,6 +447,10 @@ class Parameterized:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
+_DECODED = re.compile(r"decodeURLComponent\('\$\{(\w+):percentencode\}'\)")
+"""A name variable as `pipeline.dashboards.names` writes it: bound as the name itself."""
+
+
 def to_clickhouse_parameters(
     sql: str,
     *,
@@ -452,7 +461,8 @@ def to_clickhouse_parameters(
     """The panel SQL with the time range and variables bound as ClickHouse query parameters.
 
     Macros become expressions over `{from_s:Int64}`, `{to_s:Int64}`, `{from_ms:Int64}`,
-    `{to_ms:Int64}` and `{interval_s:UInt32}`; a variable `$v`/`${v:singlequote}` becomes
+    `{to_ms:Int64}` and `{interval_s:UInt32}`; a variable `$v`/`${v:singlequote}`, and
+    `decodeURLComponent('${v:percentencode}')` (`pipeline.dashboards.names`), becomes
     `{v:String}` (All and multi-values are refused: the report runs with single values, and
     `$__conditionalAll` with an All variable is `1=1` as in Grafana).
     """
@@ -482,7 +492,7 @@ def to_clickhouse_parameters(
             return f"{{{name}:String}}"
         raise UnsupportedSql(f"${name} must be written ${{{name}:singlequote}} to be bound")
 
-    sql = _TEMPLATE.sub(substitute, sql)
+    sql = _TEMPLATE.sub(substitute, _DECODED.sub(r"${\1:sqlstring}", sql))
     bound = {
         "fromTime": "toDateTime({from_s:Int64})",
         "toTime": "toDateTime({to_s:Int64})",
