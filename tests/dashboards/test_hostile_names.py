@@ -12,8 +12,6 @@ breaks out of.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import pytest
 from pipeline.dashboards import grafana_sql
 from pipeline.dashboards.board import CLICKHOUSE_UID
 from pipeline.dashboards.names import name_in, name_is
-from tests.conftest import REPO
+from tests.conftest import Pipeline
 from tests.dashboards.conftest import FilledWarehouse, dashboard_files, panels_of
 
 pytestmark = pytest.mark.integration
@@ -48,17 +46,8 @@ def empty_warehouse(tmp_path_factory: pytest.TempPathFactory) -> FilledWarehouse
         "UPTAKE_HOME": str(home),
         "UPTAKE_CLICKHOUSE_URL": f"chdb://{home / 'warehouse'}",
     }
+    Pipeline(env, home).run("migrate", timeout=600)
     warehouse = FilledWarehouse(env["UPTAKE_CLICKHOUSE_URL"], env, RANGE.start, RANGE.end, ())
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "migrate"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
     return warehouse
 
 
