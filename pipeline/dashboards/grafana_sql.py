@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import math
 import re
-from urllib.parse import quote
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 ALL = "$__all"
 
