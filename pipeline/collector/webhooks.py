@@ -69,6 +69,7 @@ from pipeline.collector.handling import (
 from pipeline.collector.ingest import judge
 from pipeline.collector.producer import ProduceFailed
 from pipeline.config.settings import SettingsError
+from pipeline.contract.events import name_problem
 from pipeline.kafka.topics import KafkaUnavailable
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,9 @@ class _Section:
                 raise self.error(
                     f"{key}: the value for {name!r} must be a non-empty string, not {_kind(target)}"
                 )
+            problem = name_problem(target) if key in ("teams", "services") else None
+            if problem is not None:
+                raise self.error(f"{key}: the value for {name!r} breaks the name rule: {problem}")
         return dict(value)
 
 

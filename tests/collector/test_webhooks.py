@@ -604,6 +604,13 @@ def test_the_example_of_docs_webhooks_md_loads(tmp_path: Path) -> None:
             '{path}: [github] teams must be a table of strings, e.g. teams = { "acme/checkout-api"'
             ' = "checkout" }',
         ),
+        (
+            '[github]\nsecret_env = "UPTAKE_GITHUB_WEBHOOK_SECRET"\n'
+            'teams = { "acme" = "a\\\\b" }\n',
+            "{path}: [github] teams: the value for 'acme' breaks the name rule: a team, service or "
+            "capability name may not contain a control character, a bidirectional control, a "
+            "backslash, ',', '{' or '}' (docs/events.md#names); found '\\\\' at character 2",
+        ),
         ("", "{path}: no webhook adapter is configured; add [github], [gitlab] or [[generic]]"),
         ("[github\n", "the webhooks file {path} is not valid JSON/TOML: "),
     ],
