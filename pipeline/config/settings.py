@@ -595,13 +595,35 @@ class CollectorSettings:
         10.0,
         "collector: wait this long for Kafka's acknowledgement, else 503 (seconds)",
     )
+    # --- webhook limits and replay protection (issue #16, hole 7) ----------------------------
+    webhook_max_body_bytes: int = _setting(
+        "UPTAKE_COLLECTOR_WEBHOOK_MAX_BODY_BYTES",
+        64 * 1024,
+        "collector: largest webhook delivery, checked before reading, else 413 (bytes)",
+    )
+    max_in_flight: int = _setting(
+        "UPTAKE_COLLECTOR_MAX_IN_FLIGHT",
+        256,
+        "collector: requests to /v1/events and /v1/webhooks handled at once, else 503",
+    )
+    replay_ttl_s: float = _setting(
+        "UPTAKE_COLLECTOR_WEBHOOK_REPLAY_TTL_S",
+        3 * 24 * 3600.0,
+        "collector: remember a webhook delivery id this long to answer a replay (seconds)",
+    )
+    replay_entries: int = _setting(
+        "UPTAKE_COLLECTOR_WEBHOOK_REPLAY_ENTRIES",
+        100_000,
+        "collector: most delivery ids remembered (oldest forgotten first)",
+    )
 
     def validate(self, flags: Mapping[str, str] | None = None) -> None:
         """Raise SettingsError naming the variable (and its flag from `flags`, field -> flag)."""
 
         def name(option: str) -> str:
             variable = _COLLECTOR_ENV[option]
-            return f"{variable} / {flags[option]}" if flags else variable
+            flag = (flags or {}).get(option)
+            return f"{variable} / {flag}" if flag else variable
 
         if not 0 <= self.port <= 65535:
             raise SettingsError(
@@ -628,6 +650,13 @@ class CollectorSettings:
             raise SettingsError(
                 f"{name('kafka_timeout_s')} must be a finite number of seconds > 0, "
                 f"not {self.kafka_timeout_s:g}"
+            )
+        for option in ("webhook_max_body_bytes", "max_in_flight", "replay_entries"):
+            _at_least(name(option), getattr(self, option), 1)
+        if not math.isfinite(self.replay_ttl_s) or self.replay_ttl_s <= 0:
+            raise SettingsError(
+                f"{name('replay_ttl_s')} must be a finite number of seconds > 0, "
+                f"not {self.replay_ttl_s:g}"
             )
 
 

@@ -22,6 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 KEY_BYTES = 32
+PSEUDONYM_MARK = "uptake-pseudonym:"
+"""Prefix of a user already replaced by its key (`pipeline.enrich.raw_user`, in dead letters):
+`key_of` reads `uptake-pseudonym:<32 hex>` back as the key, so a replayed dead letter keeps
+its user."""
+_KEY_HEX = frozenset("0123456789abcdef")
 _CACHE_LIMIT = 200_000
 FINGERPRINT_LABEL = b"uptake pseudonym key fingerprint v1"
 
@@ -42,6 +47,10 @@ class Pseudonymizer:
         if not user:
             return ""
         cached = self._cache.get(user)
+        if cached is None and user.startswith(PSEUDONYM_MARK):
+            key = user[len(PSEUDONYM_MARK) :]
+            if len(key) == 32 and _KEY_HEX.issuperset(key):
+                return key
         if cached is None:
             cached = hashlib.blake2b(user.encode(), key=self._key, digest_size=16).hexdigest()
             if len(self._cache) >= _CACHE_LIMIT:
