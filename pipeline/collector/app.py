@@ -15,6 +15,8 @@ Endpoints (docs/collector.md has the formats, examples and the full status table
   tool) for each adapter of the webhooks file, authenticated by the adapter (signature or
   token); the events it maps to are judged and produced like those of `/v1/events` (see
   `pipeline.collector.webhooks` and docs/webhooks.md). 202 once Kafka acknowledged them.
+- `POST /v1/feedback` — one developer's rating of a capability as a flat JSON object
+  (`pipeline.collector.feedback`); 202 once Kafka acknowledged the `feedback` event it makes.
 - `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers),
   `GET /metrics` (Prometheus text of `pipeline.observability.metrics.REGISTRY`).
 
@@ -130,6 +132,8 @@ def _route_label(path: str) -> str | None:
     """The bounded `route` label of an ingestion path, None for other paths."""
     if path == EVENTS_PATH:
         return "events"
+    if path == "/v1/feedback":
+        return "feedback"
     if path.startswith(ROUTE_PREFIX):
         return "webhook"
     return None
@@ -176,6 +180,20 @@ async def hand_to_kafka(state: CollectorState, messages: list[tuple[str, bytes]]
     await loop.run_in_executor(state.executor, state.gateway.produce, messages)
 
 
+def bearer_source(request: web.Request) -> str | web.Response:
+    """The source the request's bearer token speaks for, or the 401 answer."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        return _unauthorized("missing_token", "send Authorization: Bearer <token>")
+    source = (
+        request.app[STATE].tokens.source_for(token.strip()) if scheme.lower() == "bearer" else None
+    )
+    if source is None:
+        return _unauthorized("invalid_token", "the bearer token is not valid for any source")
+    return source
+
+
 async def read_body(request: web.Request, advice: str) -> bytes | web.Response:
     """The raw body, or a 413 answer when it is over `max_body_bytes` (`advice` says what to
     do). Checks `Content-Length` before reading, and the size while reading a chunked body."""
@@ -209,13 +227,9 @@ async def post_events(request: web.Request) -> web.Response:
     """`POST /v1/events`: authenticate, read within limits, judge, produce, answer."""
     state = request.app[STATE]
     config = state.config
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        return _unauthorized("missing_token", "send Authorization: Bearer <token>")
-    source = state.tokens.source_for(token.strip()) if scheme.lower() == "bearer" else None
-    if source is None:
-        return _unauthorized("invalid_token", "the bearer token is not valid for any source")
+    source = bearer_source(request)
+    if isinstance(source, web.Response):
+        return source
 
     body = await read_body(request, "send smaller batches")
     if isinstance(body, web.Response):
@@ -319,6 +333,7 @@ def create_app(
     here; the producer is closed (in-flight messages delivered) when the application shuts
     down.
     """
+    from pipeline.collector.feedback import FEEDBACK_PATH, post_feedback  # imports this module
     from pipeline.collector.webhooks import webhook_handler  # it imports this module
 
     table = routes(webhooks)
@@ -339,6 +354,7 @@ def create_app(
         webhooks=table,
     )
     app.router.add_post(EVENTS_PATH, post_events)
+    app.router.add_post(FEEDBACK_PATH, post_feedback)
     for path, adapter in table.items():
         app.router.add_post(path, webhook_handler(adapter))
     app.router.add_get("/healthz", healthz)
