@@ -1,0 +1,144 @@
+-- Developer feedback as a first-class signal (issue #18; docs/analysts.md, "Developer feedback").
+--
+-- `feedback` events (docs/events.md) land in `events` like every event, so the sink's
+-- exactly-once guarantee covers them. A rating is an opinion about a capability, never its use:
+-- capability_use_days (0008) is redefined here with feedback left out, so no view built on it
+-- (adoption, lifecycle activity, denominators) counts a respondent's team as a user.
+--
+-- Scales: csat 1-5 (satisfied 4-5, neutral 3, dissatisfied 1-2; CSAT = satisfied / responses)
+-- and nps 0-10 (promoters 9-10, passives 7-8, detractors 0-6; NPS = 100 x (promoters -
+-- detractors) / responses). Every response counts, also a second one by the same respondent in
+-- a month; a month of a capability has one row per scale, the two are never mixed.
+--
+-- Active users: the distinct pseudonymous users whose events count as use of the capability by
+-- the catalog's rule (usage_user_day, 0009; the rule of capability_use_days) in the calendar
+-- month. The response rate is the share of those active users who answered that month.
+
+CREATE OR REPLACE VIEW capability_use_days
+(
+    team String,
+    capability String,
+    day Date,
+    events UInt64 COMMENT 'events that count as use',
+    first_seen DateTime64(3, 'UTC')
+)
+AS
+SELECT
+    u.team AS team,
+    u.capability AS capability,
+    u.day AS day,
+    sum(u.events) AS events,
+    min(u.first_seen) AS first_seen
+FROM usage_api_day AS u
+LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
+    ON c.name = u.capability
+WHERE u.event_type != 'feedback'
+  AND (empty(c.event_types) OR has(c.event_types, u.event_type))
+  AND (u.event_type != 'api_call' OR empty(c.apis) OR has(c.apis, u.api))
+GROUP BY team, capability, day
+COMMENT 'The days each team used each capability, by the catalog''s event_types and apis (feedback is never use)';
+
+CREATE VIEW IF NOT EXISTS feedback_responses
+(
+    event_id UUID,
+    occurred_at DateTime64(3, 'UTC'),
+    month Date COMMENT 'first day of the UTC month of occurred_at',
+    capability String COMMENT 'the capability rated',
+    team String,
+    service String,
+    user_key String COMMENT 'the respondent: keyed BLAKE2b-128 of the user id, never the raw id; empty when the event named no user',
+    scale String COMMENT 'csat (1-5) or nps (0-10)',
+    score UInt8,
+    comment String COMMENT 'free text, at most 1,000 characters; empty when none was given',
+    source String
+)
+AS
+SELECT
+    event_id,
+    occurred_at,
+    toStartOfMonth(occurred_at) AS month,
+    capability,
+    team,
+    service,
+    user_key,
+    JSONExtractString(data, 'scale') AS scale,
+    toUInt8(JSONExtractUInt(data, 'score')) AS score,
+    JSONExtractString(data, 'comment') AS comment,
+    source
+FROM events FINAL
+WHERE event_type = 'feedback'
+COMMENT 'Every developer feedback response, one row per event, with its pseudonymous respondent and comment';
+
+CREATE VIEW IF NOT EXISTS capability_active_users_monthly
+(
+    capability String,
+    month Date COMMENT 'first day of the UTC month',
+    active_users UInt64 COMMENT 'distinct users with use of the capability in the month',
+    users Array(String) COMMENT 'their pseudonymous user_keys'
+)
+AS
+SELECT
+    u.capability AS capability,
+    toStartOfMonth(u.day) AS month,
+    length(users) AS active_users,
+    groupUniqArray(u.user_key) AS users
+FROM usage_user_day AS u
+LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
+    ON c.name = u.capability
+WHERE u.event_type != 'feedback'
+  AND (empty(c.event_types) OR has(c.event_types, u.event_type))
+  AND (u.event_type != 'api_call' OR empty(c.apis) OR has(c.apis, u.api))
+GROUP BY capability, month
+COMMENT 'Per capability and month: the users whose events count as its use (the denominator of the feedback response rate)';
+
+CREATE VIEW IF NOT EXISTS feedback_monthly
+(
+    capability String,
+    month Date COMMENT 'first day of the UTC month',
+    scale String COMMENT 'csat or nps: one row per scale',
+    responses UInt64 COMMENT 'feedback events (every response, also repeated ones)',
+    respondents UInt64 COMMENT 'distinct respondents (user_key); responses without a user do not count',
+    mean_score Float64,
+    favourable UInt64 COMMENT 'csat: satisfied (4-5); nps: promoters (9-10)',
+    neutral UInt64 COMMENT 'csat: 3; nps: passives (7-8)',
+    unfavourable UInt64 COMMENT 'csat: dissatisfied (1-2); nps: detractors (0-6)',
+    csat Nullable(Float64) COMMENT 'csat rows: favourable / responses, 0-1; NULL on nps rows',
+    nps Nullable(Float64) COMMENT 'nps rows: 100 x (favourable - unfavourable) / responses, -100..100; NULL on csat rows',
+    active_users UInt64 COMMENT 'capability_active_users_monthly.active_users: users with use of the capability that month',
+    active_respondents UInt64 COMMENT 'respondents who were among those active users',
+    response_rate Nullable(Float64) COMMENT 'active_respondents / active_users; NULL without active users'
+)
+AS
+WITH r AS
+(
+    SELECT
+        capability,
+        month,
+        scale,
+        count() AS responses,
+        groupUniqArrayIf(user_key, user_key != '') AS respondent_keys,
+        avg(score) AS mean_score,
+        countIf(score >= if(scale = 'csat', 4, 9)) AS favourable,
+        countIf(score = 3 AND scale = 'csat' OR score IN (7, 8) AND scale = 'nps') AS neutral,
+        countIf(score <= if(scale = 'csat', 2, 6)) AS unfavourable
+    FROM feedback_responses
+    GROUP BY capability, month, scale
+)
+SELECT
+    r.capability AS capability,
+    r.month AS month,
+    r.scale AS scale,
+    r.responses AS responses,
+    toUInt64(length(r.respondent_keys)) AS respondents,
+    r.mean_score AS mean_score,
+    r.favourable AS favourable,
+    r.neutral AS neutral,
+    r.unfavourable AS unfavourable,
+    if(r.scale = 'csat', r.favourable / r.responses, NULL) AS csat,
+    if(r.scale = 'nps', 100 * (toInt64(r.favourable) - toInt64(r.unfavourable)) / r.responses, NULL) AS nps,
+    a.active_users AS active_users,
+    toUInt64(arrayCount(x -> has(a.users, x), r.respondent_keys)) AS active_respondents,
+    if(a.active_users = 0, NULL, active_respondents / a.active_users) AS response_rate
+FROM r
+LEFT JOIN capability_active_users_monthly AS a ON a.capability = r.capability AND a.month = r.month
+COMMENT 'Developer feedback per capability, month and scale: CSAT or NPS, response counts, and the response rate against the capability''s active users that month';
