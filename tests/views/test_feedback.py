@@ -23,6 +23,7 @@ import pytest
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
 from tests.views.direct import insert_events
+from tests.views.test_analysts_doc import FEEDBACK_BLOCKS
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +158,17 @@ def test_comments_reach_analysts_with_the_respondent(warehouse: Warehouse) -> No
     assert len(found) == 10
     assert {"user_key": "u4", "scale": "nps", "score": 0, "comment": "u4 says 0"} in found
     assert {"user_key": "", "scale": "csat", "score": 1, "comment": "None says 1"} in found
+
+
+def test_the_documented_feedback_queries_answer(warehouse: Warehouse) -> None:
+    assert len(FEEDBACK_BLOCKS) == 2
+    monthly, comments = (rows(warehouse, sql) for sql in FEEDBACK_BLOCKS)
+    assert len(monthly) == 4
+    assert monthly[0]["csat_pct"] == 40 and monthly[0]["response_rate_pct"] == 75
+    assert comments[0]["comment"] == "u5 says 1", "the newest first"
+    assert {r["comment"] for r in comments} == {
+        "u5 says 1",
+        "u3 says 2",
+        "None says 1",
+        "u4 says 0",
+    }
