@@ -288,7 +288,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _simulate(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
+    from pipeline.devtools.simulate.org import (
+        GroundTruth,
+        Organisation,
+        Scenario,
+        generate,
+        with_feedback,
+    )
     from pipeline.kafka.producer import ProgressLine, make_producer, produce
     from pipeline.kafka.security import client_kwargs
     from pipeline.kafka.topics import ensure_topics
@@ -316,6 +322,8 @@ def _simulate(args: argparse.Namespace) -> int:
     events = generate(
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
     )
+    if getattr(args, "feedback", False):  # the demo: developers also rate what they use
+        events = with_feedback(events, args.seed)
     producer = make_producer(
         settings.kafka_bootstrap,
         compression=settings.kafka_compression,
@@ -456,6 +464,7 @@ def _demo(args: argparse.Namespace) -> int:
                 days=float(DEMO_DAYS),
                 per_message=100,
                 truth=None,
+                feedback=True,
             )
         )
         if code:
