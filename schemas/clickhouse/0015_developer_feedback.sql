@@ -2,8 +2,8 @@
 --
 -- `feedback` events (docs/events.md) land in `events` like every event, so the sink's
 -- exactly-once guarantee covers them. A rating is an opinion about a capability, never its use:
--- capability_use_days (0008) is redefined here with feedback left out, so no view built on it
--- (adoption, lifecycle activity, denominators) counts a respondent's team as a user.
+-- capability_use_days (0008) and developer_adoption_weekly (0009) are redefined here with
+-- feedback left out, so no adoption view counts a respondent or their team as a user.
 --
 -- Scales: csat 1-5 (satisfied 4-5, neutral 3, dissatisfied 1-2; CSAT = satisfied / responses)
 -- and nps 0-10 (promoters 9-10, passives 7-8, detractors 0-6; NPS = 100 x (promoters -
@@ -37,6 +37,59 @@ WHERE u.event_type != 'feedback'
   AND (u.event_type != 'api_call' OR empty(c.apis) OR has(c.apis, u.api))
 GROUP BY team, capability, day
 COMMENT 'The days each team used each capability, by the catalog''s event_types and apis (feedback is never use)';
+
+-- developer_adoption_weekly (0009) applies the rule to usage_user_day itself: the same change.
+CREATE OR REPLACE VIEW developer_adoption_weekly
+(
+    team String,
+    capability String,
+    week Date COMMENT 'Monday; members and activity as of its Sunday (or the newest day)',
+    members UInt64 COMMENT 'the team''s members in the team catalog that day',
+    active_members_28d UInt64 COMMENT 'members with use of the capability in the 28 days ending that day',
+    active_member_share Nullable(Float64) COMMENT 'active_members_28d / members'
+)
+AS
+WITH
+    (SELECT max(day) FROM usage_user_day) AS last_day,
+    uses AS
+    (
+        SELECT DISTINCT u.user_key AS user_key, u.capability AS capability, u.day AS day
+        FROM usage_user_day AS u
+        LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
+            ON c.name = u.capability
+        WHERE u.event_type != 'feedback'
+          AND (empty(c.event_types) OR has(c.event_types, u.event_type))
+          AND (u.event_type != 'api_call' OR empty(c.apis) OR has(c.apis, u.api))
+    ),
+    active AS
+    (
+        SELECT capability, week, groupUniqArray(user_key) AS users
+        FROM uses
+        ARRAY JOIN arrayMap(i -> toMonday(day) + 7 * i, range(5)) AS week
+        WHERE day <= least(week + 6, last_day) AND day > least(week + 6, last_day) - 28
+        GROUP BY capability, week
+    ),
+    weeks AS (SELECT DISTINCT toMonday(day) AS week FROM usage_user_day),
+    members AS
+    (
+        SELECT m.team AS team, w.week AS week, groupUniqArray(m.name) AS users
+        FROM (SELECT name, team, valid_from, valid_to FROM team_catalog FINAL
+              WHERE kind = 'user' AND retracted = 0) AS m
+        CROSS JOIN weeks AS w
+        WHERE toDate(m.valid_from) <= least(w.week + 6, last_day)
+          AND m.valid_to > toDateTime64(least(w.week + 6, last_day), 3, 'UTC') + INTERVAL 1 DAY - INTERVAL 1 MILLISECOND
+        GROUP BY team, week
+    )
+SELECT
+    m.team AS team,
+    a.capability AS capability,
+    m.week AS week,
+    length(m.users) AS members,
+    arrayCount(x -> has(a.users, x), m.users) AS active_members_28d,
+    if(members = 0, NULL, active_members_28d / members) AS active_member_share
+FROM members AS m
+INNER JOIN active AS a ON a.week = m.week
+COMMENT 'Developer-level adoption: the share of each team''s members who used each capability in the 28 days ending each week';
 
 CREATE VIEW IF NOT EXISTS feedback_responses
 (

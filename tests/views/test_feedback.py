@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -80,6 +80,11 @@ def warehouse(inprocess_warehouse_url: str) -> Iterator[Warehouse]:
     with connect(inprocess_warehouse_url, create_database=True) as wh:
         migrate(wh, progress=lambda line: None)
         insert_events(wh, EVENTS)
+        wh.insert_columns(  # u7 is a member of t7 (users are known by their key)
+            "team_catalog",
+            [["user"], ["u7"], ["t7"], [""], [datetime(2026, 10, 1, tzinfo=UTC)]],
+            ["kind", "name", "team", "parent", "valid_from"],
+        )
         wh.insert_columns(
             "capability_catalog",
             [["fs"], [["api_call"]], [[]], [[]], [1]],
@@ -139,6 +144,12 @@ def test_feedback_is_never_use(warehouse: Warehouse) -> None:
         ("fs", date(2026, 12, 1)): ["u5"],
         ("legacy", date(2026, 11, 1)): ["u1"],
     }
+    developers = rows(
+        warehouse,
+        "SELECT active_members_28d AS n FROM developer_adoption_weekly "
+        "WHERE team = 't7' AND capability = 'legacy' AND week = '2026-11-02'",
+    )
+    assert developers == [{"n": 0}], "u7 only rated legacy: not an active member"
     # Negative control: 0008's rule alone takes u7's rating of the undeclared capability for use.
     old_rule = rows(
         warehouse,
