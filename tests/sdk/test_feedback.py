@@ -41,9 +41,11 @@ def test_a_bad_rating_is_refused_before_it_is_queued(
     scale: str, score: int, comment: str | None, path: str
 ) -> None:
     transport = Scripted()
-    with UptakeClient(transport=transport, source="unit", strict=True) as c:
-        with pytest.raises(InvalidEvent) as caught:
-            c.feedback(capability="ci", scale=scale, score=score, comment=comment, team="t")
+    with (
+        UptakeClient(transport=transport, source="unit", strict=True) as c,
+        pytest.raises(InvalidEvent) as caught,
+    ):
+        c.feedback(capability="ci", scale=scale, score=score, comment=comment, team="t")
     assert caught.value.path == path
     assert transport.sent == []
 

@@ -155,7 +155,8 @@ def test_feedback_is_never_use(warehouse: Warehouse) -> None:
         warehouse,
         "SELECT DISTINCT u.team AS team FROM usage_api_day AS u LEFT JOIN "
         "(SELECT name, event_types FROM capability_catalog FINAL) AS c ON c.name = u.capability "
-        "WHERE u.capability = 'legacy' AND (empty(c.event_types) OR has(c.event_types, u.event_type))",
+        "WHERE u.capability = 'legacy' "
+        "AND (empty(c.event_types) OR has(c.event_types, u.event_type))",
     )
     assert {r["team"] for r in old_rule} == {"t1", "t7"}
 
