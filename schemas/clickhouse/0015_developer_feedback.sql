@@ -11,8 +11,8 @@
 -- a month; a month of a capability has one row per scale, the two are never mixed.
 --
 -- Active users: the distinct pseudonymous users whose events count as use of the capability by
--- the catalog's rule (usage_user_day, 0009; the rule of capability_use_days) in the calendar
--- month. The response rate is the share of those active users who answered that month.
+-- the catalog's rule (capability_user_days: usage_user_day of 0009 under the rule of
+-- capability_use_days) in the calendar month. The response rate is the share of those active users who answered that month.
 
 CREATE OR REPLACE VIEW capability_use_days
 (
@@ -38,7 +38,24 @@ WHERE u.event_type != 'feedback'
 GROUP BY team, capability, day
 COMMENT 'The days each team used each capability, by the catalog''s event_types and apis (feedback is never use)';
 
--- developer_adoption_weekly (0009) applies the rule to usage_user_day itself: the same change.
+CREATE VIEW IF NOT EXISTS capability_user_days
+(
+    user_key String COMMENT 'pseudonymous user',
+    capability String,
+    day Date
+)
+AS
+SELECT DISTINCT u.user_key AS user_key, u.capability AS capability, u.day AS day
+FROM usage_user_day AS u
+LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
+    ON c.name = u.capability
+WHERE u.event_type != 'feedback'
+  AND (empty(c.event_types) OR has(c.event_types, u.event_type))
+  AND (u.event_type != 'api_call' OR empty(c.apis) OR has(c.apis, u.api))
+COMMENT 'The days each user used each capability, by the rule of capability_use_days (feedback is never use)';
+
+-- developer_adoption_weekly (0009) applied the rule to usage_user_day itself: it reads
+-- capability_user_days now, its columns unchanged.
 CREATE OR REPLACE VIEW developer_adoption_weekly
 (
     team String,
@@ -51,16 +68,7 @@ CREATE OR REPLACE VIEW developer_adoption_weekly
 AS
 WITH
     (SELECT max(day) FROM usage_user_day) AS last_day,
-    uses AS
-    (
-        SELECT DISTINCT u.user_key AS user_key, u.capability AS capability, u.day AS day
-        FROM usage_user_day AS u
-        LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
-            ON c.name = u.capability
-        WHERE u.event_type != 'feedback'
-          AND (empty(c.event_types) OR has(c.event_types, u.event_type))
-          AND (u.event_type != 'api_call' OR empty(c.apis) OR has(c.apis, u.api))
-    ),
+    uses AS (SELECT user_key, capability, day FROM capability_user_days),
     active AS
     (
         SELECT capability, week, groupUniqArray(user_key) AS users
@@ -131,16 +139,11 @@ CREATE VIEW IF NOT EXISTS capability_active_users_monthly
 )
 AS
 SELECT
-    u.capability AS capability,
-    toStartOfMonth(u.day) AS month,
+    capability,
+    toStartOfMonth(day) AS month,
     length(users) AS active_users,
-    groupUniqArray(u.user_key) AS users
-FROM usage_user_day AS u
-LEFT JOIN (SELECT name, event_types, apis FROM capability_catalog FINAL) AS c
-    ON c.name = u.capability
-WHERE u.event_type != 'feedback'
-  AND (empty(c.event_types) OR has(c.event_types, u.event_type))
-  AND (u.event_type != 'api_call' OR empty(c.apis) OR has(c.apis, u.api))
+    groupUniqArray(user_key) AS users
+FROM capability_user_days
 GROUP BY capability, month
 COMMENT 'Per capability and month: the users whose events count as its use (the denominator of the feedback response rate)';
 
