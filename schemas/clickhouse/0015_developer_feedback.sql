@@ -2,8 +2,9 @@
 --
 -- `feedback` events (docs/events.md) land in `events` like every event, so the sink's
 -- exactly-once guarantee covers them. A rating is an opinion about a capability, never its use:
--- capability_use_days (0008) and developer_adoption_weekly (0009) are redefined here with
--- feedback left out, so no adoption view counts a respondent or their team as a user.
+-- capability_use_days (0008), usage_day_counted (0010) and developer_adoption_weekly (0009) are
+-- redefined here with feedback left out, so no adoption view counts a respondent or their team
+-- as a user, nor a rating among the events of use.
 --
 -- Scales: csat 1-5 (satisfied 4-5, neutral 3, dissatisfied 1-2; CSAT = satisfied / responses)
 -- and nps 0-10 (promoters 9-10, passives 7-8, detractors 0-6; NPS = 100 x (promoters -
@@ -37,6 +38,18 @@ WHERE u.event_type != 'feedback'
   AND (u.event_type != 'api_call' OR empty(c.apis) OR has(c.apis, u.api))
 GROUP BY team, capability, day
 COMMENT 'The days each team used each capability, by the catalog''s event_types and apis (feedback is never use)';
+
+-- usage_day_counted (0010) took any event type of an undeclared capability on a day of use.
+CREATE OR REPLACE VIEW usage_day_counted
+AS
+SELECT u.*
+FROM usage_day AS u
+LEFT JOIN (SELECT name, event_types FROM capability_catalog FINAL) AS c ON c.name = u.capability
+WHERE u.event_type != 'feedback'
+  AND (empty(c.event_types) OR has(c.event_types, u.event_type))
+  AND (u.team, u.capability, toDate(u.bucket))
+      IN (SELECT team, capability, day FROM capability_use_days)
+COMMENT 'usage_day rows that count as use of their capability (states not finalized): event types by the catalog (never feedback), days of use by capability_use_days';
 
 CREATE VIEW IF NOT EXISTS capability_user_days
 (

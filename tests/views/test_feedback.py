@@ -7,7 +7,8 @@ November: u1..u4 call fs (4 active users); u1 calls legacy.
   active respondents 3 -> response rate 3/4;
 - nps on fs: u1 10, u2 9, u4 7, u4 again 0 -> 4 responses, 3 respondents, promoters 2,
   passives 1, detractors 1, NPS 100 x (2 - 1) / 4 = 25, response rate 3/4;
-- u7 of team t7 rates legacy, u6 of team t6 rates fs: neither team used them, so neither is use.
+- u7 of team t7 rates legacy, u6 of team t6 rates fs: neither team used them, so neither is use;
+  u1 rates legacy (csat 4) on the day t1 used it: a rating, not an event of use.
 December: u5 calls fs and rates it csat 1 -> CSAT 0, response rate 1/1.
 """
 
@@ -71,6 +72,7 @@ EVENTS = [
     _rating("u4", NOV, "nps", 7),
     _rating("u4", NOV, "nps", 0),
     _rating("u7", NOV, "nps", 10, "legacy", team="t7"),
+    _rating("u1", NOV, "csat", 4, "legacy"),
     _rating("u5", DEC, "csat", 1),
 ]
 
@@ -108,6 +110,7 @@ def test_csat_nps_and_response_rate_equal_the_hand_computed_case(warehouse: Ware
         ("fs", date(2026, 11, 1), "nps"),
         ("fs", date(2026, 12, 1), "csat"),
         ("legacy", date(2026, 11, 1), "nps"),
+        ("legacy", date(2026, 11, 1), "csat"),
     }
     csat = got["fs", date(2026, 11, 1), "csat"]
     assert (csat["responses"], csat["respondents"]) == (5, 4)
@@ -128,6 +131,8 @@ def test_csat_nps_and_response_rate_equal_the_hand_computed_case(warehouse: Ware
     legacy = got["legacy", date(2026, 11, 1), "nps"]
     assert (legacy["nps"], legacy["active_users"], legacy["active_respondents"]) == (100.0, 1, 0)
     assert legacy["response_rate"] == 0.0
+    rated = got["legacy", date(2026, 11, 1), "csat"]
+    assert (rated["csat"], rated["active_respondents"], rated["response_rate"]) == (1.0, 1, 1.0)
 
 
 def test_feedback_is_never_use(warehouse: Warehouse) -> None:
@@ -144,6 +149,12 @@ def test_feedback_is_never_use(warehouse: Warehouse) -> None:
         ("fs", date(2026, 12, 1)): ["u5"],
         ("legacy", date(2026, 11, 1)): ["u1"],
     }
+    counted = rows(
+        warehouse,
+        "SELECT event_type, sum(events) AS n FROM usage_day_counted "
+        "WHERE team = 't1' GROUP BY event_type",
+    )
+    assert counted == [{"event_type": "api_call", "n": 6}], "ratings are not events of use"
     developers = rows(
         warehouse,
         "SELECT active_members_28d AS n FROM developer_adoption_weekly "
@@ -175,7 +186,7 @@ def test_comments_reach_analysts_with_the_respondent(warehouse: Warehouse) -> No
 def test_the_documented_feedback_queries_answer(warehouse: Warehouse) -> None:
     assert len(FEEDBACK_BLOCKS) == 2
     monthly, comments = (rows(warehouse, sql) for sql in FEEDBACK_BLOCKS)
-    assert len(monthly) == 4
+    assert len(monthly) == 5
     assert monthly[0]["csat_pct"] == 40 and monthly[0]["response_rate_pct"] == 75
     assert comments[0]["comment"] == "u5 says 1", "the newest first"
     assert {r["comment"] for r in comments} == {
