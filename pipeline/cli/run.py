@@ -542,9 +542,23 @@ GROUP BY team
 ORDER BY count() DESC
 """
 
+FEEDBACK_SQL = """
+SELECT
+    capability,
+    formatDateTime(month, '%Y-%m') AS in_month,
+    scale,
+    responses,
+    round(if(scale = 'csat', csat * 100, nps)) AS score,
+    round(response_rate * 100, 1) AS response_rate_pct
+FROM feedback_monthly
+WHERE capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)
+ORDER BY capability, in_month, scale
+"""
+
 DEMO_SUMMARIES = (
     ("adoption per capability (lifecycle: docs/lifecycle.md)", ADOPTION_SQL),
     ("delivery before vs after adoption (DORA, docs/analysts.md)", IMPACT_SQL),
+    ("developer feedback: CSAT % satisfied or NPS, response rate (docs/analysts.md)", FEEDBACK_SQL),
     ("usage per team", SUMMARY_SQL),
 )
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.cli.run import FEEDBACK_SQL
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
 from tests.views.direct import insert_events
@@ -195,3 +196,10 @@ def test_the_documented_feedback_queries_answer(warehouse: Warehouse) -> None:
         "None says 1",
         "u4 says 0",
     }
+
+
+def test_the_demo_prints_the_declared_capabilities_feedback(warehouse: Warehouse) -> None:
+    found = [(r["in_month"], r["scale"], r["score"], r["response_rate_pct"])
+             for r in rows(warehouse, FEEDBACK_SQL)]  # fmt: skip
+    assert found == [("2026-11", "csat", 40, 75), ("2026-11", "nps", 25, 75),
+                     ("2026-12", "csat", 0, 100)]  # fmt: skip
