@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 from pipeline.catalog._yaml import YamlDocument, load_documents
 from pipeline.catalog.errors import CatalogError, read_catalog_file
 from pipeline.catalog.teams import TeamCatalog
-from pipeline.contract.events import EVENT_TYPES
+from pipeline.contract.events import USE_EVENT_TYPES
 
 PlatformType = Literal["developer-infrastructure", "data-ml", "business-capability"]
 PLATFORM_TYPES: tuple[PlatformType, ...] = get_args(PlatformType)
@@ -116,7 +116,7 @@ class Capability:
 
 @functools.lru_cache(maxsize=4096)
 def _undeclared(name: str) -> Capability:
-    return Capability(name, None, None, frozenset(EVENT_TYPES), declared=False)
+    return Capability(name, None, None, frozenset(USE_EVENT_TYPES), declared=False)
 
 
 def counts_as_use(event_type: str, capability: Capability, api: str | None = None) -> bool:
@@ -372,9 +372,14 @@ def _entry(data: object, index: int, doc: YamlDocument, source: str) -> Capabili
     _reject_unknown_keys(usage, _USAGE_KEYS, doc, ("capabilities", index, "usage"), source, e.label)
     event_types = e.strings("usage", "event_types", required=True) or ()
     for i, event_type in enumerate(event_types):
-        if event_type not in EVENT_TYPES:
+        if event_type not in USE_EVENT_TYPES:
             raise e.fail(
-                f"unknown event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}",
+                f"unknown event type {event_type!r}; expected one of {', '.join(USE_EVENT_TYPES)}"
+                + (
+                    " (feedback is an opinion about a capability, never its use)"
+                    if event_type == "feedback"
+                    else ""
+                ),
                 "usage",
                 "event_types",
                 i,

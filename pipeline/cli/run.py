@@ -288,7 +288,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _simulate(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
+    from pipeline.devtools.simulate.org import (
+        GroundTruth,
+        Organisation,
+        Scenario,
+        generate,
+        with_feedback,
+    )
     from pipeline.kafka.producer import ProgressLine, make_producer, produce
     from pipeline.kafka.security import client_kwargs
     from pipeline.kafka.topics import ensure_topics
@@ -316,6 +322,8 @@ def _simulate(args: argparse.Namespace) -> int:
     events = generate(
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
     )
+    if getattr(args, "feedback", False):  # the demo: developers also rate what they use
+        events = with_feedback(events, args.seed)
     producer = make_producer(
         settings.kafka.bootstrap,
         compression=settings.kafka.compression,
@@ -456,6 +464,7 @@ def _demo(args: argparse.Namespace) -> int:
                 days=float(DEMO_DAYS),
                 per_message=100,
                 truth=None,
+                feedback=True,
             )
         )
         if code:
@@ -533,9 +542,23 @@ GROUP BY team
 ORDER BY count() DESC
 """
 
+FEEDBACK_SQL = """
+SELECT
+    capability,
+    formatDateTime(month, '%Y-%m') AS in_month,
+    scale,
+    responses,
+    round(if(scale = 'csat', csat * 100, nps)) AS score,
+    round(response_rate * 100, 1) AS response_rate_pct
+FROM feedback_monthly
+WHERE capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)
+ORDER BY capability, in_month, scale
+"""
+
 DEMO_SUMMARIES = (
     ("adoption per capability (lifecycle: docs/lifecycle.md)", ADOPTION_SQL),
     ("delivery before vs after adoption (DORA, docs/analysts.md)", IMPACT_SQL),
+    ("developer feedback: CSAT % satisfied or NPS, response rate (docs/analysts.md)", FEEDBACK_SQL),
     ("usage per team", SUMMARY_SQL),
 )
 

@@ -15,6 +15,8 @@ Endpoints (docs/collector.md has the formats, examples and the full status table
   tool) for each adapter of the webhooks file, authenticated by the adapter (signature or
   token); the events it maps to are judged and produced like those of `/v1/events` (see
   `pipeline.collector.webhooks` and docs/webhooks.md). 202 once Kafka acknowledged them.
+- `POST /v1/feedback` — one developer's rating of a capability as a flat JSON object
+  (`pipeline.collector.feedback`); 202 once Kafka acknowledged the `feedback` event it makes.
 - `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers).
 - `GET /metrics` (Prometheus text of `pipeline.observability.metrics.REGISTRY`) on its own port,
   `UPTAKE_COLLECTOR_METRICS_PORT` (`create_metrics_app`): the public port answers 404 for it.
@@ -40,11 +42,13 @@ from pipeline.collector import metrics as m
 from pipeline.collector.adapters import ROUTE_PREFIX, WebhookAdapter, routes
 from pipeline.collector.auth import TokenTable
 from pipeline.collector.config import CollectorConfig
+from pipeline.collector.feedback import FEEDBACK_PATH, post_feedback
 from pipeline.collector.handling import (
     MESSAGE_EVENTS,
     STATE,
     CollectorState,
     Handler,
+    bearer_source,
     dumps,
     hand_to_kafka,
     json_error,
@@ -129,6 +133,8 @@ def _route_label(path: str) -> str | None:
     """The bounded `route` label of an ingestion path, None for other paths."""
     if path == EVENTS_PATH:
         return "events"
+    if path == "/v1/feedback":
+        return "feedback"
     if path.startswith(ROUTE_PREFIX):
         return "webhook"
     return None
@@ -157,24 +163,13 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     return json_error(status, _ERROR_CODES.get(status, f"http_{status}"), message, headers)
 
 
-def _unauthorized(code: str, message: str) -> web.Response:
-    challenge = 'Bearer realm="uptake"'
-    if code == "invalid_token":
-        challenge += ', error="invalid_token"'
-    return json_error(401, code, message, {"WWW-Authenticate": challenge})
-
-
 async def post_events(request: web.Request) -> web.Response:
     """`POST /v1/events`: authenticate, read within limits, judge, produce, answer."""
     state = request.app[STATE]
     config = state.config
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
-        return _unauthorized("missing_token", "send Authorization: Bearer <token>")
-    source = state.tokens.source_for(token.strip()) if scheme.lower() == "bearer" else None
-    if source is None:
-        return _unauthorized("invalid_token", "the bearer token is not valid for any source")
+    source = bearer_source(request)
+    if isinstance(source, web.Response):
+        return source
 
     body = await read_body(request, config.max_body_bytes, "send smaller batches")
     if isinstance(body, web.Response):
@@ -297,6 +292,7 @@ def create_app(
         webhooks=table,
     )
     app.router.add_post(EVENTS_PATH, post_events)
+    app.router.add_post(FEEDBACK_PATH, post_feedback)
     for path, adapter in table.items():
         app.router.add_post(path, webhook_handler(adapter))
     app.router.add_get("/healthz", healthz)

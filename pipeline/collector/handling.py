@@ -113,3 +113,23 @@ def kafka_unavailable(config: CollectorConfig, exc: Exception, what: str) -> web
         f"none is confirmed. {what}",
         {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
     )
+
+
+def _unauthorized(code: str, message: str) -> web.Response:
+    challenge = 'Bearer realm="uptake"'
+    if code == "invalid_token":
+        challenge += ', error="invalid_token"'
+    return json_error(401, code, message, {"WWW-Authenticate": challenge})
+
+
+def bearer_source(request: web.Request) -> str | web.Response:
+    """The source the request's bearer token speaks for, or the 401 answer."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        return _unauthorized("missing_token", "send Authorization: Bearer <token>")
+    tokens = request.app[STATE].tokens
+    source = tokens.source_for(token.strip()) if scheme.lower() == "bearer" else None
+    if source is None:
+        return _unauthorized("invalid_token", "the bearer token is not valid for any source")
+    return source

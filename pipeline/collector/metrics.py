@@ -1,9 +1,9 @@
 """The collector's Prometheus metrics, in the one registry `observability.metrics.REGISTRY`.
 
 Labels are bounded: the route (`events` for `POST /v1/events`, `webhook` for every
-`/v1/webhooks/<name>`), an HTTP status code and a fixed set of outcomes; never a source,
-adapter name, team or event id. Only requests to the ingestion routes are counted (not health
-checks or scrapes).
+`/v1/webhooks/<name>`, `feedback` for `POST /v1/feedback`), an HTTP status code and a fixed
+set of outcomes; never a source, adapter name, team, event id or feedback comment. Only
+requests to the ingestion routes are counted (not health checks or scrapes).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from pipeline.observability.metrics import REGISTRY
 
-ROUTES = ("events", "webhook")
-"""events: POST /v1/events; webhook: POST /v1/webhooks/<name> (any adapter)."""
+ROUTES = ("events", "webhook", "feedback")
+"""events: POST /v1/events; webhook: POST /v1/webhooks/<name> (any adapter); feedback:
+POST /v1/feedback."""
 
 OUTCOMES = ("accepted", "rejected", "undelivered")
 """accepted: acknowledged by Kafka; rejected: failed validation (with a reason);

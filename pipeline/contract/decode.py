@@ -25,6 +25,7 @@ from .events import (
     SUPPORTED_VERSIONS,
     Envelope,
     Event,
+    FeedbackEvent,
     event_type_of,
     name_problem,
 )
@@ -196,6 +197,8 @@ class BatchDecoder:
             )
         if not event.team and not event.service:
             return Reason.MISSING_ATTRIBUTION, "give at least one of team or service"
+        if isinstance(event, FeedbackEvent) and (problem := event.data.score_problem()):
+            return Reason.SCHEMA_VIOLATION, problem
         if event.occurred_at > newest:
             return (
                 Reason.OCCURRED_IN_FUTURE,

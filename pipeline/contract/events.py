@@ -53,12 +53,15 @@ Text = Annotated[str, Meta(max_length=2000)]
 UtcTime = Annotated[datetime, Meta(tz=True)]
 NonNegative = Annotated[float, Meta(ge=0)]
 
-EVENT_TYPES = ("api_call", "deploy", "model_training", "incident")
+EVENT_TYPES = ("api_call", "deploy", "model_training", "incident", "feedback")
+USE_EVENT_TYPES = ("api_call", "deploy", "model_training", "incident")
+"""The event types that can count as use of a capability: feedback is an opinion about it."""
 SUPPORTED_VERSIONS: dict[str, frozenset[int]] = {
     "api_call": frozenset({1}),
     "deploy": frozenset({1}),
     "model_training": frozenset({1}),
     "incident": frozenset({1}),
+    "feedback": frozenset({1}),
 }
 
 
@@ -112,6 +115,29 @@ class Incident(msgspec.Struct, frozen=True, gc=False):
     caused_by_deployment: OptionalName = None
 
 
+SCORE_RANGES: dict[str, tuple[int, int]] = {"csat": (1, 5), "nps": (0, 10)}
+"""The scores each feedback scale allows, both ends included (docs/events.md, feedback)."""
+COMMENT_MAX_CHARS = 1000
+
+
+class Feedback(msgspec.Struct, frozen=True, gc=False):
+    """A developer's rating of a capability: `score` on `scale` (CSAT 1-5 or NPS 0-10)."""
+
+    scale: Literal["csat", "nps"]
+    score: Annotated[int, Meta(ge=0, le=10)]
+    comment: Annotated[str, Meta(max_length=COMMENT_MAX_CHARS)] | None = None
+
+    def score_problem(self) -> str | None:
+        """Why `score` is outside its scale's range (a type cannot say it), or None."""
+        low, high = SCORE_RANGES[self.scale]
+        if low <= self.score <= high:
+            return None
+        return (
+            f"score {self.score} is outside the {self.scale} scale ({low}-{high})"
+            " - at `$.data.score`"
+        )
+
+
 class Envelope(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="event_type"):
     """Fields every event carries. `event_id` is the dedup key."""
 
@@ -141,12 +167,19 @@ class IncidentEvent(Envelope, frozen=True, tag="incident"):
     data: Incident
 
 
-Event = ApiCallEvent | DeployEvent | ModelTrainingEvent | IncidentEvent
+class FeedbackEvent(Envelope, frozen=True, tag="feedback"):
+    """`user` is the respondent; like every user it is stored only as a pseudonymous key."""
+
+    data: Feedback
+
+
+Event = ApiCallEvent | DeployEvent | ModelTrainingEvent | IncidentEvent | FeedbackEvent
 EVENT_CLASSES: dict[str, type[Envelope]] = {
     "api_call": ApiCallEvent,
     "deploy": DeployEvent,
     "model_training": ModelTrainingEvent,
     "incident": IncidentEvent,
+    "feedback": FeedbackEvent,
 }
 
 

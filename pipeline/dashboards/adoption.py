@@ -457,7 +457,95 @@ def build() -> Board:
         24,
         9,
     )
+    _feedback_row(board)
     return board
+
+
+# Whole months that overlap the time range.
+MONTHS = "month >= toStartOfMonth(toDate($__fromTime)) AND month <= toDate($__toTime)"
+
+
+def _feedback_row(board: Board) -> None:
+    """What developers think of each capability: feedback_monthly (0015, docs/analysts.md)."""
+    board.row("Developer feedback")
+    board.add(
+        panels.timeseries(
+            "CSAT by month",
+            "Share of CSAT answers (1-5) that were satisfied (4 or 5), per capability and month.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT month AS time, capability, csat
+                    FROM feedback_monthly
+                    WHERE scale = 'csat' AND {MONTHS} AND {CAPABILITIES}
+                    ORDER BY time, capability
+                    """,
+                    "timeseries",
+                )
+            ],
+            unit="percentunit",
+            bars=True,
+            max_value=1,
+        ),
+        8,
+        9,
+    )
+    # A table, not a chart: NPS runs from -100 to 100, and charts here draw counts from 0.
+    board.add(
+        panels.table(
+            "NPS by month",
+            "Net promoter score per capability and month: % promoters (9-10) minus % "
+            "detractors (0-6) of the NPS answers (0-10), from -100 to 100.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        capability,
+                        formatDateTime(month, '%Y-%m') AS year_month,
+                        favourable AS promoters,
+                        neutral AS passives,
+                        unfavourable AS detractors,
+                        nps
+                    FROM feedback_monthly
+                    WHERE scale = 'nps' AND {MONTHS} AND {CAPABILITIES}
+                    ORDER BY capability, year_month
+                    """
+                )
+            ],
+            decimals=0,
+        ),
+        8,
+        9,
+    )
+    board.add(
+        panels.table(
+            "Feedback responses and response rate",
+            "Per capability, month and scale: answers, distinct respondents, the capability's "
+            "active users that month (users with use of it) and the share of them who answered. "
+            "Comments are in the warehouse (feedback_responses), by pseudonymous respondent.",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        capability,
+                        formatDateTime(month, '%Y-%m') AS year_month,
+                        scale,
+                        responses,
+                        respondents,
+                        active_users,
+                        response_rate
+                    FROM feedback_monthly
+                    WHERE {MONTHS} AND {CAPABILITIES}
+                    ORDER BY capability, year_month, scale
+                    """
+                )
+            ],
+            column_units={"response_rate": "percentunit"},
+            decimals=0,
+        ),
+        8,
+        9,
+    )
 
 
 def _adopted_beside_active(

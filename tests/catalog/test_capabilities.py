@@ -20,7 +20,7 @@ from pipeline.catalog.capabilities import (
 from pipeline.catalog.errors import CatalogError
 from pipeline.catalog.sources import load_team_catalog
 from pipeline.catalog.teams import TeamCatalog
-from pipeline.contract.events import EVENT_TYPES
+from pipeline.contract.events import EVENT_TYPES, USE_EVENT_TYPES
 from pipeline.devtools.simulate.org import CAPABILITIES
 from tests.catalog.helpers import CONFIG, group, t
 
@@ -135,7 +135,9 @@ def test_an_undeclared_capability_is_counted_under_its_own_name_and_reported() -
     assert capability == Capability.undeclared("chaos-monkey")
     assert capability.name == "chaos-monkey"
     assert not capability.declared and capability.platform is None and capability.owner is None
-    assert all(capability.counts_as_use(event_type) for event_type in EVENT_TYPES)
+    assert all(capability.counts_as_use(event_type) for event_type in USE_EVENT_TYPES)
+    assert not capability.counts_as_use("feedback"), "an opinion is never use"
+    assert set(EVENT_TYPES) - set(USE_EVENT_TYPES) == {"feedback"}
     assert not capability.counts_as_use("page_view")
     assert catalog.undeclared_seen() == {"chaos-monkey", "service-mesh"}
     assert catalog.undeclared.counts() == {"chaos-monkey": 2, "service-mesh": 1}
@@ -269,6 +271,14 @@ def replace(old: str, new: str, text: str = VALID) -> str:
             "usage.event_types.1",
             "unknown event type 'deployment'; expected one of api_call, deploy, "
             "model_training, incident",
+        ),
+        (
+            replace("event_types: [deploy]", "event_types: [deploy, feedback]"),
+            25,
+            "capabilities[2] (deploy-pipeline)",
+            "usage.event_types.1",
+            "unknown event type 'feedback'; expected one of api_call, deploy, "
+            "model_training, incident (feedback is an opinion about a capability, never its use)",
         ),
         (
             replace("event_types: [deploy]", "event_types: []"),

@@ -476,7 +476,7 @@ def test_webhook_requests_and_events_are_counted_under_route_webhook(
     )
     text = server.scrape().raw.decode()
     routes = set(re.findall(r'uptake_collector_\w+\{[^}]*route="([^"]+)"', text))
-    assert routes == {"events", "webhook"}  # bounded: never an adapter name
+    assert routes == {"events", "webhook", "feedback"}  # bounded: never an adapter name
 
 
 def test_events_route_still_needs_a_token_without_a_tokens_file(

@@ -64,6 +64,7 @@ DOC_EXAMPLE_FILES = [
     "valid/deploy__production_with_commits.json",
     "valid/model_training__registered.json",
     "valid/incident__resolved_caused_by_deploy.json",
+    "valid/feedback__csat_with_comment.json",
 ]
 
 # The corpus' occurred_at values lie within a few days before NOW, so the decoder's time-window
@@ -78,6 +79,7 @@ BODIES: dict[str, type[msgspec.Struct]] = {
     "deploy": contract.Deploy,
     "model_training": contract.ModelTraining,
     "incident": contract.Incident,
+    "feedback": contract.Feedback,
 }
 
 # The patterns every timestamp and UUID field of the schemas uses (the structure test checks

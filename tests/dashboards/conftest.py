@@ -3,10 +3,11 @@
 `filled_warehouse` is one warehouse for the whole session, filled the way production fills it:
 the simulator's organisation (with its adoption scenario: teams deploy and have incidents all
 window long and adopt the platform's capabilities at planned moments) produces nine weeks of
-events to a private topic of the session's real Kafka broker, and the real worker (`uptake
-worker`, subprocess) validates, enriches and writes them, with its materialized views and
-lifecycle milestones. Queries run in one subprocess per call (`run_queries`), because the
-embedded engine opens a folder in one process at a time.
+events (with developers' ratings, `with_feedback`) to a private topic of the session's real
+Kafka broker, and the real worker (`uptake worker`, subprocess) validates, enriches and
+writes them, with its materialized views and lifecycle milestones. Queries run in one
+subprocess per call (`run_queries`), because the embedded engine opens a folder in one process
+at a time.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.devtools.simulate.org import Organisation, Scenario, generate
+from pipeline.devtools.simulate.org import Organisation, Scenario, generate, with_feedback
 from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import REPO
 
@@ -147,7 +148,9 @@ def filled_warehouse(
     filled.uptake("migrate")
     producer = make_producer(kafka_bootstrap)
     try:
-        events = generate(org, EVENTS, SEED, end=end, window=WINDOW, scenario=Scenario())
+        events = with_feedback(  # the developer-feedback panels need ratings
+            generate(org, EVENTS, SEED, end=end, window=WINDOW, scenario=Scenario()), SEED
+        )
         produce(producer, topic, events)
     finally:
         producer.close()

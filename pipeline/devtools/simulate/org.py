@@ -731,3 +731,43 @@ def _event(rng: random.Random, team: Team, capability: Capability, at: datetime)
         }
     event["data"] = data
     return event
+
+
+_COMMENTS = (
+    "Saved my team a week of setup.",
+    "The docs for the edge cases are thin.",
+    "Fast once it works; onboarding was painful.",
+    "Error messages could say what to fix.",
+    "Would not go back to the old way.",
+)
+_SCORES = {  # mostly favourable: CSAT about 0.6, NPS about +20
+    "csat": (range(1, 6), (1, 2, 3, 8, 6)),
+    "nps": (range(0, 11), (1, 1, 1, 1, 1, 2, 2, 5, 6, 6, 4)),
+}
+
+
+def with_feedback(
+    events: Iterable[dict[str, Any]], seed: int, every: int = 150
+) -> Iterator[dict[str, Any]]:
+    """`events`, and after about one in `every` events with a user, that user's rating of the
+    event's capability (a `feedback` event, docs/events.md): csat or nps, mostly favourable,
+    a third with a comment. The ratings are extra events: the ground truth does not count them.
+    """
+    rng = random.Random(seed ^ 0xFEED)
+    for event in events:
+        yield event
+        if not event.get("user") or rng.random() * every >= 1:
+            continue
+        scale = rng.choice(("csat", "nps"))
+        scores, weights = _SCORES[scale]
+        data: dict[str, Any] = {"scale": scale, "score": rng.choices(scores, weights)[0]}
+        if rng.random() < 1 / 3:
+            data["comment"] = rng.choice(_COMMENTS)
+        yield {
+            **{k: event.get(k) for k in ("occurred_at", "team", "service", "user", "capability")},
+            "event_id": _uuid(rng),
+            "event_type": "feedback",
+            "schema_version": 1,
+            "source": "uptake-simulator-survey",
+            "data": data,
+        }

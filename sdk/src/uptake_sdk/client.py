@@ -53,6 +53,7 @@ from .events import (
     MESSAGE_TARGET_BYTES,
     api_call,
     deploy,
+    feedback,
     incident,
     model_training,
     rfc3339,
@@ -364,6 +365,35 @@ class UptakeClient:
     deploy = staticmethod(deploy)
     model_training = staticmethod(model_training)
     incident = staticmethod(incident)
+
+    def feedback(
+        self,
+        *,
+        capability: str,
+        scale: str,
+        score: int,
+        comment: str | None = None,
+        user: str | None = None,
+        team: str | None = None,
+        service: str | None = None,
+        occurred_at: datetime | str | None = None,
+    ) -> str:
+        """Send a developer's rating of `capability` (unlike the builders above, this emits):
+        `score` on `scale` (`csat` 1-5 or `nps` 0-10), an optional `comment` (at most 1,000
+        characters), `user` the respondent. Returns the event id; validation and delivery
+        failures behave as for `emit`."""
+        event = feedback(
+            capability=capability,
+            scale=scale,
+            score=score,
+            comment=comment,
+            user=user,
+            team=team,
+            service=service,
+            occurred_at=occurred_at,
+        )
+        self.emit(event)
+        return str(event["event_id"])
 
     # -- validation -----------------------------------------------------------------------
 

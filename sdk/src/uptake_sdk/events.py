@@ -15,6 +15,7 @@ __all__ = [
     "MESSAGE_TARGET_BYTES",
     "api_call",
     "deploy",
+    "feedback",
     "incident",
     "model_training",
     "pack_messages",
@@ -263,6 +264,35 @@ def incident(
         "incident",
         capability=capability,
         data=data,
+        team=team,
+        service=service,
+        user=user,
+        occurred_at=occurred_at,
+        event_id=event_id,
+        source=source,
+    )
+
+
+def feedback(
+    *,
+    capability: str,
+    scale: str,
+    score: int,
+    comment: str | None = None,
+    user: str | None = None,
+    team: str | None = None,
+    service: str | None = None,
+    occurred_at: datetime | str | None = None,
+    event_id: str | uuid.UUID | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """A `feedback` event dict: `user` (the respondent) rates `capability` with `score` on
+    `scale` (`csat` 1-5 or `nps` 0-10), with an optional `comment` of at most 1,000 characters.
+    The worker stores the respondent only as a pseudonymous key."""
+    return _envelope(
+        "feedback",
+        capability=capability,
+        data=_without_none({"scale": scale, "score": score, "comment": comment}),
         team=team,
         service=service,
         user=user,
