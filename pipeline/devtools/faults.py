@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -99,7 +100,8 @@ class FaultyWarehouse:
 
 
 class ForgetfulSink(ClickHouseSink):
-    """The negative control: no watermarks, no id window, so every replay is written again."""
+    """The negative control: no watermarks, no id window, no deduplication tokens, so every
+    replay is written again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["recent_ids"] = 0
@@ -107,6 +109,11 @@ class ForgetfulSink(ClickHouseSink):
 
     def _watermarks_of(self, table: str) -> dict[tuple[str, int], int]:
         return {}
+
+    def _insert_settings(self, token: str) -> dict[str, Any]:
+        # A fresh token per insert: ClickHouse's block deduplication cannot fold a replay either
+        # (`insert_deduplicate = 0` does not switch it off for non-replicated tables on chdb).
+        return {"insert_deduplication_token": uuid.uuid4().hex}
 
 
 class KillSwitch:
@@ -222,3 +229,61 @@ def failing_while_exists(path: str) -> Fault:
 
     log.warning("fault injection: inserts fail while %s exists", path)
     return fault
+
+
+class FailingView:
+    """A materialized view on `events` that throws on marker rows while it is armed: a view
+    whose target fails after the `events` part was committed (hole 1 of issue #16; on a server,
+    a target out of parts, memory or disk). Test-only: `install()` adds it to a warehouse, and
+    `warehouse()` wraps the sink's warehouse so that each failed `events` insert uses up one of
+    the `failures` (the view disarms after the last).
+    """
+
+    VIEW = "chaos_failing_view_mv"
+    TARGET = "chaos_failing_view_rows"
+    ARMED = "chaos_failing_view_armed"
+
+    def __init__(self, marker_capability: str, failures: int = 1) -> None:
+        self.marker = marker_capability
+        self.failures = failures
+        self.failed = 0
+
+    def install(self, warehouse: Warehouse) -> None:
+        marker = self.marker.replace("\\", "\\\\").replace("'", "\\'")
+        warehouse.command(f"CREATE TABLE {self.ARMED} (armed UInt8) ENGINE = Memory")
+        warehouse.command(
+            f"CREATE TABLE {self.TARGET} (event_id UUID, ok UInt8) ENGINE = MergeTree ORDER BY ()"
+        )
+        warehouse.command(
+            f"CREATE MATERIALIZED VIEW {self.VIEW} TO {self.TARGET} AS SELECT event_id, "
+            f"toUInt8(throwIf(capability = '{marker}' AND (SELECT count() FROM {self.ARMED}) > 0,"
+            f" 'chaos: the test-only view fails on a marker row')) AS ok FROM events"
+        )
+        warehouse.command(f"INSERT INTO {self.ARMED} VALUES (1)")
+
+    def warehouse(self, inner: Warehouse) -> Warehouse:
+        def disarm_after_failures(table: str) -> None:
+            if table == "events":
+                self.failed += 1
+                if self.failed >= self.failures:
+                    inner.command(f"TRUNCATE TABLE {self.ARMED}")
+
+        return cast(Warehouse, FailureHook(inner, disarm_after_failures))
+
+
+class FailureHook:
+    """The warehouse with `on_failure(table)` run when an insert raises (the error still raises)."""
+
+    def __init__(self, inner: Warehouse, on_failure: Fault) -> None:
+        self.inner = inner
+        self.on_failure = on_failure
+
+    def insert_columns(self, table: str, *args: Any, **kwargs: Any) -> int:
+        try:
+            return self.inner.insert_columns(table, *args, **kwargs)
+        except Exception:
+            self.on_failure(table)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
