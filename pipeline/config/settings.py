@@ -105,11 +105,16 @@ class FaultSettings:
     kill_at: str = ""  # a KILL_POINTS name: where the worker SIGKILLs itself
     kill_after_batches: int = 0  # batches to finish before the kill
     ignore_watermarks: bool = False  # the negative control: a sink without replay dedup
+    poison: str = ""  # issue #16: a message holding this text makes an ingest step raise
 
     @property
     def present(self) -> bool:
         return bool(
-            self.fail_inserts or self.fail_inserts_file or self.kill_at or self.ignore_watermarks
+            self.fail_inserts
+            or self.fail_inserts_file
+            or self.kill_at
+            or self.ignore_watermarks
+            or self.poison
         )
 
 
@@ -383,6 +388,15 @@ class Settings:
         metadata=_env(
             "UPTAKE_CHAOS_IGNORE_WATERMARKS",
             "negative control for tests only: the sink forgets what it stored (double counts)",
+        ),
+    )
+    # issue #16, hole 2 (a fault for tests and drills only)
+    chaos_poison: str = field(
+        default="",
+        metadata=_env(
+            "UPTAKE_CHAOS_POISON",
+            "fault injection: the ingest step named before ':' raises on every message holding "
+            "the text after it (e.g. pseudonymise:poison-marker)",
         ),
     )
     log_level: str = field(

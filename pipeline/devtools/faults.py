@@ -10,6 +10,8 @@ the CLI wires them in only when one of those settings is present (`FaultSettings
   not), after_insert (all written, offsets not committed), lifecycle_after_state (changelog
   written, milestones not), lifecycle_after_emit (milestones written, not confirmed).
 - UPTAKE_CHAOS_IGNORE_WATERMARKS=true: the negative control — a sink without replay dedup.
+- UPTAKE_CHAOS_POISON=step:text: the ingest step `step` (decode, pseudonymise, resolve_teams)
+  raises on every message whose bytes hold `text` (`PoisonStep`): a message that always raises.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import signal
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, cast
+
+import msgspec
 
 from pipeline.config.settings import FaultSettings
 from pipeline.contract.decode import DecodedBatch
@@ -70,8 +74,17 @@ def seams_for(settings: FaultSettings) -> Seams:
         wrapped = KillAtOutputs(outputs, lifecycle_point, settings.kill_after_batches)
         return cast(LifecycleOutputs, wrapped)
 
+    poison_step, _, poison_text = settings.poison.partition(":")
+
+    def ingest_step(name: str, step: Any) -> Any:
+        if not poison_text or name != poison_step:
+            return step
+        log.warning("fault injection: %s raises on messages holding %r", name, poison_text)
+        return PoisonStep(step, poison_text.encode())
+
     return Seams(
         sink_warehouse=sink_warehouse,
+        ingest_step=ingest_step,
         new_sink=ForgetfulSink if forgetful else ClickHouseSink,
         batch_sink=batch_sink,
         lifecycle_outputs=lifecycle_outputs,
@@ -97,6 +110,24 @@ class FaultyWarehouse:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class PoisonStep:
+    """An ingest step that raises on a batch holding a message (decode: its bytes) or an event
+    (later steps: its encoded form) with `marker`, else runs the step."""
+
+    def __init__(self, inner: Callable[[Any], Any], marker: bytes) -> None:
+        self.inner = inner
+        self.marker = marker
+
+    def __call__(self, batch: Any) -> Any:
+        if isinstance(batch, list):  # decode: the messages
+            poisoned = any(self.marker in (m.value or b"") for m in batch)
+        else:
+            poisoned = any(self.marker in msgspec.json.encode(e) for e in batch.events)
+        if poisoned:
+            raise RuntimeError("chaos: a poison message")
+        return self.inner(batch)
 
 
 class ForgetfulSink(ClickHouseSink):

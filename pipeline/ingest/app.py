@@ -56,10 +56,12 @@ def build_app(
     on_batch: Callable[[DecodedBatch, float, float], None] | None = None,
     wrap_lifecycle_outputs: Callable[[LifecycleOutputs], LifecycleOutputs] = lambda o: o,
     catalogs: WorkerCatalogs | None = None,
+    wrap_step: Callable[[str, Any], Any] = lambda name, step: step,
 ) -> faust.App:
     """The faust app: decode → enrich → sink for every batch of the events and backfill topics.
 
     Without `catalogs` every event counts for the team it reports (else 'unowned').
+    `wrap_step(name, step)` may wrap the chain's steps before the write (the fault seam).
     """
     app = faust.App(
         settings.consumer_group,
@@ -131,9 +133,9 @@ def build_app(
 
     chain = IngestChain(
         DedupeOffsets(),
-        Decode(decoder, decoders),
-        Pseudonymise(pseudonyms),
-        ResolveTeams(catalogs) if catalogs is not None else None,
+        wrap_step("decode", Decode(decoder, decoders)),
+        wrap_step("pseudonymise", Pseudonymise(pseudonyms)),
+        wrap_step("resolve_teams", ResolveTeams(catalogs)) if catalogs is not None else None,
         write,
         publish_activity if lifecycle is not None else None,
         progress,

@@ -204,6 +204,7 @@ def _launch(
         exit_when_idle_s=exit_when_idle_s,
         wrap_lifecycle_outputs=seams.lifecycle_outputs,
         catalogs=catalogs,
+        wrap_step=seams.ingest_step,
     )
 
     @app.timer(1.0)

@@ -63,6 +63,15 @@ DEAD_LETTERS = Counter(
     "Rejected events written to the dead-letter topic.",
     registry=REGISTRY,
 )
+# Counter, messages, by step: messages a step of the ingest chain raised on unexpectedly (a bug,
+# not bad input); each is dead-lettered with reason internal_error and its batch goes on.
+INGEST_STEP_ERRORS = Counter(
+    "uptake_ingest_step_errors",
+    "Messages on which an ingest step (decode, pseudonymise, resolve_teams) raised an "
+    "unexpected exception; each was rejected as internal_error and dead-lettered.",
+    ["step"],
+    registry=REGISTRY,
+)
 # Counter, rows, by table: rows a replay would have written twice and the sink skipped.
 REPLAYED_ROWS_SKIPPED = Counter(
     "uptake_sink_replayed_rows_skipped",
