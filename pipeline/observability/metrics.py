@@ -85,6 +85,15 @@ DUPLICATE_EVENTS_SKIPPED = Counter(
     "(an emitter or producer re-send arriving as a new Kafka record).",
     registry=REGISTRY,
 )
+# Gauge, seconds: how old a re-sent event (same event_id, a new Kafka record) can be and still be
+# skipped by the sink's recent-id window (UPTAKE_DEDUP_WINDOW ids); older re-sends count twice in
+# the rollups (docs/guarantees.md, "Re-sends and the id window"). Set at each write.
+DEDUP_HORIZON = Gauge(
+    "uptake_sink_dedup_horizon_seconds",
+    "Age of the oldest event id in the sink's recent-id window: re-sends older than this are "
+    "not recognised and would count twice in the rollups.",
+    registry=REGISTRY,
+)
 # Counter, activity records: (team, capability, UTC day) records the lifecycle agent applied.
 LIFECYCLE_ACTIVITY_RECORDS = Counter(
     "uptake_lifecycle_activity_records",

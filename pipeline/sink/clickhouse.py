@@ -319,6 +319,8 @@ class ClickHouseSink:
         metrics.INSERT_DURATION.labels(writer.table).observe(time.perf_counter() - started)
         metrics.INSERT_ROWS.labels(writer.table).inc(len(block.columns[0]))
         self.recent_ids.remember(block.ids)  # only now: a retried insert must not see its own ids
+        if block.ids:
+            metrics.DEDUP_HORIZON.set(self.recent_ids.horizon_s())
         # Offsets grow within a partition, so the last row of a partition holds its highest.
         rows = block.coordinates
         newest = dict(

@@ -76,9 +76,6 @@ def test_a_message_that_makes_a_step_raise_is_dead_lettered_and_the_rest_is_stor
     pipeline_env.env["UPTAKE_BATCH_MAX_MESSAGES"] = "500"  # the poison shares a batch
     worker = pipeline_env.start_worker("--exit-when-idle", "4")
     assert worker.wait(timeout=240) == 0, pipeline_env.worker_log()
-    log = pipeline_env.worker_log()
-    assert f"{step} raised on" in log and "dead-lettered as internal_error" in log, log
-
     assert figures(pipeline_env) == {
         "events": EVENTS,  # none lost
         "ids": EVENTS,  # none twice
@@ -86,6 +83,8 @@ def test_a_message_that_makes_a_step_raise_is_dead_lettered_and_the_rest_is_stor
         "internal": 1,  # the poison message, rejected
     }
     assert by_team_type(pipeline_env) == dict(truth.by_team_type)
+    log = pipeline_env.worker_log()
+    assert f"{step} raised on" in log and "dead-lettered as internal_error" in log, log
     rejected = pipeline_env.rows("SELECT detail, raw FROM rejected_events")
     assert len(rejected) == 1
     assert rejected[0]["detail"] == f"{step} raised RuntimeError: chaos: a poison message"
