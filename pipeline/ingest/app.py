@@ -30,7 +30,7 @@ from pipeline.ingest.steps import (
     write_or_die,
 )
 from pipeline.kafka.security import faust_options
-from pipeline.lifecycle.activity import catalog_use
+from pipeline.lifecycle.activity import catalog_counts, catalog_use
 from pipeline.lifecycle.agent import attach as attach_lifecycle
 from pipeline.lifecycle.outputs import LifecycleOutputs
 from pipeline.observability.consumer_lag import ConsumerLagSampler
@@ -115,9 +115,15 @@ def build_app(
     # Adoption lifecycle (pipeline/lifecycle): its own agent, fed each written batch's activity.
     # Activity is use as the capability catalog defines it, when the worker has the catalog.
     uses = catalog_use(lambda: catalogs.capabilities) if catalogs is not None else None
+    counts = catalog_counts(lambda: catalogs.capabilities) if catalogs is not None else None
     lifecycle = (
         attach_lifecycle(
-            app, settings, progress=progress, uses=uses, wrap_outputs=wrap_lifecycle_outputs
+            app,
+            settings,
+            progress=progress,
+            uses=uses,
+            wrap_outputs=wrap_lifecycle_outputs,
+            counts=counts,
         )
         if settings.lifecycle_enabled
         else None
