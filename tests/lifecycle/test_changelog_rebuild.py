@@ -10,26 +10,17 @@ take each team's next use for a first use.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
 
 from pipeline.devtools.simulate.org import Organisation, generate
-from pipeline.kafka.producer import make_producer, produce
 from pipeline.lifecycle.rules import day_of_iso
 from tests.conftest import Pipeline, wait_until
-from tests.lifecycle.test_worker import LAG_DAYS, expected
+from tests.integration.test_team_resolution import send
+from tests.lifecycle.test_worker import LAG_DAYS, expected, stored_lifecycle
 
 pytestmark = pytest.mark.integration
-
-
-def send(pipeline_env: Pipeline, events: list[dict[str, Any]]) -> None:
-    producer = make_producer(pipeline_env.env["KAFKA_BOOTSTRAP_SERVERS"])
-    try:
-        produce(producer, pipeline_env.env["UPTAKE_EVENTS_TOPIC"], events, per_message=20)
-    finally:
-        producer.close()
 
 
 def delete_topic(pipeline_env: Pipeline, topic: str) -> None:
@@ -40,32 +31,6 @@ def delete_topic(pipeline_env: Pipeline, topic: str) -> None:
         wait_until(lambda: topic not in admin.list_topics(), timeout=60, what=f"{topic} deleted")
     finally:
         admin.close()
-
-
-def stored(pipeline_env: Pipeline) -> tuple[list[tuple[Any, ...]], dict[Any, Any]]:
-    rows = pipeline_env.rows(
-        "SELECT team, capability, milestone, toString(occurred_at) AS day, episode "
-        "FROM adoption_milestones_current"
-    )
-    milestones = [
-        (r["team"], r["capability"], r["milestone"], r["day"], int(r["episode"])) for r in rows
-    ]
-    lifecycle = pipeline_env.rows(
-        "SELECT team, capability, state, toString(first_use) AS f, toString(activated_at) AS a, "
-        "toString(last_active) AS l, episode, active_days FROM adoption_lifecycle FINAL"
-    )
-    states = {
-        (r["team"], r["capability"]): (
-            r["state"],
-            r["f"],
-            r["a"],
-            r["l"],
-            int(r["episode"]),
-            int(r["active_days"]),
-        )
-        for r in lifecycle
-    }
-    return milestones, states
 
 
 def test_a_deleted_changelog_is_rebuilt_from_the_events_table(pipeline_env: Pipeline) -> None:
@@ -89,13 +54,13 @@ def test_a_deleted_changelog_is_rebuilt_from_the_events_table(pipeline_env: Pipe
     send(pipeline_env, after)
     worker = pipeline_env.start_worker("--exit-when-idle", "12")
     assert worker.wait(timeout=240) == 0, pipeline_env.worker_log()[-3000:]
-    assert "rebuilding the lifecycle state from the events table" in pipeline_env.worker_log()
 
     truth, states = expected(events)
-    milestones, lifecycle = stored(pipeline_env)
+    milestones, lifecycle = stored_lifecycle(pipeline_env)
     assert len(milestones) == len(set(milestones)), "a milestone was written twice"
     assert set(milestones) == truth
     assert lifecycle == states
+    assert "rebuilding the lifecycle state from the events table" in pipeline_env.worker_log()
     first_uses = [m for m in truth if m[2] == "first_use"]
     print(
         f"\nlifecycle rebuild: {len(events)} events, {len(truth)} milestones "
