@@ -12,6 +12,8 @@ the CLI wires them in only when one of those settings is present (`FaultSettings
 - UPTAKE_CHAOS_IGNORE_WATERMARKS=true: the negative control — a sink without replay dedup.
 - UPTAKE_CHAOS_POISON=step:text: the ingest step `step` (decode, pseudonymise, resolve_teams)
   raises on every message whose bytes hold `text` (`PoisonStep`): a message that always raises.
+  `step:text:skip` is its negative control: the step empties the whole batch instead, as faust
+  did when the exception escaped (the batch acked, nothing written).
 """
 
 from __future__ import annotations
@@ -75,12 +77,14 @@ def seams_for(settings: FaultSettings) -> Seams:
         return cast(LifecycleOutputs, wrapped)
 
     poison_step, _, poison_text = settings.poison.partition(":")
+    skip = poison_text.endswith(":skip")
+    poison_text = poison_text.removesuffix(":skip")
 
     def ingest_step(name: str, step: Any) -> Any:
         if not poison_text or name != poison_step:
             return step
         log.warning("fault injection: %s raises on messages holding %r", name, poison_text)
-        return PoisonStep(step, poison_text.encode())
+        return PoisonStep(step, poison_text.encode(), skip_batch=skip)
 
     return Seams(
         sink_warehouse=sink_warehouse,
@@ -114,17 +118,28 @@ class FaultyWarehouse:
 
 class PoisonStep:
     """An ingest step that raises on a batch holding a message (decode: its bytes) or an event
-    (later steps: its encoded form) with `marker`, else runs the step."""
+    (later steps: its encoded form) with `marker`, else runs the step. With `skip_batch` (after
+    decode only) it empties that batch instead: the loss the quarantine prevents."""
 
-    def __init__(self, inner: Callable[[Any], Any], marker: bytes) -> None:
+    def __init__(
+        self, inner: Callable[[Any], Any], marker: bytes, skip_batch: bool = False
+    ) -> None:
         self.inner = inner
         self.marker = marker
+        self.skip_batch = skip_batch
 
     def __call__(self, batch: Any) -> Any:
         if isinstance(batch, list):  # decode: the messages
             poisoned = any(self.marker in (m.value or b"") for m in batch)
         else:
             poisoned = any(self.marker in msgspec.json.encode(e) for e in batch.events)
+        if poisoned and self.skip_batch and not isinstance(batch, list):
+            log.warning("chaos: the batch of a poison message is skipped (negative control)")
+            self.inner(batch)
+            for name in ("events", "partitions", "offsets", "topics", "user_keys", "teams"):
+                getattr(batch, name).clear()
+            batch.rejections.clear()
+            return None
         if poisoned:
             raise RuntimeError("chaos: a poison message")
         return self.inner(batch)

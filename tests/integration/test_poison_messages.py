@@ -94,3 +94,17 @@ def test_a_message_that_makes_a_step_raise_is_dead_lettered_and_the_rest_is_stor
     )
     assert [headers["uptake-reason"] for _, headers in dead] == ["internal_error"]
     assert MARKER.encode() in dead[0][0]
+
+
+def test_negative_control_a_skipped_batch_is_caught_as_lost(pipeline_env: Pipeline) -> None:
+    """Shows the test above catches the fault: the poison's batch acked unwritten, as faust did
+    when the exception escaped the loop body, is found missing by the same figures."""
+    pipeline_env.run("migrate")
+    send_with_poison(pipeline_env)
+    pipeline_env.env["UPTAKE_CHAOS_POISON"] = f"pseudonymise:{MARKER}:skip"
+    pipeline_env.env["UPTAKE_BATCH_MAX_MESSAGES"] = "500"
+    worker = pipeline_env.start_worker("--exit-when-idle", "4")
+    assert worker.wait(timeout=240) == 0, pipeline_env.worker_log()
+    counted = figures(pipeline_env)
+    assert counted["events"] < EVENTS and counted["internal"] == 0, counted
+    print(f"\nnegative control: {EVENTS - counted['events']} of {EVENTS} events lost")
