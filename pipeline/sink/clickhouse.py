@@ -7,9 +7,13 @@ Contract of the step:
 - Exactly-once effect under at-least-once delivery: every row carries its source
   (topic, partition, offset). For each table the sink knows the highest offset per partition
   already stored (its watermark, read from ClickHouse the first time a partition is seen and
-  after every failed insert) and skips rows at or below it. A replay after a crash, a restart,
-  a rebalance or an insert whose acknowledgement was lost therefore writes nothing twice. This
-  relies on one insert per table being atomic and on offsets growing within a partition.
+  again for the batch after a failed insert) and skips rows at or below it. A replay after a
+  crash, a restart or a rebalance therefore writes nothing twice (offsets grow within a
+  partition).
+- A failed insert may have landed in part (the table but not a materialized view's target, or
+  one month partition of two). Its retries send the identical block with the same
+  `insert_deduplication_token` and dependent-view deduplication (`dedup_settings`, migration
+  0014): ClickHouse folds what landed and writes the rest, in the table and in every view.
 - An event whose id the sink wrote recently (the same event sent twice as two Kafka records)
   is skipped (`RecentIds`, pipeline/sink/dedup.py): materialized views on `events` count what
   is inserted, so a duplicate must not reach the insert.
