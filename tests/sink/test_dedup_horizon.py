@@ -15,15 +15,8 @@ from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.sink.dedup import RecentIds
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
+from tests.ingest.test_health import Clock
 from tests.sink.test_clickhouse import batch_of, rollup_events
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_horizon_is_the_age_of_the_oldest_id_remembered() -> None:
