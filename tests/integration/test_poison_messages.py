@@ -51,7 +51,7 @@ def send_with_poison(pipeline_env: Pipeline) -> GroundTruth:
     return truth
 
 
-def figures(pipeline_env: Pipeline) -> dict[str, object]:
+def figures(pipeline_env: Pipeline) -> dict[str, int]:
     one = pipeline_env.rows(
         "SELECT (SELECT count() FROM events FINAL) AS events, "
         "(SELECT uniqExact(event_id) FROM events) AS ids, "

@@ -29,7 +29,7 @@ def test_the_worker_app_has_the_lifecycle_agent_and_no_faust_table(
     settings = Settings.from_env(
         {},
         clickhouse_url=inprocess_warehouse_url,
-        kafka_bootstrap=kafka_bootstrap,
+        bootstrap=kafka_bootstrap,
         home=tmp_path,
         events_topic=f"test.app.{suffix}",
         consumer_group=f"test-app-{suffix}",

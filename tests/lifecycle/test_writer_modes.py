@@ -13,7 +13,7 @@ from pipeline.lifecycle.agent import refuse_unsupported_mode
 
 def test_kafka_writer_mode_with_the_lifecycle_is_refused_with_the_reason() -> None:
     settings = Settings.from_env({"UPTAKE_WRITER": "kafka"})
-    assert settings.lifecycle_enabled, "the lifecycle is on by default"
+    assert settings.lifecycle.enabled, "the lifecycle is on by default"
     with pytest.raises(SettingsError, match="UPTAKE_WRITER=kafka does not run the adoption") as e:
         refuse_unsupported_mode(settings)
     assert "UPTAKE_LIFECYCLE=false" in str(e.value) and "docs/lifecycle.md" in str(e.value)

@@ -108,12 +108,11 @@ class WatermarkRetrySink(ClickHouseSink):
             block = self._new_block(writer, rows, batch)
             return 0 if block is None else self._insert(writer, block)
 
+        def failed(exc: Exception) -> None:
+            self._watermarks.pop(writer.table, None)  # re-read: it finds the stored rows
+
         return retry_until_stopped(
-            attempt,
-            f"insert into {writer.table}",
-            self._stopping,
-            self.retry,
-            on_failure=lambda exc: self._watermarks.pop(writer.table, None),
+            attempt, f"insert into {writer.table}", self._stopping, self.retry, on_failure=failed
         )
 
 
