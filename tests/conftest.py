@@ -191,10 +191,13 @@ def pipeline_env(kafka_bootstrap: str, warehouse_url: str, tmp_path: Path) -> Pi
             "UPTAKE_DLQ_TOPIC": f"test.events.dlq.{suffix}",
             "UPTAKE_CONSUMER_GROUP": f"test-worker-{suffix}",
             "UPTAKE_METRICS_PORT": str(free_port()),
+            "UPTAKE_COLLECTOR_METRICS_PORT": str(free_port()),  # not the shared default 9101
             "UPTAKE_FLUSH_INTERVAL_S": "0.5",
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if not warehouse_url.startswith("chdb:"):  # a server needs an explicit key (docs/deploy.md)
+        env["UPTAKE_PSEUDONYM_KEY"] = f"pipeline-test-key-{uuid.uuid4().hex}"
     home = tmp_path / "home"
     home.mkdir()
     return Pipeline(env, home)

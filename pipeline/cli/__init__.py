@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 
 import pipeline
-from pipeline.cli import backfill, broker, catalog, collector, dashboards, data, impact, run
+from pipeline.cli import backfill, broker, catalog, collector, dashboards, data, impact, rules, run
 from pipeline.config.settings import SettingsError
+from pipeline.observability import logs
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -50,16 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     dashboards.register(subparsers)
     catalog.register(subparsers)
     impact.register(subparsers)
+    rules.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:  # the one place logging is set up (the worker and the writer refine the levels)
+        logs.configure(
+            args.command,
+            fmt=logs.log_format(),
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+        )
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if not args.verbose:
         # kafka-python logs every failed connection attempt; our own error says it once.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -69,20 +76,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.func(args)
     except undecodable.UndecodableBatchError as exc:
-        print(f"error: {exc.batch.explain()}", file=sys.stderr)
+        _error(exc.batch.explain())
         return undecodable.EXIT_UNDECODABLE
     except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if _is_expected(exc):
-            print(f"error: {exc}", file=sys.stderr)
+            _error(str(exc))
             return EXIT_ERROR
         raise
     return int(code or 0)
+
+
+def _error(message: str) -> None:
+    logs.announce(logging.getLogger("uptake.cli"), f"error: {message}", logging.ERROR)
 
 
 def _is_expected(exc: Exception) -> bool:

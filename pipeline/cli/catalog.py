@@ -67,18 +67,17 @@ def _sync(args: argparse.Namespace) -> int:
     from pipeline.catalog.capabilities import load_capabilities
     from pipeline.catalog.errors import CatalogError
     from pipeline.catalog.store import CatalogStore, TeamCatalogBuilder
-    from pipeline.enrich.pseudonym import Pseudonymizer
+    from pipeline.enrich.key_fingerprint import pseudonymizer_for, require_key_fingerprint
     from pipeline.ingest.catalogs import first_load_lookback, team_sources
     from pipeline.warehouse.connection import opened
 
     settings = Settings.from_env()
-    pseudonyms = Pseudonymizer.from_secret_or_file(
-        settings.catalog.pseudonym_key.reveal(), settings.catalog.pseudonym_key_file
-    )
+    pseudonyms = pseudonymizer_for(settings)
     now = datetime.now(UTC)
     sources = team_sources(settings)
     with opened(settings.warehouse.url) as warehouse:
         _require_tables(warehouse)
+        require_key_fingerprint(warehouse, pseudonyms)
         store = CatalogStore(warehouse)
         build = TeamCatalogBuilder(
             store.read_team_history(),

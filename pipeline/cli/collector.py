@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
+import logging
 import os
 import secrets
 import sys
@@ -12,6 +13,7 @@ import sys
 from pipeline.cli.argtypes import listen_port, non_negative_float, positive_int
 from pipeline.collector.config import ENV
 from pipeline.config.settings import Settings, SettingsError
+from pipeline.observability import logs
 
 DESCRIPTION = """\
 Run the HTTP collector: services POST usage events to /v1/events with a bearer token; each
@@ -66,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument("--host", default=None, help=f"interface (default 127.0.0.1; {ENV['host']})")
     cmd.add_argument(
         "--port", type=listen_port, default=None, help=f"port (default 8080; {ENV['port']})"
+    )
+    cmd.add_argument(
+        "--metrics-port",
+        type=listen_port,
+        default=None,
+        help=f"port of /metrics, not the public one; 0: none (default 9101; {ENV['scrape_port']})",
     )
     cmd.add_argument(
         "--tokens",
@@ -178,13 +186,16 @@ def _collector(args: argparse.Namespace) -> int:
     from pipeline.collector.auth import TokenTable
     from pipeline.collector.config import CollectorConfig
     from pipeline.collector.webhooks import load_webhooks
+    from pipeline.config.safety import refuse_demo_secrets, refuse_demo_token_digests
     from pipeline.kafka.topics import KafkaUnavailable, ensure_topics
 
     settings = Settings.from_env()
+    refuse_demo_secrets(settings)
     config = CollectorConfig.from_env(
         settings=settings,
         host=args.host,
         port=args.port,
+        scrape_port=args.metrics_port,
         tokens_file=Path(args.tokens) if args.tokens else None,
         webhooks_file=Path(args.webhooks) if args.webhooks else None,
         max_body_bytes=args.max_body_bytes,
@@ -201,6 +212,9 @@ def _collector(args: argparse.Namespace) -> int:
         )
     # Without a tokens file no bearer token is valid: /v1/events answers 401.
     tokens = TokenTable.load(config.tokens_file) if config.tokens_file else TokenTable(())
+    refuse_demo_token_digests(
+        ((source, digest.decode()) for source, digest in tokens.entries), str(config.tokens_file)
+    )
     webhooks: list[WebhookAdapter] = []
     if config.webhooks_file is not None:
         # The file names the variables holding the secrets; they are read from here only.
@@ -209,10 +223,11 @@ def _collector(args: argparse.Namespace) -> int:
         topics = {config.events_topic: settings.kafka.topic_partitions}
         ensure_topics(config.kafka_bootstrap, topics, timeout_s=5.0)
     except KafkaUnavailable as exc:
-        print(
+        logs.announce(
+            logging.getLogger("uptake.collector"),
             f"warning: {exc} The collector starts anyway: /readyz reports Kafka, and events "
             "get 503 until a broker answers.",
-            file=sys.stderr,
+            logging.WARNING,
         )
     try:
         return serve(config, tokens, webhooks=webhooks)

@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+from pipeline.cli import written
 from pipeline.config.settings import Settings
 
 
@@ -20,20 +21,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "`check` fails when the committed JSON differs from what the code generates."
         ),
     )
-    actions = cmd.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
-    generate = actions.add_parser("generate", help="write dashboards/*.json from the code")
-    check = actions.add_parser("check", help="fail when dashboards/*.json is not up to date")
-    for action in (generate, check):
-        action.add_argument(
-            "--dir",
-            type=Path,
-            default=None,
-            help=(
-                "the dashboards folder (default: dashboards/ of this checkout; for an installed "
-                "Uptake, generate writes ./dashboards and check reads the packaged copy)"
-            ),
-        )
+    generate, check = written.write_and_check(
+        cmd,
+        "generate",
+        "write dashboards/*.json from the code",
+        "fail when dashboards/*.json is not up to date",
+        "the dashboards folder (default: dashboards/ of this checkout; for an installed "
+        "Uptake, generate writes ./dashboards and check reads the packaged copy)",
+    )
     generate.set_defaults(func=_generate)
     check.set_defaults(func=_check)
 
@@ -101,10 +96,7 @@ def _check(args: argparse.Namespace) -> int:
     from pipeline.dashboards import generate
 
     problems = generate.differences(args.dir or generate.SHIPPED_DIRECTORY)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if problems:
-        print("run `uptake dashboards generate` and commit dashboards/", file=sys.stderr)
+    if written.failed(problems, "run `uptake dashboards generate` and commit dashboards/"):
         return 1
     print(f"{len(generate.DASHBOARDS)} dashboards up to date")
     return 0

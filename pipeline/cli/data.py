@@ -64,7 +64,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from pipeline.config.safety import refuse_demo_secrets
+
     settings = Settings.from_env()
+    refuse_demo_secrets(settings)
     url = settings.warehouse.url
     with opened(url, create_database=not args.status) as warehouse:
         if args.status:

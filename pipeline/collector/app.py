@@ -15,8 +15,9 @@ Endpoints (docs/collector.md has the formats, examples and the full status table
   tool) for each adapter of the webhooks file, authenticated by the adapter (signature or
   token); the events it maps to are judged and produced like those of `/v1/events` (see
   `pipeline.collector.webhooks` and docs/webhooks.md). 202 once Kafka acknowledged them.
-- `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers),
-  `GET /metrics` (Prometheus text of `pipeline.observability.metrics.REGISTRY`).
+- `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers).
+- `GET /metrics` (Prometheus text of `pipeline.observability.metrics.REGISTRY`) on its own port,
+  `UPTAKE_COLLECTOR_METRICS_PORT` (`create_metrics_app`): the public port answers 404 for it.
 
 Every error is JSON: `{"error": "<code>", "message": "<for a person>"}`.
 Blocking Kafka calls run in a thread pool; the event loop only parses, validates and answers.
@@ -29,23 +30,33 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
-import msgspec
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.collector import metrics as m
 from pipeline.collector.adapters import ROUTE_PREFIX, WebhookAdapter, routes
 from pipeline.collector.auth import TokenTable
 from pipeline.collector.config import CollectorConfig
+from pipeline.collector.handling import (
+    MESSAGE_EVENTS,
+    STATE,
+    CollectorState,
+    Handler,
+    dumps,
+    hand_to_kafka,
+    json_error,
+    kafka_unavailable,
+    read_body,
+)
 from pipeline.collector.ingest import NDJSON_TYPES, BodyError, judge, split_body
 from pipeline.collector.producer import KafkaGateway, ProduceFailed
 from pipeline.collector.ratelimit import RateLimiter
+from pipeline.collector.replay import DeliveryCache
+from pipeline.collector.webhooks import webhook_handler
+from pipeline.config.settings import SettingsError
 from pipeline.contract import cloudevents
 from pipeline.contract.decode import BatchDecoder
 from pipeline.kafka.topics import KafkaUnavailable
@@ -54,9 +65,7 @@ from pipeline.observability.metrics import REGISTRY
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/v1/events"
-MESSAGE_EVENTS = 500
-"""Most events in one Kafka message the collector produces."""
-RETRY_AFTER_UNAVAILABLE_S = 5
+RETRY_AFTER_BUSY_S = 1
 
 _ERROR_CODES = {
     400: "bad_request",
@@ -71,59 +80,49 @@ _ERROR_CODES = {
 }
 
 
-@dataclass
-class CollectorState:
-    """What the handlers share: configuration, tokens, limiter, decoder, Kafka, threads and
-    the mounted webhook adapters (route path -> adapter)."""
-
-    config: CollectorConfig
-    tokens: TokenTable
-    limiter: RateLimiter
-    decoder: BatchDecoder
-    gateway: KafkaGateway
-    executor: ThreadPoolExecutor
-    webhooks: dict[str, WebhookAdapter] = field(default_factory=dict)
-
-
-STATE = web.AppKey("uptake_collector", CollectorState)
-
-
-def _dumps(obj: Any) -> str:
-    return msgspec.json.encode(obj).decode("utf-8")
-
-
-def json_error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """The collector's error answer: `{"error": code, "message": message}`."""
-    return web.json_response(
-        {"error": code, "message": message}, status=status, headers=headers, dumps=_dumps
-    )
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 @web.middleware
 async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's HTTP errors (404, 405, 413, ...) and crashes into JSON errors, and count
-    requests to the ingestion routes (label `route`: events or webhook)."""
+    """Turn aiohttp's HTTP errors (404, 405, 413, ...) and crashes into JSON errors, cap the
+    ingestion requests in flight (503 beyond `max_in_flight`, before the body is read), and
+    count requests to the ingestion routes (label `route`: events or webhook)."""
     started = time.perf_counter()
-    response: web.StreamResponse
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = _from_http_exception(request, exc)
-    except Exception:
-        log.exception("collector: unexpected error on %s %s", request.method, request.path)
-        response = json_error(500, "internal_error", "unexpected error; see the collector's log")
     route = _route_label(request.path)
+    state = request.app[STATE]
+    response: web.StreamResponse
+    if route is not None and state.in_flight >= state.config.max_in_flight:
+        response = json_error(
+            503,
+            "too_busy",
+            f"the collector is handling {state.in_flight} requests, its limit; retry after "
+            f"{RETRY_AFTER_BUSY_S} s",
+            {"Retry-After": str(RETRY_AFTER_BUSY_S)},
+        )
+    else:
+        response = await _handle(request, handler, counted=route is not None)
     if route is not None:
         m.REQUESTS.labels(route, str(response.status)).inc()
         m.REQUEST_DURATION.labels(route).observe(time.perf_counter() - started)
     return response
+
+
+async def _handle(request: web.Request, handler: Handler, *, counted: bool) -> web.StreamResponse:
+    state = request.app[STATE]
+    if counted:
+        state.in_flight += 1
+        m.IN_FLIGHT.inc()
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(request, exc)
+    except Exception:
+        log.exception("collector: unexpected error on %s %s", request.method, request.path)
+        return json_error(500, "internal_error", "unexpected error; see the collector's log")
+    finally:
+        if counted:
+            state.in_flight -= 1
+            m.IN_FLIGHT.dec()
 
 
 def _route_label(path: str) -> str | None:
@@ -165,46 +164,6 @@ def _unauthorized(code: str, message: str) -> web.Response:
     return json_error(401, code, message, {"WWW-Authenticate": challenge})
 
 
-async def hand_to_kafka(state: CollectorState, messages: list[tuple[str, bytes]]) -> None:
-    """Produce (key, JSON array) messages and return once Kafka acknowledged all of them.
-
-    Runs the blocking producer in the collector's thread pool. Raises `KafkaUnavailable` or
-    `ProduceFailed`; the caller must then answer 503, never 2xx. Other routes (e.g. webhook
-    adapters) use this too, with messages built by `pipeline.sdk.pack_messages`.
-    """
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(state.executor, state.gateway.produce, messages)
-
-
-async def read_body(request: web.Request, advice: str) -> bytes | web.Response:
-    """The raw body, or a 413 answer when it is over `max_body_bytes` (`advice` says what to
-    do). Checks `Content-Length` before reading, and the size while reading a chunked body."""
-    limit = request.app[STATE].config.max_body_bytes
-    too_large = json_error(
-        413, "body_too_large", f"the body is larger than {limit} bytes; {advice}"
-    )
-    if request.content_length is not None and request.content_length > limit:
-        return too_large
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return too_large
-    except RequestPayloadError as exc:  # e.g. a gzip body that does not decompress
-        return json_error(400, "bad_body", f"the body could not be read: {exc}")
-
-
-def kafka_unavailable(config: CollectorConfig, exc: Exception, what: str) -> web.Response:
-    """The 503 answer when Kafka did not acknowledge; `what` says what to resend."""
-    log.warning("collector: answering 503: %s", exc)  # details stay in the log
-    return json_error(
-        503,
-        "kafka_unavailable",
-        f"Kafka did not acknowledge the events within {config.kafka_timeout_s:g} s, so "
-        f"none is confirmed. {what}",
-        {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
-    )
-
-
 async def post_events(request: web.Request) -> web.Response:
     """`POST /v1/events`: authenticate, read within limits, judge, produce, answer."""
     state = request.app[STATE]
@@ -217,7 +176,7 @@ async def post_events(request: web.Request) -> web.Response:
     if source is None:
         return _unauthorized("invalid_token", "the bearer token is not valid for any source")
 
-    body = await read_body(request, "send smaller batches")
+    body = await read_body(request, config.max_body_bytes, "send smaller batches")
     if isinstance(body, web.Response):
         return body
     try:
@@ -271,12 +230,12 @@ async def post_events(request: web.Request) -> web.Response:
     m.EVENTS.labels("events", "accepted").inc(accepted)
     status = 200 if rejected == 0 else 207 if accepted else 422
     payload = {"accepted": accepted, "rejected": rejected, "results": judgement.results}
-    return web.json_response(payload, status=status, dumps=_dumps)
+    return web.json_response(payload, status=status, dumps=dumps)
 
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process serves requests."""
-    return web.json_response({"status": "ok"}, dumps=_dumps)
+    return web.json_response({"status": "ok"}, dumps=dumps)
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -284,7 +243,7 @@ async def readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     loop = asyncio.get_running_loop()
     if await loop.run_in_executor(state.executor, state.gateway.ready):
-        return web.json_response({"status": "ready", "kafka": "reachable"}, dumps=_dumps)
+        return web.json_response({"status": "ready", "kafka": "reachable"}, dumps=dumps)
     return json_error(
         503, "not_ready", f"no Kafka broker answers at {state.config.kafka_bootstrap}"
     )
@@ -319,8 +278,6 @@ def create_app(
     here; the producer is closed (in-flight messages delivered) when the application shuts
     down.
     """
-    from pipeline.collector.webhooks import webhook_handler  # it imports this module
-
     table = routes(webhooks)
     app = web.Application(middlewares=[_errors_and_metrics], client_max_size=config.max_body_bytes)
     app[STATE] = CollectorState(
@@ -336,6 +293,7 @@ def create_app(
             compression=config.kafka_compression,
         ),
         executor=ThreadPoolExecutor(kafka_threads, thread_name_prefix="uptake-collector-kafka"),
+        replays=DeliveryCache(config.replay_ttl_s, config.replay_entries, clock),
         webhooks=table,
     )
     app.router.add_post(EVENTS_PATH, post_events)
@@ -343,8 +301,14 @@ def create_app(
         app.router.add_post(path, webhook_handler(adapter))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
     app.on_cleanup.append(_close)
+    return app
+
+
+def create_metrics_app() -> web.Application:
+    """`GET /metrics` alone, served on the metrics port (never on the public one)."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -371,6 +335,19 @@ def serve(
 
     async def run() -> None:
         app = create_app(config, tokens, webhooks=webhooks)
+        metrics_runner = None
+        if config.scrape_port:
+            try:
+                metrics_runner, metrics_url = await start(
+                    create_metrics_app(), config.host, config.scrape_port
+                )
+            except OSError as exc:
+                raise SettingsError(
+                    f"cannot serve the collector's /metrics on {config.host}:"
+                    f"{config.scrape_port} ({exc.strerror}): set UPTAKE_COLLECTOR_METRICS_PORT "
+                    "to a free port, or 0 to disable it"
+                ) from exc
+            announce(f"collector metrics on {metrics_url}/metrics")
         runner, url = await start(app, config.host, config.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -386,6 +363,8 @@ def serve(
             await stop.wait()
         finally:
             await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
 
     asyncio.run(run())
     return 0

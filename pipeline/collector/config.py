@@ -20,8 +20,10 @@ _OPTIONS = dataclasses.fields(CollectorSettings)
 ENV: dict[str, str] = {f.name: f.metadata["env"].name for f in _OPTIONS}
 """CollectorConfig field -> environment variable of its default (`UPTAKE_COLLECTOR_*`)."""
 
-FLAGS = {name: "--" + name.replace("_", "-") for name in ENV} | {
-    "kafka_timeout_s": "--kafka-timeout"
+_NO_FLAG = ("webhook_max_body_bytes", "max_in_flight", "replay_ttl_s", "replay_entries")
+FLAGS = {name: "--" + name.replace("_", "-") for name in ENV if name not in _NO_FLAG} | {
+    "kafka_timeout_s": "--kafka-timeout",
+    "scrape_port": "--metrics-port",
 }
 """CollectorConfig field -> its `uptake collector` flag, named with the variable in errors."""
 _UNSET_AS_NONE = ("tokens_file", "webhooks_file", "burst")  # "" or 0 in the settings
@@ -41,6 +43,8 @@ class CollectorConfig:
     """Interface to listen on; 0.0.0.0 for every interface."""
     port: int = _DEFAULTS.port
     """TCP port to listen on (0: any free port)."""
+    scrape_port: int = _DEFAULTS.scrape_port
+    """Port of /metrics on the same interface (0: not served); never the public port."""
     tokens_file: Path | None = None
     """JSON or TOML file: source name -> sha256 hex of its bearer token (for /v1/events)."""
     webhooks_file: Path | None = None
@@ -55,6 +59,14 @@ class CollectorConfig:
     """Bucket size: events a source may send at once. Default: max(rate, max_events)."""
     kafka_timeout_s: float = _DEFAULTS.kafka_timeout_s
     """How long a request waits for Kafka to acknowledge its events before answering 503."""
+    webhook_max_body_bytes: int = _DEFAULTS.webhook_max_body_bytes
+    """Largest webhook delivery (bytes), checked before reading; larger gives 413."""
+    max_in_flight: int = _DEFAULTS.max_in_flight
+    """Requests to the ingestion routes handled at once; one more is answered 503."""
+    replay_ttl_s: float = _DEFAULTS.replay_ttl_s
+    """How long a webhook delivery id is remembered, to answer its replay without producing."""
+    replay_entries: int = _DEFAULTS.replay_entries
+    """Most delivery ids remembered; the oldest is forgotten first."""
     kafka_bootstrap: str = _KAFKA.bootstrap
     events_topic: str = _KAFKA.events_topic
     kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)

@@ -8,7 +8,7 @@ checks or scrapes).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from pipeline.observability.metrics import REGISTRY
 
@@ -45,3 +45,16 @@ for _route in ROUTES:  # export zeros, so rates work from the first scrape
     REQUEST_DURATION.labels(_route)
     for _outcome in OUTCOMES:
         EVENTS.labels(_route, _outcome)
+# Counter, deliveries: webhook deliveries answered as replays (their delivery id was already
+# handled), so nothing was produced again.
+WEBHOOK_REPLAYS = Counter(
+    "uptake_collector_webhook_replays",
+    "Webhook deliveries whose delivery id was already handled: answered 200, nothing produced.",
+    registry=REGISTRY,
+)
+# Gauge, requests: ingestion requests being handled now (the cap is UPTAKE_COLLECTOR_MAX_IN_FLIGHT).
+IN_FLIGHT = Gauge(
+    "uptake_collector_requests_in_flight",
+    "Requests to POST /v1/events and /v1/webhooks/<name> being handled now.",
+    registry=REGISTRY,
+)

@@ -24,8 +24,10 @@ secret: each section names the *environment variable* that holds its secret or t
 A `*_env` value may also be a list of variable names: every secret they hold is accepted, for a
 rotation without downtime. docs/webhooks.md has the whole format.
 
-Per delivery the handler reads the raw body within `max_body_bytes` (413), lets the adapter
-verify and convert it (`pipeline.collector.adapters.process`), judges the resulting events with the
+Per delivery the handler reads the raw body within `webhook_max_body_bytes` (64 KiB by default;
+`Content-Length` checked before reading, the size counted while reading: 413), lets the adapter
+verify it, answers a delivery id it handled before with 200 without producing
+(`pipeline.collector.replay`), lets the adapter convert it, judges the resulting events with the
 decoder of `POST /v1/events` (source: the adapter's name, which the adapters already put in the
 events) and answers 202 only after Kafka acknowledged them (503 otherwise).
 """
@@ -44,26 +46,30 @@ from aiohttp import web
 from pipeline.collector import metrics as m
 from pipeline.collector.adapters import (
     ROUTE_PREFIX,
+    AdapterResult,
+    DeliveryId,
     GenericAdapter,
     GitHubAdapter,
     GitLabAdapter,
     WebhookAdapter,
     WebhookRejected,
-    process,
 )
-from pipeline.collector.app import (
+from pipeline.collector.config import read_json_or_toml
+from pipeline.collector.handling import (
     MESSAGE_EVENTS,
     STATE,
+    CollectorState,
     Handler,
+    dumps,
     hand_to_kafka,
     json_error,
     kafka_unavailable,
     read_body,
 )
-from pipeline.collector.config import read_json_or_toml
 from pipeline.collector.ingest import judge
 from pipeline.collector.producer import ProduceFailed
 from pipeline.config.settings import SettingsError
+from pipeline.contract.events import name_problem
 from pipeline.kafka.topics import KafkaUnavailable
 
 log = logging.getLogger(__name__)
@@ -214,6 +220,9 @@ class _Section:
                 raise self.error(
                     f"{key}: the value for {name!r} must be a non-empty string, not {_kind(target)}"
                 )
+            problem = name_problem(target) if key in ("teams", "services") else None
+            if problem is not None:
+                raise self.error(f"{key}: the value for {name!r} breaks the name rule: {problem}")
         return dict(value)
 
 
@@ -279,10 +288,6 @@ def _generic(origin: str, number: int, entry: object, environ: Mapping[str, str]
 # ----------------------------------------------------------------------------- requests
 
 
-def _dumps(obj: Any) -> str:
-    return msgspec.json.encode(obj).decode("utf-8")
-
-
 def webhook_handler(adapter: WebhookAdapter) -> Handler:
     """The aiohttp handler of `POST /v1/webhooks/<adapter.name>`."""
 
@@ -294,27 +299,62 @@ def webhook_handler(adapter: WebhookAdapter) -> Handler:
 
 
 async def post_webhook(request: web.Request, adapter: WebhookAdapter) -> web.Response:
-    """Read the delivery within limits, verify and convert it, judge, produce, answer.
+    """Read the delivery within limits, verify it, answer a replay, convert, judge, produce.
 
     202 `{"accepted": 0, "ignored": "..."}` for a valid delivery with nothing to record;
     202 `{"accepted": n, "rejected": m, "results": [...]}` once Kafka acknowledged the events;
-    422 with the same results when the decoder rejected every event; the adapter's 400, 401 or
-    422 for a delivery it refuses; 413 for a body over the limit; 503 when Kafka did not
-    acknowledge. Neither the secrets nor the signature headers are ever logged.
+    200 `{"accepted": 0, "replay_of": "<delivery id>", ...}` for a delivery id already handled
+    (`pipeline.collector.replay`: nothing is produced again); 422 with the results when the
+    decoder rejected every event; the adapter's 400, 401 or 422 for a delivery it refuses; 413
+    for a body over `webhook_max_body_bytes`; 503 when Kafka did not acknowledge. Neither the
+    secrets nor the signature headers are ever logged.
     """
     state = request.app[STATE]
-    body = await read_body(request, "a webhook delivery is a few tens of KB at most")
+    limit = state.config.webhook_max_body_bytes
+    body = await read_body(request, limit, "a webhook delivery is a few tens of KB at most")
     if isinstance(body, web.Response):
         return body
     try:
-        result = process(adapter, request.headers, body)
+        adapter.verify(request.headers, body)  # before the replay cache: ids must be signed
+        delivery = DeliveryId.of(adapter, request.headers)
+        if delivery is not None:
+            replay = _replay_answer(state.replays.handled_at(delivery.key), delivery, state)
+            if replay is not None:
+                return replay
+        result = adapter.convert(request.headers, body)
     except WebhookRejected as exc:
         # The reason never contains a secret or an expected signature (pipeline.collector.adapters).
         log.info("collector: webhook %s answered %d: %s", adapter.name, exc.status, exc.reason)
         return json_error(exc.status, REJECTED_CODES.get(exc.status, "rejected"), exc.reason)
+    response = await _produce(state, adapter, result)
+    if delivery is not None and response.status < 300:
+        state.replays.remember(delivery.key)
+    return response
+
+
+def _replay_answer(
+    handled_at: float | None, delivery: DeliveryId, state: CollectorState
+) -> web.Response | None:
+    """200 for a delivery id handled before (its events are on Kafka already); else None."""
+    if handled_at is None:
+        return None
+    m.WEBHOOK_REPLAYS.inc()
+    ttl = state.config.replay_ttl_s
+    message = (
+        f"delivery {delivery.shown} ({delivery.header}) was handled already; nothing was "
+        f"produced again (delivery ids are remembered for {ttl:g} s)"
+    )
+    payload = {"accepted": 0, "replay_of": delivery.shown, "message": message}
+    return web.json_response(payload, status=200, dumps=dumps)
+
+
+async def _produce(
+    state: CollectorState, adapter: WebhookAdapter, result: AdapterResult
+) -> web.Response:
+    """Judge the events of an accepted delivery and hand them to Kafka; the answer."""
     if not result.events:
         ignored = result.ignored or "the delivery maps to no event"
-        return web.json_response({"accepted": 0, "ignored": ignored}, status=202, dumps=_dumps)
+        return web.json_response({"accepted": 0, "ignored": ignored}, status=202, dumps=dumps)
 
     items = [msgspec.json.encode(event) for event in result.events]
     try:
@@ -337,7 +377,7 @@ async def post_webhook(request: web.Request, adapter: WebhookAdapter) -> web.Res
         return web.json_response(
             {"error": "events_rejected", "message": message, **payload},
             status=422,
-            dumps=_dumps,
+            dumps=dumps,
         )
     try:
         await hand_to_kafka(state, judgement.messages)
@@ -349,4 +389,4 @@ async def post_webhook(request: web.Request, adapter: WebhookAdapter) -> web.Res
             "Redeliver the webhook later (same event ids: the warehouse deduplicates).",
         )
     m.EVENTS.labels("webhook", "accepted").inc(accepted)
-    return web.json_response(payload, status=202, dumps=_dumps)
+    return web.json_response(payload, status=202, dumps=dumps)

@@ -39,6 +39,10 @@ KAFKA_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 DEFAULT_KAFKA_COMPRESSION = "lz4"
 WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")  # UPTAKE_LOG_FORMAT (docs/operations.md#logs)
+# Where `uptake rules render` points each alert's runbook_url by default: the operations guide
+# of the upstream repository (an operator sets UPTAKE_RUNBOOK_BASE_URL to their own copy).
+DEFAULT_RUNBOOK_BASE_URL = "https://github.com/uptake-dev/uptake/blob/main/docs/operations.md"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _HIDDEN = "(set, hidden)"
@@ -94,6 +98,22 @@ def _one_of(variable: str, value: str, choices: tuple[str, ...]) -> None:
         listed = ", ".join(c for c in choices if c)
         tail = " (or empty)" if "" in choices else ""
         raise SettingsError(f"{variable} must be one of {listed}{tail}, not {value!r}")
+
+
+def check_log_format(word: str) -> str:
+    """`word` when it is a UPTAKE_LOG_FORMAT (the CLI reads it before the settings); else
+    SettingsError naming the choices."""
+    _one_of("UPTAKE_LOG_FORMAT", word, LOG_FORMATS)
+    return word
+
+
+def _check_runbook_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        raise SettingsError(
+            "UPTAKE_RUNBOOK_BASE_URL must be an absolute http(s) URL of docs/operations.md "
+            f"without a #fragment (each alert adds its anchor), not {url!r}"
+        )
 
 
 def _at_least(variable: str, value: float, low: float, what: str = "") -> None:
@@ -548,6 +568,11 @@ class CollectorSettings:
         "UPTAKE_COLLECTOR_HOST", "127.0.0.1", "collector: interface to listen on (0.0.0.0: all)"
     )
     port: int = _setting("UPTAKE_COLLECTOR_PORT", 8080, "collector: TCP port (0: any free port)")
+    scrape_port: int = _setting(
+        "UPTAKE_COLLECTOR_METRICS_PORT",
+        9101,
+        "collector: port of /metrics, on the same interface, never the public port (0: not served)",
+    )
     tokens_file: str = _setting(
         "UPTAKE_COLLECTOR_TOKENS",
         "",
@@ -581,17 +606,44 @@ class CollectorSettings:
         10.0,
         "collector: wait this long for Kafka's acknowledgement, else 503 (seconds)",
     )
+    # --- webhook limits and replay protection (issue #16, hole 7) ----------------------------
+    webhook_max_body_bytes: int = _setting(
+        "UPTAKE_COLLECTOR_WEBHOOK_MAX_BODY_BYTES",
+        64 * 1024,
+        "collector: largest webhook delivery, checked before reading, else 413 (bytes)",
+    )
+    max_in_flight: int = _setting(
+        "UPTAKE_COLLECTOR_MAX_IN_FLIGHT",
+        256,
+        "collector: requests to /v1/events and /v1/webhooks handled at once, else 503",
+    )
+    replay_ttl_s: float = _setting(
+        "UPTAKE_COLLECTOR_WEBHOOK_REPLAY_TTL_S",
+        3 * 24 * 3600.0,
+        "collector: remember a webhook delivery id this long to answer a replay (seconds)",
+    )
+    replay_entries: int = _setting(
+        "UPTAKE_COLLECTOR_WEBHOOK_REPLAY_ENTRIES",
+        100_000,
+        "collector: most delivery ids remembered (oldest forgotten first)",
+    )
 
     def validate(self, flags: Mapping[str, str] | None = None) -> None:
         """Raise SettingsError naming the variable (and its flag from `flags`, field -> flag)."""
 
         def name(option: str) -> str:
             variable = _COLLECTOR_ENV[option]
-            return f"{variable} / {flags[option]}" if flags else variable
+            flag = (flags or {}).get(option)
+            return f"{variable} / {flag}" if flag else variable
 
         if not 0 <= self.port <= 65535:
             raise SettingsError(
                 f"{name('port')} must be a port number (0-65535, 0: any free port), not {self.port}"
+            )
+        if not 0 <= self.scrape_port <= 65535 or self.scrape_port == self.port != 0:
+            raise SettingsError(
+                f"{name('scrape_port')} must be a port number other than {name('port')} "
+                f"(0: no /metrics), not {self.scrape_port}"
             )
         _at_least(name("max_body_bytes"), self.max_body_bytes, 1)
         _at_least(name("max_events"), self.max_events, 1)
@@ -609,6 +661,13 @@ class CollectorSettings:
             raise SettingsError(
                 f"{name('kafka_timeout_s')} must be a finite number of seconds > 0, "
                 f"not {self.kafka_timeout_s:g}"
+            )
+        for option in ("webhook_max_body_bytes", "max_in_flight", "replay_entries"):
+            _at_least(name(option), getattr(self, option), 1)
+        if not math.isfinite(self.replay_ttl_s) or self.replay_ttl_s <= 0:
+            raise SettingsError(
+                f"{name('replay_ttl_s')} must be a finite number of seconds > 0, "
+                f"not {self.replay_ttl_s:g}"
             )
 
 
@@ -642,6 +701,18 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
     log_level: str = _setting("UPTAKE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+    log_format: str = _setting(
+        "UPTAKE_LOG_FORMAT",
+        "text",
+        "log lines on stderr: text, or json (one object a line: timestamp, level, logger, "
+        "message, component, pid and extras) in every process",
+    )
+    runbook_base_url: str = _setting(
+        "UPTAKE_RUNBOOK_BASE_URL",
+        DEFAULT_RUNBOOK_BASE_URL,
+        "absolute http(s) URL of docs/operations.md that `uptake rules render` puts in every "
+        "alert's runbook_url (the alert's anchor is appended)",
+    )
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     collector: CollectorSettings = field(default_factory=CollectorSettings)
 
@@ -690,6 +761,8 @@ class Settings:
             raise SettingsError(
                 f"UPTAKE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
             )
+        check_log_format(self.log_format)
+        _check_runbook_base_url(self.runbook_base_url)
         for part in self.parts():
             part.validate()
 

@@ -20,10 +20,13 @@ import msgspec
 from . import cloudevents
 from .events import (
     EVENT_CLASSES,
+    NAME_PATTERN,
+    NAME_RULE,
     SUPPORTED_VERSIONS,
     Envelope,
     Event,
     event_type_of,
+    name_problem,
 )
 from .reasons import Reason
 
@@ -90,6 +93,7 @@ class Limits:
 _TOO_DEEP = "the JSON is nested too deeply to be an event - at `$`"
 _PATH = re.compile(r" - at `(?P<path>[^`]*)`$")
 _INT_GOT_FLOAT = "Expected `int`, got `float`"
+_NAME_ERROR = f"Expected `str` matching regex {NAME_PATTERN!r}"
 _MAX_EXACT_INT = 2**53
 """Floats up to this magnitude are exact integers when integral; larger ones stay floats."""
 
@@ -331,6 +335,8 @@ class BatchDecoder:
             return self._event.decode(item)
         except msgspec.ValidationError as exc:
             error = str(exc)
+        if error.startswith(_NAME_ERROR):
+            return item, self._name_detail(item, error)
         if not error.startswith(_INT_GOT_FLOAT):
             return item, error
         rewritten = self._integral_floats_as_ints(item)
@@ -339,7 +345,19 @@ class BatchDecoder:
         try:
             return self._event.decode(rewritten)
         except msgspec.ValidationError as exc:
-            return rewritten, str(exc)
+            error = str(exc)
+        if error.startswith(_NAME_ERROR):
+            return rewritten, self._name_detail(rewritten, error)
+        return rewritten, error
+
+    def _name_detail(self, item: bytes, error: str) -> str:
+        """msgspec's "does not match <pattern>" as the name rule, with the character found."""
+        match = _PATH.search(error)
+        path = match["path"] if match else "$"
+        node: Any = self._any.decode(item)  # it decoded as JSON a moment ago
+        for key in path.removeprefix("$.").split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        return f"{name_problem(node) or NAME_RULE} - at `{path}`"
 
     def _integral_floats_as_ints(self, item: bytes) -> bytes | None:
         """`item` with every integral float within ±2**53 re-encoded as a JSON integer.

@@ -9,6 +9,7 @@ emitters). `SUPPORTED_VERSIONS` lists the major `schema_version`s the worker acc
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
@@ -18,6 +19,36 @@ from msgspec import Meta
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 OptionalName = Annotated[str, Meta(max_length=200)] | None
+
+# The name rule (docs/events.md#names) of team, service and capability names, which dashboards
+# filter on: any Unicode text but control characters, the bidirectional controls, a backslash
+# (ClickHouse string literals honour it), ',' '{' '}' (Grafana's multi-value form).
+NAME_EXCLUDED = (
+    r"\x00-\x1f\x7f-\x9f"  # control characters (Unicode category Cc)
+    r"\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidirectional controls
+    r"\\,{}"
+)
+NAME_PATTERN = f"^[^{NAME_EXCLUDED}]*(?![\\s\\S])"
+"""The rule as a pattern both Python and ECMA-262 (JSON Schema) read alike."""
+_NAME_CHARACTERS = re.compile(f"[{NAME_EXCLUDED}]")
+NAME_RULE = (
+    "a team, service or capability name may not contain a control character, a bidirectional "
+    "control, a backslash, ',', '{' or '}' (docs/events.md#names)"
+)
+EntityName = Annotated[str, Meta(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+OptionalEntityName = Annotated[str, Meta(max_length=200, pattern=NAME_PATTERN)] | None
+
+
+def name_problem(value: object) -> str | None:
+    """Why `value` breaks the name rule (the first excluded character and where), or None."""
+    if not isinstance(value, str):
+        return None
+    found = _NAME_CHARACTERS.search(value)
+    if found is None:
+        return None
+    return f"{NAME_RULE}; found {found[0]!r} at character {found.start() + 1}"
+
+
 Text = Annotated[str, Meta(max_length=2000)]
 UtcTime = Annotated[datetime, Meta(tz=True)]
 NonNegative = Annotated[float, Meta(ge=0)]
@@ -55,7 +86,7 @@ class Commit(msgspec.Struct, frozen=True, gc=False):
 
 class Deploy(msgspec.Struct, frozen=True, gc=False):
     deployment_id: Name
-    service: Name
+    service: EntityName
     environment: Name
     status: Literal["succeeded", "failed", "rolled_back"]
     commits: list[Commit] = []
@@ -73,7 +104,7 @@ class ModelTraining(msgspec.Struct, frozen=True, gc=False):
 
 class Incident(msgspec.Struct, frozen=True, gc=False):
     incident_id: Name
-    service: Name
+    service: EntityName
     severity: Literal["sev1", "sev2", "sev3", "sev4"]
     status: Literal["opened", "resolved"]
     opened_at: UtcTime
@@ -88,9 +119,9 @@ class Envelope(msgspec.Struct, frozen=True, gc=False, kw_only=True, tag_field="e
     schema_version: Annotated[int, Meta(ge=1)]
     occurred_at: UtcTime
     source: Name
-    capability: Name
-    team: OptionalName = None
-    service: OptionalName = None
+    capability: EntityName
+    team: OptionalEntityName = None
+    service: OptionalEntityName = None
     user: OptionalName = None
 
 

@@ -13,11 +13,12 @@ from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
 
 from pipeline.dashboards import panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
+from pipeline.dashboards.names import name_in
 
 UID = "uptake-adoption"
 
 DECLARED = "capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)"
-CHOSEN = "$__conditionalAll(capability IN (${capability:singlequote}), $capability)"
+CHOSEN = name_in("capability", "capability")
 CAPABILITIES = f"{DECLARED} AND {CHOSEN}"
 # Whole weeks (Monday) that overlap the time range.
 WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"

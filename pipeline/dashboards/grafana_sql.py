@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 ALL = "$__all"
 
@@ -209,6 +210,9 @@ def _format(value: str | list[str], fmt: str | None) -> str:
         return ",".join("'" + v.replace("'", "''") + "'" for v in values)
     if fmt == "doublequote":
         return ",".join('"' + v.replace('"', '\\"') + '"' for v in values)
+    if fmt == "percentencode":  # Grafana's encodeURIComponentStrict; a multi-value as {a,b}
+        text = "{" + ",".join(values) + "}" if isinstance(value, list) else value
+        return quote(text, safe="")
     if fmt == "csv":
         return ",".join(values)
     if fmt == "raw":
@@ -421,6 +425,10 @@ class Parameterized:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
+_DECODED = re.compile(r"decodeURLComponent\('\$\{(\w+):percentencode\}'\)")
+"""A name variable as `pipeline.dashboards.names` writes it: bound as the name itself."""
+
+
 def to_clickhouse_parameters(
     sql: str,
     *,
@@ -431,7 +439,8 @@ def to_clickhouse_parameters(
     """The panel SQL with the time range and variables bound as ClickHouse query parameters.
 
     Macros become expressions over `{from_s:Int64}`, `{to_s:Int64}`, `{from_ms:Int64}`,
-    `{to_ms:Int64}` and `{interval_s:UInt32}`; a variable `$v`/`${v:singlequote}` becomes
+    `{to_ms:Int64}` and `{interval_s:UInt32}`; a variable `$v`/`${v:singlequote}`, and
+    `decodeURLComponent('${v:percentencode}')` (`pipeline.dashboards.names`), becomes
     `{v:String}` (All and multi-values are refused: the report runs with single values, and
     `$__conditionalAll` with an All variable is `1=1` as in Grafana).
     """
@@ -461,7 +470,7 @@ def to_clickhouse_parameters(
             return f"{{{name}:String}}"
         raise UnsupportedSql(f"${name} must be written ${{{name}:singlequote}} to be bound")
 
-    sql = _TEMPLATE.sub(substitute, sql)
+    sql = _TEMPLATE.sub(substitute, _DECODED.sub(r"${\1:sqlstring}", sql))
     bound = {
         "fromTime": "toDateTime({from_s:Int64})",
         "toTime": "toDateTime({to_s:Int64})",

@@ -16,11 +16,12 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from pipeline.dashboards import panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
+from pipeline.dashboards.names import name_is
 
 UID = "uptake-impact"
 DEFAULT_CAPABILITY = "deploy-pipeline"
 DECLARED = "capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)"
-CHOSEN = "capability = ${capability:singlequote}"
+CHOSEN = name_is("capability", "capability")
 DORA_WEEKS = (
     "period = 'week' AND period_start >= toMonday(toDate($__fromTime)) "
     "AND period_start <= toDate($__toTime)"

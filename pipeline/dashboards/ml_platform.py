@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pipeline.dashboards import panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
+from pipeline.dashboards.names import name_in
 
 UID = "uptake-ml-platform"
-TEAMS = "$__conditionalAll(team IN (${team:singlequote}), $team)"
+TEAMS = name_in("team", "team")
 WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
 
 

@@ -498,4 +498,62 @@ def build() -> Board:
         12,
         8,
     )
+    _adoption_row(board)
     return board
+
+
+def _adoption_row(board: Board) -> None:
+    """The adoption and DORA gauges the adoption alerts watch (rules/uptake-adoption.yml);
+    every worker serves the same figures, so `max` shows them once."""
+    board.row("Adoption and DORA gauges (alerts in rules/uptake-adoption.yml)")
+    gauges = (
+        (
+            "Active teams per capability, last 7 days",
+            "Teams that used each capability in the last 7 days. Alert "
+            "UptakeCapabilityActiveTeamsFalling: below 75 % of a week earlier.",
+            "uptake_adoption_active_teams",
+            'window="7d"',
+            "{{capability}}",
+            "short",
+        ),
+        (
+            "Adoption rate per capability, last 28 days",
+            "Target teams that used the capability in 28 days / its target teams.",
+            "uptake_adoption_rate",
+            'window="28d"',
+            "{{capability}}",
+            "percentunit",
+        ),
+        (
+            "DORA: median lead time, 28 days",
+            "Commit to production; alert UptakeDoraLevelDropped when its DORA level falls.",
+            "uptake_dora_lead_time_seconds",
+            "",
+            "lead time",
+            "s",
+        ),
+        (
+            "DORA: deployments per week, 28 days",
+            "Production deployments that went live per week; alert UptakeDoraLevelDropped.",
+            "uptake_dora_deployment_frequency_per_week",
+            "",
+            "deployments / week",
+            "short",
+        ),
+        (
+            "DORA: change failure ratio, 28 days",
+            "Deployments rolled back or causing an incident / deployments.",
+            "uptake_dora_change_failure_ratio",
+            "",
+            "change failure ratio",
+            "percentunit",
+        ),
+    )
+    for i, (title, description, metric, matcher, legend, unit) in enumerate(gauges):
+        by = " by (capability)" if "capability" in legend else ""
+        expr = f"max{by} ({metric}{{{WORKER}{', ' + matcher if matcher else ''}}})"
+        board.add(
+            panels.timeseries(title, description, _targets((expr, legend)), unit=unit),
+            12 if i < 2 else 8,
+            8,
+        )

@@ -6,9 +6,10 @@ from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
 
 from pipeline.dashboards import panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
+from pipeline.dashboards.names import name_is
 
 UID = "uptake-team"
-TEAM = "team = ${team:singlequote}"
+TEAM = name_is("team", "team")
 WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
 DORA_WEEKS = (
     "period = 'week' AND period_start >= toMonday(toDate($__fromTime)) "

@@ -246,7 +246,7 @@ class KillAtOutputs:
 def kill(where: str) -> None:
     """SIGKILL this process: no cleanup, no commit, as an OOM kill or a lost node would."""
     log.warning("chaos: SIGKILL in %s", where)
-    for handler in logging.getLogger("uptake").handlers:
+    for handler in logging.getLogger().handlers:
         handler.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 

@@ -4,8 +4,9 @@ A user key is BLAKE2b-128 of the identifier, keyed with a secret (`UPTAKE_PSEUDO
 random key created once in `$UPTAKE_HOME/pseudonym.key` with mode 0600). The same user always
 maps to the same key, so distinct-user counts and retention stay exact; without the key a key
 cannot be turned back into an identifier, nor can an identifier be tested against it. Every
-worker writing one warehouse must use the same key: set UPTAKE_PSEUDONYM_KEY when there is more
-than one machine.
+worker writing one warehouse must use the same key: `pipeline/enrich/key_fingerprint.py`
+requires UPTAKE_PSEUDONYM_KEY where processes cannot share a key file and refuses a key whose
+fingerprint differs from the one the warehouse recorded.
 
 Contract of the step: pure and synchronous; `keys()` returns one key per event, "" when the event
 names no user.
@@ -14,13 +15,20 @@ names no user.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 KEY_BYTES = 32
+PSEUDONYM_MARK = "uptake-pseudonym:"
+"""Prefix of a user already replaced by its key (`pipeline.enrich.raw_user`, in dead letters):
+`key_of` reads `uptake-pseudonym:<32 hex>` back as the key, so a replayed dead letter keeps
+its user."""
+_KEY_HEX = frozenset("0123456789abcdef")
 _CACHE_LIMIT = 200_000
+FINGERPRINT_LABEL = b"uptake pseudonym key fingerprint v1"
 
 
 class Pseudonymizer:
@@ -39,12 +47,21 @@ class Pseudonymizer:
         if not user:
             return ""
         cached = self._cache.get(user)
+        if cached is None and user.startswith(PSEUDONYM_MARK):
+            key = user[len(PSEUDONYM_MARK) :]
+            if len(key) == 32 and _KEY_HEX.issuperset(key):
+                return key
         if cached is None:
             cached = hashlib.blake2b(user.encode(), key=self._key, digest_size=16).hexdigest()
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[user] = cached
         return cached
+
+    def fingerprint(self) -> str:
+        """HMAC-SHA256 of a fixed label under the key, hex: tells keys apart, never reveals one
+        (pipeline/enrich/key_fingerprint.py stores it in the warehouse)."""
+        return hmac.new(self._key, FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
 
     def keys(self, users: Sequence[str | None]) -> list[str]:
         key_of = self.key_of

@@ -20,7 +20,7 @@ import faust
 
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
-from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.enrich.key_fingerprint import pseudonymizer_for
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.chain import Decode, DedupeOffsets, IngestChain, Pseudonymise, ResolveTeams
 from pipeline.ingest.steps import (
@@ -92,9 +92,7 @@ def build_app(
     )
     decoder = BatchDecoder(settings.ingest.limits())
     decoders = {settings.kafka.backfill_topic: BatchDecoder(settings.ingest.limits(backfill=True))}
-    pseudonyms = Pseudonymizer.from_secret_or_file(
-        settings.catalog.pseudonym_key.reveal(), settings.catalog.pseudonym_key_file
-    )
+    pseudonyms = pseudonymizer_for(settings)
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-sink")
     if catalogs is not None:
         catalogs.start(writer.submit)  # catalog rows are written on the sink's thread

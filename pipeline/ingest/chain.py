@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Rejection, SourceMessage
 from pipeline.contract.reasons import Reason
 from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.enrich.raw_user import pseudonymise_rejections
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.steps import Progress, concat, decode_by_topic, record, unique_offsets
 from pipeline.observability import metrics
@@ -53,13 +54,15 @@ class Decode:
 
 @dataclass
 class Pseudonymise:
-    """Set `batch.user_keys`: a keyed hash of each event's user, never the user. Pure CPU,
-    never blocks, never fails."""
+    """Set `batch.user_keys`: a keyed hash of each event's user, never the user, and replace
+    the user inside each rejection's raw bytes by the same key (`pipeline.enrich.raw_user`)
+    before the sink stores them. Pure CPU, never blocks, never fails."""
 
     pseudonyms: Pseudonymizer
 
     def __call__(self, batch: DecodedBatch) -> None:
         batch.user_keys = self.pseudonyms.keys([e.user for e in batch.events])
+        pseudonymise_rejections(batch.rejections, self.pseudonyms)
 
 
 @dataclass

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 
 import faust
 
 from pipeline.catalog.store import CatalogStore
+from pipeline.config.safety import refuse_demo_secrets
 from pipeline.config.settings import Settings, SettingsError, redact_url
-from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.enrich.key_fingerprint import pseudonymizer_for, require_key_fingerprint
 from pipeline.ingest.app import BatchSink, Progress, build_app
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.health import Health, serve
@@ -19,7 +19,7 @@ from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import ensure_topics
 from pipeline.lifecycle.agent import refuse_unsupported_mode
-from pipeline.observability import metrics
+from pipeline.observability import logs, metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.sink.clickhouse import ClickHouseSink
@@ -43,7 +43,8 @@ def run_worker(
     """Run until SIGTERM/SIGINT (or idle, when asked). Raises for a person-facing setup error.
 
     `seams` wraps the process's parts (fault injection); the default leaves them as built."""
-    log_to_stderr(settings.log_level)
+    log_to_stderr(settings, "worker")
+    refuse_demo_secrets(settings)
     refuse_unsupported_mode(settings)
     if settings.warehouse.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
         return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s, seams=seams)
@@ -134,10 +135,10 @@ def open_warehouse(settings: Settings) -> Warehouse:
 
 
 def load_catalogs(settings: Settings, warehouse: Warehouse) -> WorkerCatalogs:
-    """Both catalogs, on the warehouse's catalog history, users keyed by the settings' key."""
-    pseudonyms = Pseudonymizer.from_secret_or_file(
-        settings.catalog.pseudonym_key.reveal(), settings.catalog.pseudonym_key_file
-    )
+    """Both catalogs, on the warehouse's catalog history, users keyed by the settings' key
+    (refused when the warehouse recorded another key: pipeline/enrich/key_fingerprint.py)."""
+    pseudonyms = pseudonymizer_for(settings)
+    require_key_fingerprint(warehouse, pseudonyms)
     return WorkerCatalogs.load(settings, CatalogStore(warehouse), pseudonyms.key_of)
 
 
@@ -161,7 +162,7 @@ def build_sink(settings: Settings, warehouse: Warehouse, seams: Seams = NONE) ->
 def announce(line: str, metrics_port: int) -> None:
     """The line a long-running process prints on stderr once it starts, with its /metrics."""
     metrics_at = f", metrics on :{metrics_port}/metrics" if metrics_port else ""
-    print(line + metrics_at, file=sys.stderr, flush=True)
+    logs.announce(log, line + metrics_at)
 
 
 def serve_metrics(settings: Settings, health: Health) -> None:
@@ -212,15 +213,13 @@ def _launch(
         settings.ingest.metrics_port,
     )
     tune_gc()
-    # faust's own INFO lines are its lifecycle chatter: keep them at WARN unless debugging.
-    faust_level = "debug" if settings.log_level == "debug" else "warn"
-    log_to_stderr(settings.log_level)
     worker = faust.Worker(
         app,
-        loglevel=faust_level,
         quiet=True,
         redirect_stdouts=False,
-        override_logging=True,
+        # run_worker's log_to_stderr set logging up: one format for faust's lines too, and its
+        # INFO lines (lifecycle chatter) at WARN unless debugging.
+        override_logging=False,
     )
     worker.spinner = None  # a terminal spinner garbles logs and CI output
     code = 0
@@ -228,16 +227,12 @@ def _launch(
         worker.execute_from_commandline()
     except SystemExit as exc:
         code = int(exc.code or 0)
-    print(f"worker stopped: {progress.line()}", file=sys.stderr, flush=True)
+    logs.announce(log, f"worker stopped: {progress.line()}")
     return code
 
 
-def log_to_stderr(level: str) -> None:
-    """Uptake's own log lines (progress, retries) go to stderr whatever faust does with logging."""
-    logger = logging.getLogger("uptake")
-    logger.setLevel({"warn": "WARNING"}.get(level.lower(), level.upper()))
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.propagate = False
+def log_to_stderr(settings: Settings, component: str) -> None:
+    """Uptake's own log lines (progress, retries) at UPTAKE_LOG_LEVEL, everything else (faust,
+    aiokafka) at WARN unless debugging; to stderr in UPTAKE_LOG_FORMAT (docs/operations.md#logs)."""
+    level = "debug" if settings.log_level == "debug" else "warn"
+    logs.configure(component, fmt=settings.log_format, level=level, uptake_level=settings.log_level)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
+from pipeline.config.safety import refuse_demo_secrets
 from pipeline.config.settings import Settings, redact_url
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.health import Health
@@ -50,7 +50,7 @@ from pipeline.ingest.seams import NONE, Seams
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, ensure_topics, unreachable_message
 from pipeline.lifecycle.agent import refuse_unsupported_mode
-from pipeline.observability import metrics
+from pipeline.observability import logs, metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
 from pipeline.sink.clickhouse import REJECTED, ClickHouseSink, SinkStopped
@@ -174,7 +174,8 @@ def run_writer(
     settings: Settings, *, exit_when_idle_s: float | None = None, seams: Seams = NONE
 ) -> int:
     """Run `uptake writer` until SIGTERM/SIGINT (or idle, when asked); `seams` as run_worker."""
-    log_to_stderr(settings.log_level)
+    log_to_stderr(settings, "writer")
+    refuse_demo_secrets(settings)
     refuse_unsupported_mode(settings)
     warehouse = open_warehouse(settings)
     catalogs = load_catalogs(settings, warehouse)
@@ -213,10 +214,8 @@ def run_writer(
         if adoption is not None:
             adoption.stop()
     written = ", ".join(f"{rows:,} rows to {table}" for table, rows in writer.written.items())
-    print(
-        f"writer stopped: {writer.batches:,} batches, {written or 'nothing written'}",
-        file=sys.stderr,
-        flush=True,
+    logs.announce(
+        log, f"writer stopped: {writer.batches:,} batches, {written or 'nothing written'}"
     )
     return code
 

@@ -205,7 +205,8 @@ def stop_worker(
 
     def handle(batch: UndecodableBatch) -> None:
         metrics.UNDECODABLE_BATCH_OFFSET.labels(batch.topic, str(batch.partition)).set(batch.offset)
-        log.error("%s", batch.explain(group, bootstrap))
+        where = {"topic": batch.topic, "partition": batch.partition, "offset": batch.offset}
+        log.error("%s", batch.explain(group, bootstrap), extra=where)
         log.error("exiting with status %d in %.0fs", EXIT_UNDECODABLE, delay_s)
         sleep(delay_s)
         (exit_ or _exit_now)(EXIT_UNDECODABLE)

@@ -28,6 +28,8 @@ from kafka.structs import OffsetAndMetadata
 
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, SourceMessage
+from pipeline.enrich.pseudonym import Pseudonymizer
+from pipeline.enrich.raw_user import pseudonymise_rejections
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
@@ -97,6 +99,10 @@ def replay(
     publisher = (
         None if producer is None else dl.DeadLetterPublisher(producer, settings.kafka.dlq_topic)
     )
+    # A dead letter stored before users were pseudonymised in rejects goes back without its user.
+    pseudonyms = Pseudonymizer.from_secret_or_file(
+        settings.catalog.pseudonym_key.reveal(), settings.catalog.pseudonym_key_file
+    )
     try:
         partitions = [
             TopicPartition(settings.kafka.dlq_topic, p)
@@ -144,6 +150,7 @@ def replay(
                         report.still_invalid += 1
                         report.still_invalid_by_reason[reason] += 1
                         if publisher is not None:
+                            pseudonymise_rejections(judged.rejections, pseudonyms)
                             publisher.publish(judged.rejections, replayed=True)
                     else:
                         report.resubmitted += 1

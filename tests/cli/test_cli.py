@@ -42,6 +42,7 @@ COMMANDS = [
     "report",
     "catalog",
     "impact",
+    "rules",
 ]
 BROKER_COMMANDS = ["start", "stop", "status"]
 ENV_NAMES = [f.metadata["env"].name for f in variable_fields()]
@@ -110,6 +111,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "dashboards": "generate the Grafana dashboards (dashboards/*.json) from their Python code",
         "report": "write a self-contained HTML report of adoption, impact and the ML platform",
         "impact": "estimate what adopting each capability changed in the DORA keys",
+        "rules": "point the alerts' runbook_url at your copy of docs/operations.md",
     }
     assert set(helps) == set(COMMANDS)
     for name, help_ in helps.items():

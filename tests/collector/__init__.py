@@ -20,7 +20,7 @@ import msgspec
 from aiohttp import web
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.collector.app import start
+from pipeline.collector.app import create_metrics_app, start
 
 
 @dataclass
@@ -57,6 +57,9 @@ class Collector:
     _loop: asyncio.AbstractEventLoop
     _thread: threading.Thread
     _runner: web.AppRunner
+    metrics_url: str
+    """The metrics port's base URL: /metrics is not served on the public one."""
+    _metrics_runner: web.AppRunner
     auth: dict[str, str] = field(default_factory=dict)
     """Headers `post` sends when given none (the test's bearer token)."""
     _stopped: bool = field(default=False)
@@ -76,6 +79,11 @@ class Collector:
                 return Reply(response.status, response.headers, response.read())
         except urllib.error.HTTPError as error:
             return Reply(error.code, error.headers, error.read())
+
+    def scrape(self) -> Reply:
+        """GET /metrics on the metrics port."""
+        with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=30) as response:
+            return Reply(response.status, response.headers, response.read())
 
     def post(self, body: Any, headers: dict[str, str] | None = None, ndjson: bool = False) -> Reply:
         """POST events (JSON-encoded unless bytes) with `self.auth` unless `headers`."""
@@ -100,6 +108,7 @@ class Collector:
             return
         self._stopped = True
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        asyncio.run_coroutine_threadsafe(self._metrics_runner.cleanup(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
@@ -111,7 +120,7 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 def metric(collector: Collector, name: str, **labels: str) -> float:
     """The value of the sample `name` with exactly `labels` (in any order) on /metrics, else 0."""
-    text = collector.request("GET", "/metrics").raw.decode()
+    text = collector.scrape().raw.decode()
     for line in text.splitlines():
         sample = _SAMPLE.match(line)
         if sample is None or sample["name"] != name:
@@ -137,7 +146,20 @@ def serve_in_thread(
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     runner, url = asyncio.run_coroutine_threadsafe(start(app, "127.0.0.1", 0), loop).result(10)
-    return Collector(url, topic, bootstrap, clock, loop, thread, runner, dict(auth or {}))
+    metrics = start(create_metrics_app(), "127.0.0.1", 0)
+    metrics_runner, metrics_url = asyncio.run_coroutine_threadsafe(metrics, loop).result(10)
+    return Collector(
+        url,
+        topic,
+        bootstrap,
+        clock,
+        loop,
+        thread,
+        runner,
+        metrics_url,
+        metrics_runner,
+        dict(auth or {}),
+    )
 
 
 # Like json.loads: a number beyond the double range (valid JSON, e.g. `1e400`) is inf.

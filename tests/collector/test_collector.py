@@ -482,7 +482,8 @@ def test_health_readiness_and_metrics(collector: Callable[..., Collector]) -> No
     ok = metric(server, "uptake_collector_requests_total", route="events", status="207")
     count = metric(server, "uptake_collector_request_duration_seconds_count", route="events")
     assert server.post([event(), event(), event(schema_version=9)]).status == 207
-    reply = server.request("GET", "/metrics")
+    assert server.request("GET", "/metrics").status == 404  # never on the public port
+    reply = server.scrape()
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("text/plain")
     text = reply.raw.decode()

@@ -244,7 +244,9 @@ def test_an_unfinished_github_deployment_is_202_ignored_and_nothing_is_produced(
     reply = github(server, body, sign(body, GITHUB_SECRET), "deployment_status")
     assert reply.status == 202, reply.raw
     assert reply.json["accepted"] == 0
-    assert reply.json["ignored"].startswith("deployment_status pending: not a finished deployment")
+    assert reply.json["ignored"].startswith(
+        "deployment_status.state pending: not a finished deployment"
+    )
     assert set(reply.json) == {"accepted", "ignored"}
     ping = fixture_bytes("github/ping.json")
     pong = github(server, ping, sign(ping, GITHUB_SECRET), "ping")
@@ -303,7 +305,7 @@ def test_an_event_the_worker_would_reject_is_422_with_the_reason(
 
 
 def test_a_body_over_the_limit_is_413(hooks: Callable[..., Collector]) -> None:
-    server = hooks(max_body_bytes=2000)
+    server = hooks(webhook_max_body_bytes=2000)
     body = fixture_bytes(GITHUB_SUCCESS)
     assert len(body) > 2000
     reply = github(server, body, sign(body, GITHUB_SECRET), "deployment_status")
@@ -472,7 +474,7 @@ def test_webhook_requests_and_events_are_counted_under_route_webhook(
     assert count("uptake_collector_request_duration_seconds_count", route="webhook") == (
         before["duration"] + 2
     )
-    text = server.request("GET", "/metrics").raw.decode()
+    text = server.scrape().raw.decode()
     routes = set(re.findall(r'uptake_collector_\w+\{[^}]*route="([^"]+)"', text))
     assert routes == {"events", "webhook"}  # bounded: never an adapter name
 
@@ -602,6 +604,13 @@ def test_the_example_of_docs_webhooks_md_loads(tmp_path: Path) -> None:
             '{path}: [github] teams must be a table of strings, e.g. teams = { "acme/checkout-api"'
             ' = "checkout" }',
         ),
+        (
+            '[github]\nsecret_env = "UPTAKE_GITHUB_WEBHOOK_SECRET"\n'
+            'teams = { "acme" = "a\\\\b" }\n',
+            "{path}: [github] teams: the value for 'acme' breaks the name rule: a team, service or "
+            "capability name may not contain a control character, a bidirectional control, a "
+            "backslash, ',', '{' or '}' (docs/events.md#names); found '\\\\' at character 2",
+        ),
         ("", "{path}: no webhook adapter is configured; add [github], [gitlab] or [[generic]]"),
         ("[github\n", "the webhooks file {path} is not valid JSON/TOML: "),
     ],
@@ -702,6 +711,7 @@ def test_uptake_collector_serves_webhooks_end_to_end(
             "UPTAKE_EVENTS_TOPIC": topic,
             "UPTAKE_HOME": str(tmp_path / "home"),
             "UPTAKE_MAX_LATENESS_S": str(OLD_PAYLOADS.max_lateness.total_seconds()),
+            "UPTAKE_COLLECTOR_METRICS_PORT": str(free_port()),  # not the shared default 9101
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -74,6 +74,13 @@ EXPLICIT = [
     ("UPTAKE_MAX_LATENESS_S", "3600.5", "max_lateness_s", 3600.5),
     ("UPTAKE_METRICS_PORT", "0", "metrics_port", 0),
     ("UPTAKE_LOG_LEVEL", "debug", "log_level", "debug"),
+    ("UPTAKE_LOG_FORMAT", "json", "log_format", "json"),
+    (
+        "UPTAKE_RUNBOOK_BASE_URL",
+        "https://d.example/ops",
+        "runbook_base_url",
+        "https://d.example/ops",
+    ),
     ("UPTAKE_BACKSTAGE_URL", "https://bs.example:7007", "backstage_url", "https://bs.example:7007"),
     ("UPTAKE_BACKSTAGE_TOKEN", "s3cret", "backstage_token", Secret("s3cret")),
 ]
@@ -117,6 +124,19 @@ def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
         raw = choices.get(name) or samples.get(kind, "/tmp/x")
         value = value_of(Settings.from_env({ENV_OF[name]: raw}), name)
         assert type(value) is kind, (name, value)
+
+
+@pytest.mark.parametrize("url", ["docs/operations.md", "ftp://d.example/ops", "https://d/ops#x"])
+def test_a_runbook_base_that_is_no_absolute_http_url_without_anchor_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="UPTAKE_RUNBOOK_BASE_URL must be an absolute http"):
+        Settings.from_env({"UPTAKE_RUNBOOK_BASE_URL": url})
+
+
+def test_an_unknown_log_format_is_refused_with_the_choices() -> None:
+    with pytest.raises(
+        SettingsError, match="UPTAKE_LOG_FORMAT must be one of text, json, not 'xml'"
+    ):
+        Settings.from_env({"UPTAKE_LOG_FORMAT": "xml"})
 
 
 def test_an_unknown_kill_point_is_refused_with_the_choices() -> None:

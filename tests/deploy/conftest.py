@@ -18,8 +18,13 @@ COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 _DEFAULT = re.compile(
-    r"\$\{(?P<name>[A-Z0-9_]+)(?::?-(?P<default>[^}]*))?\}|\$(?P<bare>[A-Z_][A-Z0-9_]*)"
+    r"\$\{(?P<name>[A-Z0-9_]+)(?::?(?P<op>[-?])(?P<default>[^}]*))?\}|\$(?P<bare>[A-Z_][A-Z0-9_]*)"
 )
+
+
+def required_value(name: str) -> str:
+    """What a test puts for `${NAME:?message}` (a value the operator must set): URL-safe."""
+    return f"set-by-operator-{name.lower().replace('_', '-')}"
 
 
 def setting_variables() -> set[str]:
@@ -29,12 +34,15 @@ def setting_variables() -> set[str]:
 
 def interpolate(value: str, environ: dict[str, str] | None = None) -> str:
     """`${VAR:-default}` (compose) and `$VAR` (Grafana provisioning) from `environ`, else the
-    default the file gives."""
+    default the file gives; `${VAR:?message}` (required) from `environ`, else
+    `required_value(VAR)`."""
     env = environ or {}
 
     def one(match: re.Match[str]) -> str:
         if match["bare"]:  # $VAR, as Grafana's provisioning files write it
             return env.get(match["bare"], "")
+        if match["op"] == "?":
+            return env.get(match["name"], required_value(match["name"]))
         return env.get(match["name"], match["default"] or "")
 
     return _DEFAULT.sub(one, value)
@@ -44,6 +52,15 @@ def interpolate(value: str, environ: dict[str, str] | None = None) -> str:
 class Mount:
     source: Path | None  # host path for a bind mount, None for a named volume
     target: str
+    operator_file: str = ""  # `${VAR:?...}`: a host file the operator names (none ships)
+
+
+_VOLUME_PART = re.compile(r"\$\{[^}]*\}|[^:]+")
+
+
+def volume_parts(volume: str) -> list[str]:
+    """source, target[, mode] of a short-syntax volume; a `${VAR:?message}` source stays whole."""
+    return _VOLUME_PART.findall(volume)
 
 
 def mounts(service: dict[str, Any]) -> list[Mount]:
@@ -51,9 +68,12 @@ def mounts(service: dict[str, Any]) -> list[Mount]:
     out = []
     for volume in service.get("volumes", []):
         if isinstance(volume, str):
-            source, target = volume.split(":")[:2]
+            source, target = volume_parts(volume)[:2]
         else:
             source, target = volume.get("source", ""), volume["target"]
+        if source.startswith("${"):
+            out.append(Mount(None, target, operator_file=source))
+            continue
         host = (DEPLOY / source).resolve() if source.startswith((".", "/")) else None
         out.append(Mount(host, target))
     return out

@@ -30,6 +30,7 @@ from tests.deploy.conftest import (
     interpolate,
     mounts,
     setting_variables,
+    volume_parts,
 )
 
 UPTAKE_SERVICES = ("migrate", "worker", "collector", "simulator")
@@ -114,8 +115,8 @@ def test_named_volumes_are_declared(compose: dict[str, Any], services: dict[str,
     declared = set(compose.get("volumes") or {})
     for name, service in services.items():
         for volume in service.get("volumes", []):
-            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source")
-            if source and not source.startswith((".", "/")):
+            source = volume_parts(volume)[0] if isinstance(volume, str) else volume.get("source")
+            if source and not source.startswith((".", "/", "${")):
                 assert source in declared, f"{name} uses undeclared volume {source}"
 
 
@@ -209,7 +210,7 @@ def test_prometheus_scrapes_every_replica_on_the_ports_uptake_serves(
         "uptake-worker": ("worker", int(environment(services["worker"])["UPTAKE_METRICS_PORT"])),
         "uptake-collector": (
             "collector",
-            int(environment(services["collector"])["UPTAKE_COLLECTOR_PORT"]),
+            int(environment(services["collector"])["UPTAKE_COLLECTOR_METRICS_PORT"]),
         ),
     }
     for job_name, (service, port) in expected.items():

@@ -167,3 +167,43 @@ def test_a_dead_lettered_backfill_event_is_replayed_to_the_backfill_topic(
     assert worker.wait(timeout=180) == 0, pipeline_env.worker_log()
     rows = pipeline_env.rows("SELECT toString(event_id) AS id FROM events")
     assert [r["id"] for r in rows] == [old["event_id"]]
+
+
+def test_no_raw_user_reaches_rejected_events_or_the_dead_letter_topic(
+    pipeline_env: Pipeline,
+) -> None:
+    """Rejects of events naming "alice@example.com" (a clock-skewed event, a batch with one bad
+    event, a cut-off body) are stored with her pseudonym; her accepted event has the same key."""
+    env = pipeline_env.env
+    bootstrap, dlq = env["KAFKA_BOOTSTRAP_SERVERS"], env["UPTAKE_DLQ_TOPIC"]
+    env["UPTAKE_PSEUDONYM_KEY"] = "a-test-key-of-at-least-16-bytes"
+    pipeline_env.run("migrate")
+    now = datetime.now(UTC)
+    alice = "alice@example.com"
+    early = {**event(1, now + timedelta(days=2)), "user": alice}
+    fine = {**event(2, now), "user": alice}
+    bad = {**event(3, now), "user": alice, "capability": 7}
+    producer = make_producer(bootstrap)
+    try:
+        topic = env["UPTAKE_EVENTS_TOPIC"]
+        producer.send(topic, key=b"x", value=msgspec.json.encode(early))
+        producer.send(topic, key=b"x", value=msgspec.json.encode([fine, bad]))
+        cut = msgspec.json.encode({"user": alice, **early})[:-40]  # not JSON; names her
+        producer.send(topic, key=b"x", value=cut)
+        producer.flush()
+    finally:
+        producer.close()
+
+    worker = pipeline_env.start_worker("--exit-when-idle", "3")
+    assert worker.wait(timeout=180) == 0, pipeline_env.worker_log()
+
+    dead = read_at_least(bootstrap, dlq, 3)
+    stored = pipeline_env.rows("SELECT reason, raw FROM rejected_events")
+    assert sorted(h[dl.REASON] for _, h in dead) == sorted(r["reason"] for r in stored)
+    assert len(stored) == 3, stored
+    key = pipeline_env.rows("SELECT user_key FROM events")[0]["user_key"]
+    assert len(key) == 32
+    for value in [v for v, _ in dead] + [r["raw"].encode() for r in stored]:
+        assert alice.encode() not in value and b"alice" not in value, value
+    marked = f"uptake-pseudonym:{key}".encode()
+    assert all(marked in v for v, _ in dead), "each names her by her key, as events do"

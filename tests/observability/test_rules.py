@@ -5,15 +5,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from pipeline.config.settings import DEFAULT_RUNBOOK_BASE_URL
+from pipeline.ops import runbooks
+from tests.conftest import REPO, Pipeline
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
@@ -55,7 +60,7 @@ def rule_tests() -> list[dict[str, Any]]:
 @needs_promtool
 def test_the_scrape_configuration_and_its_rule_files_are_valid() -> None:
     done = promtool("check", "config", "prometheus.yml")
-    assert "2 rule files found" in done.stdout
+    assert "3 rule files found" in done.stdout
 
 
 @needs_promtool
@@ -94,8 +99,50 @@ def test_every_alert_has_a_severity_a_summary_a_description_and_a_runbook() -> N
         assert rule["labels"]["severity"] in ("critical", "warning"), name
         annotations = rule["annotations"]
         assert annotations["summary"] and annotations["description"], name
-        assert annotations["runbook_url"] == f"docs/operations.md#{name.lower()}", name
+        url = urlsplit(annotations["runbook_url"])
+        assert url.scheme in ("http", "https") and url.netloc, (name, annotations["runbook_url"])
+        assert annotations["runbook_url"] == f"{DEFAULT_RUNBOOK_BASE_URL}#{name.lower()}", name
         assert name.startswith("Uptake"), name
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of the headings of a Markdown page."""
+    return {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in markdown.splitlines()
+        if line.startswith("#")
+    }
+
+
+def test_every_runbook_url_is_absolute_and_its_anchor_is_a_heading_of_the_guide() -> None:
+    anchors = _anchors((REPO / "docs" / "operations.md").read_text())
+    urls = [rule["annotations"]["runbook_url"] for rule in rules("alert")]
+    assert urls
+    for url in urls:
+        base, _, anchor = url.partition("#")
+        assert base == DEFAULT_RUNBOOK_BASE_URL and base.endswith("/docs/operations.md"), url
+        assert anchor in anchors, f"{url}: docs/operations.md has no heading with that anchor"
+
+
+def test_rendering_for_another_base_changes_only_the_runbook_links(tmp_path: Path) -> None:
+    base = "https://docs.example.com/uptake/operations.html"
+    runbooks.write(PROMETHEUS / "rules", tmp_path, base)
+    for path in RULE_FILES:
+        shipped, rendered = path.read_text(), (tmp_path / path.name).read_text()
+        assert rendered.replace(base, DEFAULT_RUNBOOK_BASE_URL) == shipped, path.name
+    assert runbooks.problems(tmp_path, base) == []
+    assert len(runbooks.problems(tmp_path, DEFAULT_RUNBOOK_BASE_URL)) == len(rules("alert"))
+
+
+def test_negative_control_check_names_a_link_with_a_wrong_anchor(tmp_path: Path) -> None:
+    for path in RULE_FILES:
+        text = path.read_text().replace("#uptakeworkerdown", "#uptakeworkerup")
+        (tmp_path / path.name).write_text(text)
+    (problem,) = runbooks.problems(tmp_path, DEFAULT_RUNBOOK_BASE_URL)
+    assert (
+        problem.startswith("uptake-alerts.yml: UptakeWorkerDown links")
+        and "#uptakeworkerup" in problem
+    )
 
 
 def test_every_alert_has_a_runbook_section_in_the_operations_guide() -> None:
@@ -122,3 +169,23 @@ def test_every_rule_file_is_loaded_by_the_configuration() -> None:
     assert {(PROMETHEUS / f).resolve() for f in config["rule_files"]} == {
         p.resolve() for p in RULE_FILES
     }
+
+
+def test_uptake_rules_render_uses_the_base_setting_and_check_fails_on_another(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPTAKE_")}
+
+    def uptake(*args: str, base: str | None = None) -> subprocess.CompletedProcess[str]:
+        extra = {"UPTAKE_RUNBOOK_BASE_URL": base} if base else {}
+        return Pipeline({**env, **extra}, tmp_path).run("rules", *args, timeout=120, check=False)
+
+    base = "https://git.example.com/platform/uptake/-/blob/main/docs/operations.md"
+    out = tmp_path / "rules"
+    assert uptake("render", "--output", str(out), base=base).returncode == 0
+    assert f'runbook_url: "{base}#uptakeworkerdown"' in (out / "uptake-alerts.yml").read_text()
+    assert uptake("check", "--dir", str(out), base=base).returncode == 0
+    wrong = uptake("check", "--dir", str(out))  # the default base: every alert is named
+    assert wrong.returncode == 1
+    assert "UptakeWorkerDown links" in wrong.stderr and "uptake rules render" in wrong.stderr
+    assert uptake("check").returncode == 0  # the shipped files use the default base

@@ -112,6 +112,7 @@ def test_collector_from_the_wheel_answers_after_kafka_acknowledged(
     wheel_venv: Path, outside: tuple[Path, dict[str, str]]
 ) -> None:
     folder, env = outside
+    env = {**env, "UPTAKE_COLLECTOR_METRICS_PORT": str(free_port())}  # not the shared 9101
     token = secrets.token_urlsafe(24)
     tokens = folder / "tokens.json"
     tokens.write_text(json.dumps({"svc": hashlib.sha256(token.encode()).hexdigest()}))

@@ -55,7 +55,7 @@ from pipeline.collector.auth import TokenTable, hash_token
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.ingest import NDJSON_TYPES
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceMessage
-from pipeline.contract.events import SUPPORTED_VERSIONS, event_type_of
+from pipeline.contract.events import SUPPORTED_VERSIONS, event_type_of, name_problem
 from pipeline.contract.reasons import Reason
 from pipeline.kafka.topics import ensure_topics
 from tests.collector import Collector, FakeClock, landed, serve_in_thread
@@ -339,6 +339,17 @@ STYLES = ["rfc", "ms", "ns", "long", "space", "lower", "nocolon", "minus0"]
 
 names = st.one_of(st.sampled_from(NAME_SAMPLES), st.text(min_size=1, max_size=40))
 optional_names = st.one_of(st.none(), names)
+# Team, service and capability names: the legal set of docs/events.md#names.
+_NAME_EXCLUDED = "\\,{}\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+entity_names = st.one_of(
+    st.sampled_from([n for n in NAME_SAMPLES if name_problem(n) is None]),
+    st.text(
+        st.characters(exclude_categories=["Cc", "Cs"], exclude_characters=_NAME_EXCLUDED),
+        min_size=1,
+        max_size=40,
+    ),
+)
+optional_entity_names = st.one_of(st.none(), entity_names)
 hostile_strings = st.one_of(
     st.sampled_from(SPECIAL_STRINGS),
     st.text(max_size=30),
@@ -509,7 +520,7 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "deploy": st.fixed_dictionaries(
         {
             "deployment_id": names,
-            "service": names,
+            "service": entity_names,
             "environment": names,
             "status": st.sampled_from(["succeeded", "failed", "rolled_back"]),
             "commits": st.lists(
@@ -531,7 +542,7 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "incident": st.fixed_dictionaries(
         {
             "incident_id": names,
-            "service": names,
+            "service": entity_names,
             "severity": st.sampled_from(["sev1", "sev2", "sev3", "sev4"]),
             "status": st.sampled_from(["opened", "resolved"]),
             "opened_at": any_valid_time,
@@ -542,23 +553,23 @@ DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
 }
 DATA = {name: st.builds(_with, EXTRAS, data) for name, data in DATA.items()}
 SCHEMA_VERSIONS = st.sampled_from([1, 1, RawText("1.0")])
-SERVICE_BESIDE_A_TEAM = st.one_of(optional_names, st.just(""))
+SERVICE_BESIDE_A_TEAM = st.one_of(optional_entity_names, st.just(""))
 
 
 @st.composite
 def valid_events(draw: st.DrawFn, sources: st.SearchStrategy[Any] = names) -> dict[str, Any]:
     """An event the worker must accept when read at NOW (or the collector's now)."""
     event_type = draw(st.sampled_from(EVENT_TYPES))
-    team = draw(optional_names)
+    team = draw(optional_entity_names)
     event: dict[str, Any] = {
         "event_id": draw(event_ids),
         "event_type": event_type,
         "schema_version": draw(SCHEMA_VERSIONS),
         "occurred_at": draw(valid_occurred_at),
         "source": draw(sources),
-        "capability": draw(names),
+        "capability": draw(entity_names),
         "team": team,
-        "service": draw(names if team is None else SERVICE_BESIDE_A_TEAM),
+        "service": draw(entity_names if team is None else SERVICE_BESIDE_A_TEAM),
         "data": draw(DATA[event_type]),
     }
     if draw(st.booleans()):

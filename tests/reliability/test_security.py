@@ -55,6 +55,7 @@ from pipeline.collector.config import CollectorConfig
 from pipeline.collector.webhooks import WebhooksFileError, load_webhooks, webhooks_from_mapping
 from pipeline.config.settings import Settings, SettingsError, redact_url
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
+from pipeline.contract.events import NAME_RULE, name_problem
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.kafka.topics import ensure_topics
 from pipeline.observability.adoption import families, read_figures
@@ -423,7 +424,7 @@ def test_unsigned_or_wrongly_signed_deliveries_are_401_and_never_show_a_secret(
         ),
     ]
     assert [r.status for r in accepted] == [202, 202], [r.raw for r in accepted]
-    shown += [r.raw for r in accepted] + [hooks.request("GET", "/metrics").raw]
+    shown += [r.raw for r in accepted] + [hooks.scrape().raw]
     assert len(hooks.landed_events()) == 2  # only the two valid deliveries reached Kafka
     hooks.stop()  # every log line of the server thread is written
     # Neither a secret nor the signature it would make of a refused body is ever shown.
@@ -573,30 +574,37 @@ def test_bug8_a_malformed_warehouse_url_is_a_settings_error() -> None:
 # =============================================================================== SQL injection
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
-HOSTILE = [
+HOSTILE = [  # legal names (docs/events.md#names) that look like SQL, placeholders or markup
     "o'brien",
     "it''s",
-    "back\\slash",
-    "trailing\\",
-    "\\'",
+    "'",
     "back`tick`",
     "x'; DROP TABLE events; --",
     "'); DROP TABLE events; --",
     '"; DROP TABLE events; --',
     "`; DROP TABLE events; --",
-    "{x:String}",
-    "{team:String}",
-    "%s %(team)s {0} $1 ?",
+    ":x String",
+    "$team :team",
+    "%s %(team)s $1 ?",
     "-- comment",
     "/* comment */",
-    "\\N",
+    "N",
     "NULL",
+    "\u00e9 \U0001f600 \u00a0\u200b",
+    "x" * 200,
+]
+ILLEGAL_NAMES = [  # what the name rule excludes, in team, service and capability
+    "back\\slash",
+    "trailing\\",
+    "\\'",
+    "{x:String}",
+    "{0},{1}",
+    "\\N",
     "tab\there",
     "new\nline",
     "cr\rreturn",
     "nul\x00byte",
-    "\u202eevil\u202c \u00e9 \U0001f600",
-    "x" * 200,
+    "\u202eevil\u202c",
 ]
 HOSTILE_RAW = [
     b"x'; DROP TABLE rejected_events; --",
@@ -617,18 +625,19 @@ def hostile_events() -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for i, name in enumerate(HOSTILE):
         occurred = (NOW - timedelta(hours=1 + i)).isoformat()
+        free = ILLEGAL_NAMES[i % len(ILLEGAL_NAMES)]  # free-text fields take any character
         events.append(
             {
                 "event_id": _id("api", name),
                 "event_type": "api_call",
                 "schema_version": 1,
                 "occurred_at": occurred,
-                "source": name,
+                "source": free,
                 "capability": name,
                 "team": name,
                 "service": name,
                 "user": USERS[i % len(USERS)],
-                "data": {"api": name, "operation": name, "status_code": 200, "latency_ms": 1},
+                "data": {"api": free, "operation": name, "status_code": 200, "latency_ms": 1},
             }
         )
         events.append(
@@ -642,7 +651,7 @@ def hostile_events() -> list[dict[str, Any]]:
                 "team": name,
                 "service": name,
                 "data": {
-                    "deployment_id": name,
+                    "deployment_id": free,
                     "service": name,
                     "environment": "production",
                     "status": "rolled_back" if i % 2 else "succeeded",  # rollback: change failure
@@ -656,6 +665,22 @@ def hostile_events() -> list[dict[str, Any]]:
             }
         )
     return events
+
+
+@pytest.mark.parametrize("field", ["team", "service", "capability"])
+def test_names_the_rule_excludes_are_rejected_with_it(field: str) -> None:
+    """Each excluded name in a name field is rejected, saying which rule and which character."""
+    good = hostile_events()[0]
+    messages = [
+        SourceMessage("uptake.events", 0, i, json.dumps({**good, field: name}).encode())
+        for i, name in enumerate(ILLEGAL_NAMES)
+    ]
+    batch = BatchDecoder(now=lambda: NOW).decode(messages)
+    assert batch.events == []
+    assert [r.reason for r in batch.rejections] == ["schema_violation"] * len(ILLEGAL_NAMES)
+    for rejection, name in zip(batch.rejections, ILLEGAL_NAMES, strict=True):
+        assert rejection.detail.startswith(NAME_RULE) and f"at `$.{field}`" in rejection.detail
+        assert name_problem(name) in rejection.detail
 
 
 def hostile_messages() -> list[bytes]:

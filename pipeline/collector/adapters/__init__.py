@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.collector.adapters.base import AdapterResult, WebhookAdapter, WebhookRejected, process
+from pipeline.collector.adapters.base import (
+    AdapterResult,
+    DeliveryId,
+    WebhookAdapter,
+    WebhookRejected,
+    process,
+)
 from pipeline.collector.adapters.generic import GenericAdapter
 from pipeline.collector.adapters.github import GitHubAdapter
 from pipeline.collector.adapters.gitlab import GitLabAdapter
@@ -33,6 +39,7 @@ def routes(adapters: Iterable[WebhookAdapter]) -> dict[str, WebhookAdapter]:
 __all__ = [
     "ROUTE_PREFIX",
     "AdapterResult",
+    "DeliveryId",
     "GenericAdapter",
     "GitHubAdapter",
     "GitLabAdapter",

@@ -20,6 +20,7 @@ the future) are left, because they depend on when the worker reads the event.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -73,6 +74,8 @@ class WebhookAdapter(Protocol):
     """A webhook source the collector can mount (at `POST /v1/webhooks/<name>`)."""
 
     name: str
+    delivery_headers: tuple[str, ...]
+    """Headers naming the delivery, the same on a redelivery, first present wins (may be ())."""
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
         """Authenticate the delivery; raise `WebhookRejected(401, ...)` when it is not."""
@@ -87,6 +90,34 @@ def process(adapter: WebhookAdapter, headers: Mapping[str, str], body: bytes) ->
     """Verify, then convert one delivery: the only call the collector needs per request."""
     adapter.verify(headers, body)
     return adapter.convert(headers, body)
+
+
+@dataclass(frozen=True)
+class DeliveryId:
+    """The id a sender gives one delivery (and its redeliveries), for replay protection.
+
+    `key` is the adapter's name with a 128-bit hash of the id, so a long header costs the
+    replay cache no more memory than a short one.
+    """
+
+    header: str
+    value: str
+    key: str
+
+    @property
+    def shown(self) -> str:
+        """The id as quoted in answers and logs (at most 100 characters)."""
+        return self.value[:100]
+
+    @classmethod
+    def of(cls, adapter: WebhookAdapter, headers: Mapping[str, str]) -> DeliveryId | None:
+        """The delivery id of a request to `adapter`, None when it carries none."""
+        for name in adapter.delivery_headers:
+            value = (header(headers, name) or "").strip()
+            if value:
+                digest = hashlib.blake2b(value.encode("utf-8", "surrogateescape"), digest_size=16)
+                return cls(name, value, f"{adapter.name}:{digest.hexdigest()}")
+        return None
 
 
 # ----------------------------------------------------------------------------- requests
@@ -210,6 +241,20 @@ class Payload:
             return rfc3339(value, path)
         except WebhookRejected:
             return None
+
+
+def finished_status(states: Mapping[str, str | None], state: str, path: str) -> str | AdapterResult:
+    """The contract status of a sender's deployment `state` (read at `path`), or an ignored
+    result when the deployment has not finished; 422 for a state `states` does not know."""
+    if state not in states:
+        raise WebhookRejected(422, f"{path} {state[:80]!r} is not known")
+    status = states[state]
+    if status is not None:
+        return status
+    finals = ", ".join(name for name, mapped in states.items() if mapped)
+    return AdapterResult(
+        ignored=f"{path} {state}: not a finished deployment; the deploy event is sent for {finals}"
+    )
 
 
 def rfc3339(value: Any, path: str) -> str:

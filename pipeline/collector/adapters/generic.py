@@ -19,9 +19,10 @@ Other fields are ignored. A status that says the deployment has not ended (`star
 `running`, `pending`, `queued`, `in_progress`) is accepted and ignored, so a tool that also
 notifies on start can use the same endpoint.
 
-Authenticated by either a bearer token (`Authorization: Bearer <token>`) or an HMAC-SHA256
-signature of the raw body (`X-Uptake-Signature-256: sha256=<hex>`), whichever is configured;
-when both are, either one suffices.
+Authenticated by a bearer token (`Authorization: Bearer <token>`), an HMAC-SHA256 signature of
+the raw body (`X-Uptake-Signature-256: sha256=<hex>`), or both: every one that is configured
+must be present and valid. A delivery may name itself in `X-Uptake-Delivery` (any string, the
+same on a redelivery) for replay protection.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from pipeline.collector.adapters.base import (
 from pipeline.contract.events import Commit
 
 SIGNATURE_HEADER = "X-Uptake-Signature-256"
+DELIVERY_HEADER = "X-Uptake-Delivery"
 FINAL_STATUSES = frozenset({"succeeded", "failed", "rolled_back"})
 RUNNING_STATUSES = frozenset({"started", "running", "pending", "queued", "in_progress"})
 
@@ -83,8 +85,11 @@ class GenericAdapter:
             its own credentials and events name their emitter.
         capability: the `capability` of the events.
 
-    At least one of `token` and `secret` is required.
+    At least one of `token` and `secret` is required; when both are configured a delivery
+    needs both (a leaked token alone cannot forge a delivery, nor a leaked secret alone).
     """
+
+    delivery_headers: tuple[str, ...] = (DELIVERY_HEADER,)
 
     def __init__(
         self,
@@ -104,23 +109,29 @@ class GenericAdapter:
         self._secrets = secrets_of(secret, "the HMAC secret") if secret is not None else ()
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Accept a valid bearer token or a valid body signature; raise 401 otherwise."""
+        """Require every configured credential: the body signature and the bearer token."""
         problems = []
         if self._secrets:
             signature = header(headers, SIGNATURE_HEADER)
             problem = hmac_sha256_matches(signature, body, self._secrets)
-            if problem is None:
-                return
-            problems.append(f"{SIGNATURE_HEADER} {problem}")
+            if problem is not None:
+                problems.append(f"{SIGNATURE_HEADER} {problem}")
         if self._tokens:
             authorization = header(headers, "Authorization")
             scheme, _, presented = (authorization or "").strip().partition(" ")
-            if scheme.lower() == "bearer" and token_matches(presented.strip(), self._tokens):
-                return
-            problems.append(
-                "bearer token missing" if authorization is None else "bearer token does not match"
+            if scheme.lower() != "bearer" or not token_matches(presented.strip(), self._tokens):
+                problems.append(
+                    "bearer token missing"
+                    if authorization is None
+                    else "bearer token does not match"
+                )
+        if problems and self._secrets and self._tokens:
+            reason = "; ".join(problems)
+            raise WebhookRejected(
+                401, f"{reason} (this adapter needs both {SIGNATURE_HEADER} and a bearer token)"
             )
-        raise WebhookRejected(401, "; ".join(problems))
+        if problems:
+            raise WebhookRejected(401, problems[0])
 
     def convert(self, headers: Mapping[str, str], body: bytes) -> AdapterResult:
         """Map a verified body to a `deploy` event, or ignore a not-yet-finished deployment."""

@@ -23,6 +23,7 @@ from pipeline.collector.adapters.base import (
     WebhookRejected,
     deploy_event,
     event_id,
+    finished_status,
     header,
     hmac_sha256_matches,
     json_object,
@@ -64,6 +65,8 @@ _IGNORED_EVENTS = {
 class GitHubAdapter:
     """Maps GitHub `deployment_status` and deploy-workflow `workflow_run` deliveries.
 
+    A redelivery (GitHub's "Redeliver" button or API) keeps its `X-GitHub-Delivery` GUID.
+
     Args:
         secret: the webhook secret, or several during a rotation (any one may sign).
         teams: repository `owner/name` (or an `owner` for a whole organisation) -> team.
@@ -75,6 +78,8 @@ class GitHubAdapter:
             part of their ids (give a GitHub Enterprise server its own name).
         capability: the `capability` of the events.
     """
+
+    delivery_headers: tuple[str, ...] = ("X-GitHub-Delivery",)
 
     def __init__(
         self,
@@ -120,15 +125,10 @@ class GitHubAdapter:
     # ------------------------------------------------------------------------- events
 
     def _deployment_status(self, payload: Payload) -> AdapterResult:
-        state = payload.text("deployment_status.state")
-        if state not in DEPLOYMENT_STATES:
-            raise WebhookRejected(422, f"deployment_status.state {state[:80]!r} is not known")
-        status = DEPLOYMENT_STATES[state]
-        if status is None:
-            return AdapterResult(
-                ignored=f"deployment_status {state}: not a finished deployment; "
-                "the deploy event is sent for success, failure or error"
-            )
+        path = "deployment_status.state"
+        status = finished_status(DEPLOYMENT_STATES, payload.text(path), path)
+        if isinstance(status, AdapterResult):
+            return status
         repo = payload.text("repository.full_name")
         service = self._service(repo, payload.text("repository.name"))
         status_id = payload.ident("deployment_status.id")

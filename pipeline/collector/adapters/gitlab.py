@@ -20,6 +20,7 @@ from pipeline.collector.adapters.base import (
     WebhookRejected,
     deploy_event,
     event_id,
+    finished_status,
     header,
     json_object,
     rfc3339,
@@ -53,7 +54,12 @@ class GitLabAdapter:
         name: the adapter's name: the route `/v1/webhooks/<name>`, the events' `source` and
             part of their ids (give each GitLab instance its own name).
         capability: the `capability` of the events.
+
+    A retry keeps its `Idempotency-Key` (GitLab 17.4 and later); older GitLab sends only
+    `X-Gitlab-Event-UUID`, which a manual "Resend request" also keeps.
     """
+
+    delivery_headers: tuple[str, ...] = ("Idempotency-Key", "X-Gitlab-Event-UUID")
 
     def __init__(
         self,
@@ -93,14 +99,9 @@ class GitLabAdapter:
         if payload.get("object_kind") != "deployment":
             raise WebhookRejected(400, "a Deployment Hook must have object_kind 'deployment'")
         state = payload.text("status")
-        if state not in DEPLOYMENT_STATUSES:
-            raise WebhookRejected(422, f"deployment status {state[:80]!r} is not known")
-        status = DEPLOYMENT_STATUSES[state]
-        if status is None:
-            return AdapterResult(
-                ignored=f"deployment {state}: not a finished deployment; "
-                "the deploy event is sent for success or failed"
-            )
+        status = finished_status(DEPLOYMENT_STATUSES, state, "status")
+        if isinstance(status, AdapterResult):
+            return status
         project = payload.text("project.path_with_namespace")
         deployment_id = payload.ident("deployment_id")
         event = deploy_event(

@@ -123,15 +123,27 @@ def test_a_signature_of_another_body_is_401() -> None:
     rejected(exc, 401)
 
 
-def test_with_both_configured_either_one_suffices() -> None:
+@pytest.mark.parametrize(
+    ("headers", "missing"),
+    [
+        ({SIGNATURE_HEADER: "valid"}, "bearer token missing"),
+        ({"Authorization": f"Bearer {TOKEN}"}, f"{SIGNATURE_HEADER} missing"),
+        ({SIGNATURE_HEADER: "valid", "Authorization": "Bearer nope"}, "does not match"),
+        ({SIGNATURE_HEADER: "sha256=" + "0" * 64, "Authorization": f"Bearer {TOKEN}"}, "match"),
+    ],
+)
+def test_with_both_configured_both_are_required(headers: dict[str, str], missing: str) -> None:
+    """A leaked token alone (or a leaked secret alone) cannot forge a delivery."""
     body = json.dumps(BODY).encode()
     both = GenericAdapter(token=TOKEN, secret=SECRET)
-    both.verify({SIGNATURE_HEADER: sign(body, SECRET)}, body)
-    both.verify({"Authorization": f"Bearer {TOKEN}"}, body)
+    if headers.get(SIGNATURE_HEADER) == "valid":
+        headers = {**headers, SIGNATURE_HEADER: sign(body, SECRET)}
     with pytest.raises(WebhookRejected) as exc:
-        both.verify({SIGNATURE_HEADER: sign(body, "nope"), "Authorization": "Bearer nope"}, body)
+        both.verify(headers, body)
     reason = rejected(exc, 401)
-    assert SIGNATURE_HEADER in reason and "bearer" in reason
+    assert missing in reason and "needs both X-Uptake-Signature-256 and a bearer token" in reason
+    # The control: with both valid the same delivery is accepted.
+    both.verify({SIGNATURE_HEADER: sign(body, SECRET), "Authorization": f"Bearer {TOKEN}"}, body)
 
 
 def test_a_token_alone_does_not_accept_signatures() -> None:

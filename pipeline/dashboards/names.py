@@ -1,0 +1,29 @@
+"""Filters on a dashboard variable that holds a name (team, capability), safe for any name.
+
+Names come from emitters. Grafana's `:singlequote` and `:sqlstring` formats escape quotes but
+not backslashes, which ClickHouse honours in string literals, so a name ending in a backslash
+(or holding `\\'`) would end the literal early and change the query. `:percentencode` leaves
+only `A-Z a-z 0-9 - _ . ~ %` (Grafana's `encodeURIComponentStrict`), which no literal can be
+broken by, and `decodeURLComponent` turns it back into the name byte for byte. A multi-value
+variable is encoded as `{a,b}` (Grafana's glob form); names hold no comma or brace (the
+contract's name rule, docs/events.md#names), so the split is exact.
+"""
+
+from __future__ import annotations
+
+
+def decoded(variable: str) -> str:
+    """The SQL string expression of a single-value variable's name."""
+    return f"decodeURLComponent('${{{variable}:percentencode}}')"
+
+
+def name_is(column: str, variable: str) -> str:
+    """`column` equals the single value of `variable`."""
+    return f"{column} = {decoded(variable)}"
+
+
+def name_in(column: str, variable: str) -> str:
+    """`column` is one of the values of multi-value `variable`; All (or none) matches every
+    row (`$__conditionalAll`)."""
+    chosen = f"splitByChar(',', trim(BOTH '{{}}' FROM {decoded(variable)}))"
+    return f"$__conditionalAll(has({chosen}, {column}), ${variable})"
