@@ -220,7 +220,7 @@ async def post_events(request: web.Request) -> web.Response:
             return kafka_unavailable(
                 config,
                 exc,
-                "Retry the same request later (same event_ids: the warehouse deduplicates).",
+                "Retry soon with the same event_ids: recent re-sends are not counted twice.",
             )
     m.EVENTS.labels("events", "accepted").inc(accepted)
     status = 200 if rejected == 0 else 207 if accepted else 422

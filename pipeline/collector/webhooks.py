@@ -386,7 +386,7 @@ async def _produce(
         return kafka_unavailable(
             state.config,
             exc,
-            "Redeliver the webhook later (same event ids: the warehouse deduplicates).",
+            "Redeliver the webhook soon (same event ids): recent re-sends are not counted twice.",
         )
     m.EVENTS.labels("webhook", "accepted").inc(accepted)
     return web.json_response(payload, status=202, dumps=dumps)

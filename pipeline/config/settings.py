@@ -497,11 +497,22 @@ class FaultSettings:
         False,
         "negative control for tests only: the sink forgets what it stored (double counts)",
     )
+    # issue #16, hole 2: a message that makes an ingest step raise
+    poison: str = _setting(
+        "UPTAKE_CHAOS_POISON",
+        "",
+        "fault injection: the ingest step named before ':' raises on every message holding "
+        "the text after it (e.g. pseudonymise:poison-marker)",
+    )
 
     @property
     def present(self) -> bool:
         return bool(
-            self.fail_inserts or self.fail_inserts_file or self.kill_at or self.ignore_watermarks
+            self.fail_inserts
+            or self.fail_inserts_file
+            or self.kill_at
+            or self.ignore_watermarks
+            or self.poison
         )
 
     def validate(self) -> None:

@@ -28,3 +28,7 @@ class Reason(StrEnum):
     """`occurred_at` lies further in the future than UPTAKE_MAX_FUTURE_SKEW_S."""
     OCCURRED_TOO_OLD = "occurred_at_too_old"
     """`occurred_at` is older than UPTAKE_MAX_LATENESS_S; load those with `uptake backfill`."""
+    INTERNAL_ERROR = "internal_error"
+    """A step of the worker raised an unexpected error on this message (a bug, not bad input);
+    the detail names the exception type. The message is dead-lettered; the rest of its batch
+    is written (docs/guarantees.md, "A message that makes a step raise")."""

@@ -10,6 +10,10 @@ the CLI wires them in only when one of those settings is present (`FaultSettings
   not), after_insert (all written, offsets not committed), lifecycle_after_state (changelog
   written, milestones not), lifecycle_after_emit (milestones written, not confirmed).
 - UPTAKE_CHAOS_IGNORE_WATERMARKS=true: the negative control — a sink without replay dedup.
+- UPTAKE_CHAOS_POISON=step:text: the ingest step `step` (decode, pseudonymise, resolve_teams)
+  raises on every message whose bytes hold `text` (`PoisonStep`): a message that always raises.
+  `step:text:skip` is its negative control: the step empties the whole batch instead, as faust
+  did when the exception escaped (the batch acked, nothing written).
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, cast
+
+import msgspec
 
 from pipeline.config.settings import FaultSettings
 from pipeline.contract.decode import DecodedBatch
@@ -69,8 +76,19 @@ def seams_for(settings: FaultSettings) -> Seams:
         wrapped = KillAtOutputs(outputs, lifecycle_point, settings.kill_after_batches)
         return cast(LifecycleOutputs, wrapped)
 
+    poison_step, _, poison_text = settings.poison.partition(":")
+    skip = poison_text.endswith(":skip")
+    poison_text = poison_text.removesuffix(":skip")
+
+    def ingest_step(name: str, step: Any) -> Any:
+        if not poison_text or name != poison_step:
+            return step
+        log.warning("fault injection: %s raises on messages holding %r", name, poison_text)
+        return PoisonStep(step, poison_text.encode(), skip_batch=skip)
+
     return Seams(
         sink_warehouse=sink_warehouse,
+        ingest_step=ingest_step,
         new_sink=ForgetfulSink if forgetful else ClickHouseSink,
         batch_sink=batch_sink,
         lifecycle_outputs=lifecycle_outputs,
@@ -98,8 +116,38 @@ class FaultyWarehouse:
         return getattr(self.inner, name)
 
 
+class PoisonStep:
+    """An ingest step that raises on a batch holding a message (decode: its bytes) or an event
+    (later steps: its encoded form) with `marker`, else runs the step. With `skip_batch` (after
+    decode only) it empties that batch instead: the loss the quarantine prevents."""
+
+    def __init__(
+        self, inner: Callable[[Any], Any], marker: bytes, skip_batch: bool = False
+    ) -> None:
+        self.inner = inner
+        self.marker = marker
+        self.skip_batch = skip_batch
+
+    def __call__(self, batch: Any) -> Any:
+        if isinstance(batch, list):  # decode: the messages
+            poisoned = any(self.marker in (m.value or b"") for m in batch)
+        else:
+            poisoned = any(self.marker in msgspec.json.encode(e) for e in batch.events)
+        if poisoned and self.skip_batch and not isinstance(batch, list):
+            log.warning("chaos: the batch of a poison message is skipped (negative control)")
+            self.inner(batch)
+            for name in ("events", "partitions", "offsets", "topics", "user_keys", "teams"):
+                getattr(batch, name).clear()
+            batch.rejections.clear()
+            return None
+        if poisoned:
+            raise RuntimeError("chaos: a poison message")
+        return self.inner(batch)
+
+
 class ForgetfulSink(ClickHouseSink):
-    """The negative control: no watermarks, no id window, so every replay is written again."""
+    """The negative control: no watermarks, no id window, no deduplication tokens, so every
+    replay is written again."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["recent_ids"] = 0
@@ -107,6 +155,11 @@ class ForgetfulSink(ClickHouseSink):
 
     def _watermarks_of(self, table: str) -> dict[tuple[str, int], int]:
         return {}
+
+    def _insert_settings(self, token: str) -> dict[str, Any]:
+        # A fresh token per insert: ClickHouse's block deduplication cannot fold a replay either
+        # (`insert_deduplicate = 0` does not switch it off for non-replicated tables on chdb).
+        return {"insert_deduplication_token": uuid.uuid4().hex}
 
 
 class KillSwitch:
@@ -222,3 +275,61 @@ def failing_while_exists(path: str) -> Fault:
 
     log.warning("fault injection: inserts fail while %s exists", path)
     return fault
+
+
+class FailingView:
+    """A materialized view on `events` that throws on marker rows while it is armed: a view
+    whose target fails after the `events` part was committed (hole 1 of issue #16; on a server,
+    a target out of parts, memory or disk). Test-only: `install()` adds it to a warehouse, and
+    `warehouse()` wraps the sink's warehouse so that each failed `events` insert uses up one of
+    the `failures` (the view disarms after the last).
+    """
+
+    VIEW = "chaos_failing_view_mv"
+    TARGET = "chaos_failing_view_rows"
+    ARMED = "chaos_failing_view_armed"
+
+    def __init__(self, marker_capability: str, failures: int = 1) -> None:
+        self.marker = marker_capability
+        self.failures = failures
+        self.failed = 0
+
+    def install(self, warehouse: Warehouse) -> None:
+        marker = self.marker.replace("\\", "\\\\").replace("'", "\\'")
+        warehouse.command(f"CREATE TABLE {self.ARMED} (armed UInt8) ENGINE = Memory")
+        warehouse.command(
+            f"CREATE TABLE {self.TARGET} (event_id UUID, ok UInt8) ENGINE = MergeTree ORDER BY ()"
+        )
+        warehouse.command(
+            f"CREATE MATERIALIZED VIEW {self.VIEW} TO {self.TARGET} AS SELECT event_id, "
+            f"toUInt8(throwIf(capability = '{marker}' AND (SELECT count() FROM {self.ARMED}) > 0,"
+            f" 'chaos: the test-only view fails on a marker row')) AS ok FROM events"
+        )
+        warehouse.command(f"INSERT INTO {self.ARMED} VALUES (1)")
+
+    def warehouse(self, inner: Warehouse) -> Warehouse:
+        def disarm_after_failures(table: str) -> None:
+            if table == "events":
+                self.failed += 1
+                if self.failed >= self.failures:
+                    inner.command(f"TRUNCATE TABLE {self.ARMED}")
+
+        return cast(Warehouse, FailureHook(inner, disarm_after_failures))
+
+
+class FailureHook:
+    """The warehouse with `on_failure(table)` run when an insert raises (the error still raises)."""
+
+    def __init__(self, inner: Warehouse, on_failure: Fault) -> None:
+        self.inner = inner
+        self.on_failure = on_failure
+
+    def insert_columns(self, table: str, *args: Any, **kwargs: Any) -> int:
+        try:
+            return self.inner.insert_columns(table, *args, **kwargs)
+        except Exception:
+            self.on_failure(table)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

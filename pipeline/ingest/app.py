@@ -29,7 +29,7 @@ from pipeline.ingest.steps import (
     write_or_die,
 )
 from pipeline.kafka.client import faust_app
-from pipeline.lifecycle.activity import catalog_use
+from pipeline.lifecycle.activity import catalog_counts, catalog_use
 from pipeline.lifecycle.agent import attach as attach_lifecycle
 from pipeline.lifecycle.outputs import LifecycleOutputs
 from pipeline.observability.consumer_lag import ConsumerLagSampler
@@ -50,10 +50,12 @@ def build_app(
     on_batch: Callable[[DecodedBatch, float, float], None] | None = None,
     wrap_lifecycle_outputs: Callable[[LifecycleOutputs], LifecycleOutputs] = lambda o: o,
     catalogs: WorkerCatalogs | None = None,
+    wrap_step: Callable[[str, Any], Any] = lambda name, step: step,
 ) -> faust.App:
     """The faust app: decode → enrich → sink for every batch of the events and backfill topics.
 
     Without `catalogs` every event counts for the team it reports (else 'unowned').
+    `wrap_step(name, step)` may wrap the chain's steps before the write (the fault seam).
     """
     app = faust_app(
         settings.kafka,
@@ -99,9 +101,15 @@ def build_app(
     # Adoption lifecycle (pipeline/lifecycle): its own agent, fed each written batch's activity.
     # Activity is use as the capability catalog defines it, when the worker has the catalog.
     uses = catalog_use(lambda: catalogs.capabilities) if catalogs is not None else None
+    counts = catalog_counts(lambda: catalogs.capabilities) if catalogs is not None else None
     lifecycle = (
         attach_lifecycle(
-            app, settings, progress=progress, uses=uses, wrap_outputs=wrap_lifecycle_outputs
+            app,
+            settings,
+            progress=progress,
+            uses=uses,
+            wrap_outputs=wrap_lifecycle_outputs,
+            counts=counts,
         )
         if settings.lifecycle.enabled
         else None
@@ -117,9 +125,9 @@ def build_app(
 
     chain = IngestChain(
         DedupeOffsets(),
-        Decode(decoder, decoders),
-        Pseudonymise(pseudonyms),
-        ResolveTeams(catalogs) if catalogs is not None else None,
+        wrap_step("decode", Decode(decoder, decoders)),
+        wrap_step("pseudonymise", Pseudonymise(pseudonyms)),
+        wrap_step("resolve_teams", ResolveTeams(catalogs)) if catalogs is not None else None,
         write,
         publish_activity if lifecycle is not None else None,
         progress,

@@ -4,19 +4,28 @@
     → the agent's loop body returns, faust acks the batch and commits its offsets
 
 Offsets move only after the write; nothing may escape the loop body (docs/guarantees.md,
-"Commit after write"). The helpers the steps call live in `pipeline.ingest.steps`.
+"Commit after write"). An unexpected exception in decode, pseudonymise or resolve teams is a
+bug, not bad input: the batch is prepared again one message at a time, the message that raised
+is rejected as `internal_error` (and dead-lettered with the batch's other rejections), and the
+rest is written (docs/guarantees.md, "A message that makes a step raise"). The helpers the
+steps call live in `pipeline.ingest.steps`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
+from pipeline.contract.decode import BatchDecoder, DecodedBatch, Rejection, SourceMessage
+from pipeline.contract.reasons import Reason
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.enrich.raw_user import pseudonymise_rejections
 from pipeline.ingest.catalogs import WorkerCatalogs
-from pipeline.ingest.steps import Progress, decode_by_topic, record, unique_offsets
+from pipeline.ingest.steps import Progress, concat, decode_by_topic, record, unique_offsets
+from pipeline.observability import metrics
+
+log = logging.getLogger("uptake.worker")
 
 Submit = Callable[[DecodedBatch], Awaitable[dict[str, int]]]
 
@@ -87,10 +96,7 @@ class IngestChain:
 
     async def __call__(self, messages: list[SourceMessage]) -> DecodedBatch:
         messages = self.dedupe_offsets(messages)
-        batch = self.decode(messages)
-        self.pseudonymise(batch)
-        if self.resolve_teams is not None:
-            self.resolve_teams(batch)
+        batch = self.prepare(messages)
         written = await self.write(batch)
         if self.publish_activity is not None:  # before the ack: the lifecycle sees every batch
             await self.publish_activity(batch)
@@ -103,3 +109,55 @@ class IngestChain:
             backfill_topic=self.backfill_topic,
         )
         return batch
+
+    def prepare(self, messages: list[SourceMessage]) -> DecodedBatch:
+        """Decode, pseudonymise and resolve teams; never raises. When a step raises, the batch
+        is prepared again message by message and each message that raises is rejected as
+        `internal_error`. Deterministic for the same messages, as a replay needs."""
+        try:
+            return self._prepare(messages, [""])
+        except Exception:
+            log.exception("an ingest step raised: preparing the batch one message at a time")
+        parts = []
+        for message in messages:
+            step = [""]
+            try:
+                parts.append(self._prepare([message], step))
+            except Exception as exc:
+                metrics.INGEST_STEP_ERRORS.labels(step[0]).inc()
+                log.error(
+                    "%s raised on %s:%d@%d: dead-lettered as internal_error (%s: %s)",
+                    step[0],
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    type(exc).__name__,
+                    exc,
+                )
+                parts.append(internal_error(message, step[0], exc))
+        return concat(parts)
+
+    def _prepare(self, messages: list[SourceMessage], step: list[str]) -> DecodedBatch:
+        step[0] = "decode"  # which step raised, for the metric and the detail
+        batch = self.decode(messages)
+        step[0] = "pseudonymise"
+        self.pseudonymise(batch)
+        if self.resolve_teams is not None:
+            step[0] = "resolve_teams"
+            self.resolve_teams(batch)
+        return batch
+
+
+def internal_error(message: SourceMessage, step: str, exc: Exception) -> DecodedBatch:
+    """A batch holding one `internal_error` rejection of the whole message."""
+    detail = f"{step} raised {type(exc).__name__}: {exc}"[:1000]
+    rejection = Rejection(
+        Reason.INTERNAL_ERROR,
+        detail,
+        message.value or b"",
+        message.topic,
+        message.partition,
+        message.offset,
+        0,
+    )
+    return DecodedBatch(rejections=[rejection])

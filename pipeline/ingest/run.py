@@ -18,6 +18,7 @@ from pipeline.ingest.seams import NONE, Seams
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import ensure_topics
+from pipeline.lifecycle.agent import refuse_unsupported_mode
 from pipeline.observability import logs, metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
@@ -44,6 +45,7 @@ def run_worker(
     `seams` wraps the process's parts (fault injection); the default leaves them as built."""
     log_to_stderr(settings, "worker")
     refuse_demo_secrets(settings)
+    refuse_unsupported_mode(settings)
     if settings.warehouse.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
         return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s, seams=seams)
     warehouse = open_warehouse(settings)
@@ -88,10 +90,9 @@ def _run_publishing_worker(
     """UPTAKE_WRITER=kafka: decode and pseudonymise, publish to the writer topic, commit.
 
     No warehouse here (pipeline/ingest/remote.py): `uptake writer` checks the schema, resolves
-    teams and inserts; the adoption lifecycle and gauges are not run by these workers.
+    teams and inserts; the adoption gauges are not run by these workers, and the lifecycle is
+    refused with this mode (`refuse_unsupported_mode`).
     """
-    from dataclasses import replace
-
     from pipeline.ingest.remote import publisher_for
 
     ensure_topics(
@@ -113,7 +114,7 @@ def _run_publishing_worker(
     if settings.ingest.metrics_port:
         serve_metrics(settings, health)
     return _launch(
-        replace(settings, lifecycle=replace(settings.lifecycle, enabled=False)),
+        settings,
         seams.batch_sink(sink),
         health,
         target=f"writer topic {settings.warehouse.writer_topic}",
@@ -199,6 +200,7 @@ def _launch(
         exit_when_idle_s=exit_when_idle_s,
         wrap_lifecycle_outputs=seams.lifecycle_outputs,
         catalogs=catalogs,
+        wrap_step=seams.ingest_step,
     )
 
     @app.timer(1.0)

@@ -20,6 +20,10 @@ def _same(part: Any) -> Any:
     return part
 
 
+def _same_step(name: str, step: Any) -> Any:
+    return step
+
+
 @dataclass(frozen=True)
 class Seams:
     """Wrappers for the parts of a worker or writer process (identity by default)."""
@@ -27,6 +31,8 @@ class Seams:
     sink_warehouse: Callable[[Warehouse], Warehouse] = _same  # the sink's inserts
     new_sink: Callable[..., ClickHouseSink] = ClickHouseSink  # the sink itself
     batch_sink: Callable[[Any], Any] = _same  # what the ingest loop hands each batch to
+    # the ingest chain's steps before the write, by name: decode, pseudonymise, resolve_teams
+    ingest_step: Callable[[str, Any], Any] = _same_step
     lifecycle_outputs: Callable[[LifecycleOutputs], LifecycleOutputs] = _same
     dedup_replays: bool = True  # `uptake writer` skips records it already wrote
 

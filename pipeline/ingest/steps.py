@@ -144,14 +144,26 @@ def decode_by_topic(
     if len(groups) <= 1:
         only = next(iter(groups.values()))[0] if groups else live
         return only.decode(messages)
+    return concat([decoder.decode(group) for decoder, group in groups.values()])
+
+
+def concat(parts: list[DecodedBatch]) -> DecodedBatch:
+    """The batches one after the other (user keys and teams kept when every part has them)."""
+    if len(parts) == 1:
+        return parts[0]
     merged = DecodedBatch()
-    for decoder, group in groups.values():
-        part = decoder.decode(group)
+    for part in parts:
         merged.events.extend(part.events)
         merged.partitions.extend(part.partitions)
         merged.offsets.extend(part.offsets)
         merged.topics.extend(part.topics)
         merged.rejections.extend(part.rejections)
+        merged.user_keys.extend(part.user_keys)
+        merged.teams.extend(part.teams)
+    if len(merged.user_keys) != len(merged.events):
+        merged.user_keys = []
+    if len(merged.teams) != len(merged.events):
+        merged.teams = []
     return merged
 
 

@@ -49,6 +49,7 @@ from pipeline.ingest.run import (
 from pipeline.ingest.seams import NONE, Seams
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, ensure_topics, unreachable_message
+from pipeline.lifecycle.agent import refuse_unsupported_mode
 from pipeline.observability import logs, metrics
 from pipeline.observability.adoption import start_adoption_gauges
 from pipeline.observability.config import ObservabilitySettings
@@ -175,6 +176,7 @@ def run_writer(
     """Run `uptake writer` until SIGTERM/SIGINT (or idle, when asked); `seams` as run_worker."""
     log_to_stderr(settings, "writer")
     refuse_demo_secrets(settings)
+    refuse_unsupported_mode(settings)
     warehouse = open_warehouse(settings)
     catalogs = load_catalogs(settings, warehouse)
     security = client_kwargs(settings.kafka)

@@ -45,18 +45,28 @@ def teams_of(batch: DecodedBatch) -> Sequence[str]:
 
 
 UseRule = Callable[[Envelope], bool]
+UseOf = Callable[[str, str, str | None], bool]  # (event type, capability, api) -> is use
 
 
-def catalog_use(catalog: Callable[[], CapabilityCatalog]) -> UseRule:
+def catalog_counts(catalog: Callable[[], CapabilityCatalog]) -> UseOf:
     """Use as the capability catalog defines it (`Capability.counts_as_use`: event types and,
     for api_call, APIs; any type for an undeclared capability), read from the current catalog."""
 
-    def uses(event: Envelope) -> bool:
+    def counts(event_type: str, name: str, api: str | None) -> bool:
         current = catalog()
-        name = event.capability
         capability = current.resolve(name) if name in current else Capability.undeclared(name)
+        return capability.counts_as_use(event_type, api)
+
+    return counts
+
+
+def catalog_use(catalog: Callable[[], CapabilityCatalog]) -> UseRule:
+    """`catalog_counts` for a decoded event."""
+    counts = catalog_counts(catalog)
+
+    def uses(event: Envelope) -> bool:
         api = event.data.api if isinstance(event, ApiCallEvent) else None
-        return capability.counts_as_use(event_type_of(event), api)
+        return counts(event_type_of(event), event.capability, api)
 
     return uses
 
@@ -101,7 +111,10 @@ class ActivityPublisher:
 
     def publish(self, batch: DecodedBatch) -> dict[str, int]:
         """Publish the batch's activity (blocking); returns {topic: records sent}."""
-        records, newest = activity_of(batch, self.uses)
+        return self.publish_activity(*activity_of(batch, self.uses))
+
+    def publish_activity(self, records: list[Activity], newest: int) -> dict[str, int]:
+        """Publish these records and, when `newest` is a newer day, a watermark (blocking)."""
         watermark = newest if newest > self.newest_day else None
         if not records:
             return {self.topic: 0}

@@ -26,7 +26,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline.config.settings import KafkaSettings, LifecycleSettings, Settings
+from pipeline.config.settings import KafkaSettings, LifecycleSettings, Settings, SettingsError
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import (
@@ -36,9 +36,10 @@ from pipeline.kafka.topics import (
     unreachable_message,
 )
 from pipeline.kafka.undecodable import EXIT_UNDECODABLE, UndecodableBatchError
-from pipeline.lifecycle.activity import ActivityPublisher, UseRule
+from pipeline.lifecycle.activity import ActivityPublisher, UseOf, UseRule
 from pipeline.lifecycle.engine import LifecycleEngine, Record, decode_record
 from pipeline.lifecycle.outputs import KafkaWrites, LifecycleOutputs
+from pipeline.lifecycle.rebuild import rebuild_from_events
 from pipeline.lifecycle.retry import LifecycleStopped, until_done
 from pipeline.lifecycle.rules import KINDS, Rules
 from pipeline.lifecycle.state import ChangelogState, read_changelog
@@ -80,8 +81,9 @@ class LifecycleConfig:
 
 def ensure_lifecycle_topics(
     bootstrap: str, config: LifecycleConfig, security: Mapping[str, Any] | None = None
-) -> None:
-    """Create the activity, the (compacted) milestone and the (compacted) changelog topics.
+) -> bool:
+    """Create the activity, the (compacted) milestone and the (compacted) changelog topics;
+    returns whether the changelog topic did not exist (its state must be rebuilt).
 
     The changelog gets as many partitions as the activity topic has: a key's state lives in the
     partition its activity comes from.
@@ -99,6 +101,8 @@ def ensure_lifecycle_topics(
                 or config.partitions
             )
             _create(admin, {config.changelog_topic: compact}, partitions, existing)
+            return True
+        return False
     except KafkaError as exc:
         raise KafkaUnavailable(f"{unreachable_message(bootstrap)} ({exc})") from exc
     finally:
@@ -324,12 +328,15 @@ def attach(
     progress: WorkerProgress | None = None,
     uses: UseRule | None = None,
     wrap_outputs: Callable[[LifecycleOutputs], LifecycleOutputs] = lambda outputs: outputs,
+    counts: UseOf | None = None,
 ) -> ActivityPublisher:
     """Add the lifecycle agent to the worker's app; returns the ingest's activity publisher.
 
     The ingest agent calls `publisher.publish(batch)` after the batch is written and before it
     is acked. A lifecycle batch counts as progress, so an idle-exiting worker waits for the
-    lifecycle to catch up with the last ingest batch.
+    lifecycle to catch up with the last ingest batch. When the changelog topic is missing, the
+    state is rebuilt from the events table first (pipeline/lifecycle/rebuild.py; `counts` is the
+    use rule for stored events, as `uses` is for decoded ones).
     """
 
     def progressed() -> None:
@@ -338,7 +345,7 @@ def attach(
 
     config = LifecycleConfig.from_settings(settings.lifecycle, settings.kafka)
     security = client_kwargs(settings.kafka)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
-    ensure_lifecycle_topics(settings.kafka.bootstrap, config, security)
+    changelog_missing = ensure_lifecycle_topics(settings.kafka.bootstrap, config, security)
     stopping = threading.Event()
     store = ChangelogState()
     compression = settings.kafka.compression
@@ -393,8 +400,29 @@ def attach(
         stopping,
         uses=uses,
     )
+    if changelog_missing:  # before this worker consumes anything: old days first
+        rebuild_from_events(
+            lambda: connect(settings.warehouse.url), publisher, config.changelog_topic, counts
+        )
     log.debug("lifecycle attached: %s -> %s", config.activity_topic, config.milestones_topic)
     return publisher
+
+
+def refuse_unsupported_mode(settings: Settings) -> None:
+    """Raise SettingsError for UPTAKE_WRITER=kafka with the lifecycle on (docs/lifecycle.md).
+
+    Workers of that mode open no warehouse (the embedded engine's folder belongs to `uptake
+    writer`) and do not resolve teams (the writer does), while the lifecycle writes milestones
+    to the warehouse and keys activity by the resolved team: it would fail or count the wrong
+    teams, so the combination is refused rather than silently run without a lifecycle.
+    """
+    if settings.warehouse.writer == "kafka" and settings.lifecycle.enabled:
+        raise SettingsError(
+            "UPTAKE_WRITER=kafka does not run the adoption lifecycle (its workers have no "
+            "warehouse and no team catalog): set UPTAKE_LIFECYCLE=false with it, or use "
+            "UPTAKE_WRITER=direct (each worker writes; a ClickHouse server for several workers) "
+            "to keep the lifecycle — docs/lifecycle.md"
+        )
 
 
 def _die(exc: BaseException) -> None:

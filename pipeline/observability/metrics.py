@@ -63,6 +63,15 @@ DEAD_LETTERS = Counter(
     "Rejected events written to the dead-letter topic.",
     registry=REGISTRY,
 )
+# Counter, messages, by step: messages a step of the ingest chain raised on unexpectedly (a bug,
+# not bad input); each is dead-lettered with reason internal_error and its batch goes on.
+INGEST_STEP_ERRORS = Counter(
+    "uptake_ingest_step_errors",
+    "Messages on which an ingest step (decode, pseudonymise, resolve_teams) raised an "
+    "unexpected exception; each was rejected as internal_error and dead-lettered.",
+    ["step"],
+    registry=REGISTRY,
+)
 # Counter, rows, by table: rows a replay would have written twice and the sink skipped.
 REPLAYED_ROWS_SKIPPED = Counter(
     "uptake_sink_replayed_rows_skipped",
@@ -74,6 +83,15 @@ DUPLICATE_EVENTS_SKIPPED = Counter(
     "uptake_sink_duplicate_events_skipped",
     "Accepted events not inserted because the sink wrote the same event_id recently "
     "(an emitter or producer re-send arriving as a new Kafka record).",
+    registry=REGISTRY,
+)
+# Gauge, seconds: how old a re-sent event (same event_id, a new Kafka record) can be and still be
+# skipped by the sink's recent-id window (UPTAKE_DEDUP_WINDOW ids); older re-sends count twice in
+# the rollups (docs/guarantees.md, "Re-sends and the id window"). Set at each write.
+DEDUP_HORIZON = Gauge(
+    "uptake_sink_dedup_horizon_seconds",
+    "Age of the oldest event id in the sink's recent-id window: re-sends older than this are "
+    "not recognised and would count twice in the rollups.",
     registry=REGISTRY,
 )
 # Counter, activity records: (team, capability, UTC day) records the lifecycle agent applied.

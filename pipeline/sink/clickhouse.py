@@ -7,9 +7,13 @@ Contract of the step:
 - Exactly-once effect under at-least-once delivery: every row carries its source
   (topic, partition, offset). For each table the sink knows the highest offset per partition
   already stored (its watermark, read from ClickHouse the first time a partition is seen and
-  after every failed insert) and skips rows at or below it. A replay after a crash, a restart,
-  a rebalance or an insert whose acknowledgement was lost therefore writes nothing twice. This
-  relies on one insert per table being atomic and on offsets growing within a partition.
+  again for the batch after a failed insert) and skips rows at or below it. A replay after a
+  crash, a restart or a rebalance therefore writes nothing twice (offsets grow within a
+  partition).
+- A failed insert may have landed in part (the table but not a materialized view's target, or
+  one month partition of two). Its retries send the identical block with the same
+  `insert_deduplication_token` and dependent-view deduplication (`dedup_settings`, migration
+  0014): ClickHouse folds what landed and writes the rest, in the table and in every view.
 - An event whose id the sink wrote recently (the same event sent twice as two Kafka records)
   is skipped (`RecentIds`, pipeline/sink/dedup.py): materialized views on `events` count what
   is inserted, so a duplicate must not reach the insert.
@@ -20,6 +24,7 @@ Contract of the step:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -31,7 +36,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from pipeline.catalog.teams import UNOWNED
-from pipeline.contract.decode import DecodedBatch
+from pipeline.contract.decode import DecodedBatch, Rejection
 from pipeline.contract.events import EVENT_CLASSES, Envelope
 from pipeline.observability import metrics
 from pipeline.sink.dead_letters import DeadLetterPublisher
@@ -256,26 +261,35 @@ class ClickHouseSink:
         return written
 
     def _write_table(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> int:
+        block = self._new_block(writer, rows, batch)
+        if block is None:
+            return 0
+
         def failed(exc: Exception) -> None:
             metrics.INSERT_ERRORS.labels(writer.table).inc()
-            # The insert may have landed even though we saw an error: re-read the truth.
+            # Part of the block may have landed; the next batch re-reads the truth.
             self._watermarks.pop(writer.table, None)
 
         return retry_until_stopped(
-            lambda: self._insert_new_rows(writer, rows, batch),
+            lambda: self._insert(writer, block),
             f"insert into {writer.table}",
             self._stopping,
             self.retry,
             on_failure=failed,
         )
 
-    def _insert_new_rows(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> int:
+    def _new_block(self, writer: TableWriter, rows: Rows, batch: DecodedBatch) -> Block | None:
+        """The rows of `rows` not stored yet (above the watermarks, ids not seen), or None.
+
+        Built once per batch and table: every retry sends this same block with the same token.
+        """
         marks = self._watermarks_of(writer.table)
         keep = _new_rows(rows, marks)
         skipped = len(rows.offsets) - (len(keep) if keep is not None else len(rows.offsets))
         if skipped:
             metrics.REPLAYED_ROWS_SKIPPED.labels(writer.table).inc(skipped)
         columns = rows.columns if keep is None else [[c[i] for i in keep] for c in rows.columns]
+        coordinates = rows if keep is None else _subset(rows, keep)
         ids: list[int] = []
         if writer.table == self.unique_ids_table and self.recent_ids.capacity:
             column = columns[writer.column_names.index("event_id")]
@@ -284,28 +298,47 @@ class ClickHouseSink:
             if first is not None:
                 metrics.DUPLICATE_EVENTS_SKIPPED.inc(len(ids) - len(first))
                 columns = [[c[i] for i in first] for c in columns]
+                coordinates = _subset(coordinates, first)
                 ids = [ids[i] for i in first]
         if not columns[0]:
-            return 0
+            return None
+        rejections: list[Rejection] = []
         if writer is REJECTED and self.dead_letters is not None:
+            rejections = batch.rejections if keep is None else [batch.rejections[i] for i in keep]
+        return Block(columns, ids, coordinates, block_token(writer.table, coordinates), rejections)
+
+    def _insert(self, writer: TableWriter, block: Block) -> int:
+        if block.rejections:
             # Rejects reach the DLQ before ClickHouse, so offsets never move before both have them.
-            new = batch.rejections if keep is None else [batch.rejections[i] for i in keep]
-            self.dead_letters.publish(new)
+            assert self.dead_letters is not None
+            self.dead_letters.publish(block.rejections)
         started = time.perf_counter()
         count = self.warehouse.insert_columns(
-            writer.table, columns, writer.column_names, wire_types=writer.wire_types
+            writer.table,
+            block.columns,
+            writer.column_names,
+            settings=self._insert_settings(block.token),
+            wire_types=writer.wire_types,
         )
         metrics.INSERT_DURATION.labels(writer.table).observe(time.perf_counter() - started)
-        metrics.INSERT_ROWS.labels(writer.table).inc(len(columns[0]))
-        self.recent_ids.remember(ids)  # only now: a retried insert must not see its own ids
+        metrics.INSERT_ROWS.labels(writer.table).inc(len(block.columns[0]))
+        self.recent_ids.remember(block.ids)  # only now: a retried insert must not see its own ids
+        if block.ids:
+            metrics.DEDUP_HORIZON.set(self.recent_ids.horizon_s())
         # Offsets grow within a partition, so the last row of a partition holds its highest.
+        rows = block.coordinates
         newest = dict(
             zip(zip(rows.topics, rows.partitions, strict=True), rows.offsets, strict=True)
         )
-        for key, offset in newest.items():
-            if offset > marks.get(key, -1):
-                marks[key] = offset
+        marks = self._watermarks.get(writer.table)
+        if marks is not None:
+            for key, offset in newest.items():
+                if offset > marks.get(key, -1):
+                    marks[key] = offset
         return count
+
+    def _insert_settings(self, token: str) -> dict[str, Any]:
+        return dedup_settings(token)
 
     def _watermarks_of(self, table: str) -> dict[tuple[str, int], int]:
         marks = self._watermarks.get(table)
@@ -328,6 +361,50 @@ class ClickHouseSink:
         )
         self.recent_ids.clear()
         self.recent_ids.remember(row[0].int for row in reversed(newest))
+
+
+@dataclass(frozen=True)
+class Block:
+    """One table's insert for one batch, fixed before the first attempt: the rows not stored yet,
+    their event ids (for `RecentIds`), their source coordinates, the deduplication token and the
+    rejections to dead-letter first."""
+
+    columns: list[list[Any]]
+    ids: list[int]
+    coordinates: Rows
+    token: str
+    rejections: list[Rejection]
+
+
+def block_token(table: str, rows: Rows) -> str:
+    """A deterministic `insert_deduplication_token`: the table and the source coordinates of
+    every row in order (a row's coordinates are unique in its table, several events of one
+    message share an offset and keep their order)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(table.encode())
+    for topic, partition, offset in zip(rows.topics, rows.partitions, rows.offsets, strict=True):
+        digest.update(f"|{topic}:{partition}:{offset}".encode())
+    return f"{table}-{len(rows.offsets)}-{digest.hexdigest()}"
+
+
+def dedup_settings(token: str) -> dict[str, Any]:
+    """Insert settings that make a retried identical block fold everywhere it goes: in the table
+    and in the target of every materialized view it feeds (migration 0014 gives those tables a
+    deduplication window; on chdb 26.9 a view still runs when the table's block was a duplicate,
+    so a retry fills what a failed view missed)."""
+    return {
+        "insert_deduplication_token": token,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
+
+
+def _subset(rows: Rows, keep: list[int]) -> Rows:
+    return Rows(
+        [],
+        [rows.topics[i] for i in keep],
+        [rows.partitions[i] for i in keep],
+        [rows.offsets[i] for i in keep],
+    )
 
 
 def _new_rows(rows: Rows, marks: dict[tuple[str, int], int]) -> list[int] | None:

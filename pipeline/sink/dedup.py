@@ -9,7 +9,9 @@ inserted, so the sink drops an event whose id is among the last `capacity` ids i
 Contract:
 - Bounded: at most `capacity` ids (128-bit ints, ~90 bytes each with the set and the queue),
   oldest forgotten first. An id re-sent after that many newer events is not caught here; it still
-  folds in `events` and would count twice in the rollups — docs/guarantees.md says so.
+  folds in `events` and would count twice in the rollups — docs/guarantees.md says so, and
+  `horizon_s()` (exported as `uptake_sink_dedup_horizon_seconds`, alerted on below the documented
+  re-send horizon) tells how old a re-send can be and still be caught.
 - Ids enter only after their insert was acknowledged (`remember`), so a retried insert never
   mistakes its own rows for duplicates.
 - Seeded from the warehouse (the newest ids of `events`) when the sink (re)reads its watermarks:
@@ -18,8 +20,9 @@ Contract:
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 DEFAULT_CAPACITY = 1_000_000
 
@@ -27,12 +30,18 @@ DEFAULT_CAPACITY = 1_000_000
 class RecentIds:
     """A FIFO-bounded set of 128-bit event ids."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(
+        self, capacity: int = DEFAULT_CAPACITY, clock: Callable[[], float] = time.time
+    ) -> None:
         if capacity < 0:
             raise ValueError("capacity must be 0 (off) or positive")
         self.capacity = capacity
+        self.clock = clock
         self._ids: set[int] = set()
         self._order: deque[int] = deque()
+        # [when remembered, how many of those ids are still in the window], oldest first
+        self._since: deque[list[float]] = deque()
+        self._started = clock()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -43,18 +52,37 @@ class RecentIds:
     def clear(self) -> None:
         self._ids.clear()
         self._order.clear()
+        self._since.clear()
+        self._started = self.clock()
+
+    def horizon_s(self) -> float:
+        """How old a re-send can be and still be caught: the age of the oldest id remembered
+        (ids seeded from the warehouse count from when they were seeded), or the time since the
+        window was (re)started while it has never been full."""
+        now = self.clock()
+        if len(self._order) < self.capacity or not self._since:
+            return now - self._started
+        return now - self._since[0][0]
 
     def remember(self, ids: Iterable[int]) -> None:
         """Add ids (oldest first), forgetting the oldest beyond `capacity`."""
         if not self.capacity:
             return
         known, order = self._ids, self._order
+        added = 0
         for event_id in ids:
             if event_id not in known:
                 known.add(event_id)
                 order.append(event_id)
+                added += 1
+        if added:
+            self._since.append([self.clock(), added])
+        since = self._since
         while len(order) > self.capacity:
             known.discard(order.popleft())
+            since[0][1] -= 1
+            if not since[0][1]:
+                since.popleft()
 
     def first_sightings(self, ids: list[int]) -> list[int] | None:
         """Indices of ids neither remembered nor earlier in `ids`; None when that is all of them."""

@@ -12,18 +12,23 @@ import pytest
 from pipeline.config.settings import Settings
 from pipeline.ingest.app import build_app
 from pipeline.kafka.topics import partition_count
+from pipeline.warehouse.connection import connect
+from pipeline.warehouse.migrations import migrate
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_worker_app_has_the_lifecycle_agent_and_no_faust_table(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, inprocess_warehouse_url: str
 ) -> None:
     """A faust Table in this app makes faust-streaming 0.15.3 skip records of the events topic
     after a restart (pipeline/lifecycle/state.py): the lifecycle keeps its own changelog."""
     suffix = uuid.uuid4().hex[:8]
+    with connect(inprocess_warehouse_url, create_database=True) as warehouse:
+        migrate(warehouse, progress=lambda line: None)  # a new changelog: `events` is read
     settings = Settings.from_env(
         {},
+        clickhouse_url=inprocess_warehouse_url,
         bootstrap=kafka_bootstrap,
         home=tmp_path,
         events_topic=f"test.app.{suffix}",

@@ -77,6 +77,33 @@ def expected(events: list[dict[str, Any]]) -> tuple[set[tuple[Any, ...]], dict[A
     return milestones, states
 
 
+def stored_lifecycle(pipeline_env: Pipeline) -> tuple[list[tuple[Any, ...]], dict[Any, Any]]:
+    """The current milestones (a list: one written twice shows) and the lifecycle per key."""
+    rows = pipeline_env.rows(
+        "SELECT team, capability, milestone, toString(occurred_at) AS day, episode "
+        "FROM adoption_milestones_current"
+    )
+    milestones = [
+        (r["team"], r["capability"], r["milestone"], r["day"], int(r["episode"])) for r in rows
+    ]
+    lifecycle = pipeline_env.rows(
+        "SELECT team, capability, state, toString(first_use) AS f, toString(activated_at) AS a, "
+        "toString(last_active) AS l, episode, active_days FROM adoption_lifecycle FINAL"
+    )
+    states = {
+        (r["team"], r["capability"]): (
+            r["state"],
+            r["f"],
+            r["a"],
+            r["l"],
+            int(r["episode"]),
+            int(r["active_days"]),
+        )
+        for r in lifecycle
+    }
+    return milestones, states
+
+
 def milestone_topic(pipeline_env: Pipeline) -> tuple[set[tuple[Any, ...]], int]:
     """The live milestones on the topic (last record per key wins) and the records read."""
     consumer = KafkaConsumer(
@@ -137,30 +164,10 @@ def test_lifecycle_equals_the_rules_after_a_kill_late_events_and_a_restart(
     log = pipeline_env.worker_log()
     assert "chaos: SIGKILL in lifecycle batch 4, after_state" in log
 
-    rows = pipeline_env.rows(
-        "SELECT team, capability, milestone, toString(occurred_at) AS day, episode "
-        "FROM adoption_milestones_current"
-    )
-    stored = [
-        (r["team"], r["capability"], r["milestone"], r["day"], int(r["episode"])) for r in rows
-    ]
+    stored, lifecycle = stored_lifecycle(pipeline_env)
     assert len(stored) == len(set(stored)), "a milestone was written twice"
     assert set(stored) == truth
-    lifecycle = pipeline_env.rows(
-        "SELECT team, capability, state, toString(first_use) AS f, toString(activated_at) AS a, "
-        "toString(last_active) AS l, episode, active_days FROM adoption_lifecycle FINAL"
-    )
-    assert {
-        (r["team"], r["capability"]): (
-            r["state"],
-            r["f"],
-            r["a"],
-            r["l"],
-            int(r["episode"]),
-            int(r["active_days"]),
-        )
-        for r in lifecycle
-    } == states
+    assert lifecycle == states
     on_topic, records = milestone_topic(pipeline_env)
     assert on_topic == truth
     kinds = {kind for _, _, kind, _, _ in truth}

@@ -31,7 +31,7 @@ import pytest
 from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
 from pipeline.kafka.producer import make_producer
 from tests.conftest import Pipeline
-from tests.lifecycle.test_worker import LAG_DAYS
+from tests.lifecycle.test_worker import LAG_DAYS, stored_lifecycle
 from tests.lifecycle.test_worker import expected as expected_lifecycle
 from tests.views.expected import ROLLUP_SQL, rollup_diff
 
@@ -112,34 +112,13 @@ def diff_with_truth(pipeline_env: Pipeline, sent: Sent) -> dict[str, Any]:
         if stored_rows != Counter(str(f["team"]) for f in facts):
             diff[table] = {"stored": dict(stored_rows), "sent": len(facts)}
     milestones, states = expected_lifecycle(sent.events)
-    milestone_rows = [
-        (r["team"], r["capability"], r["milestone"], r["day"], int(r["episode"]))
-        for r in pipeline_env.rows(
-            "SELECT team, capability, milestone, toString(occurred_at) AS day, episode "
-            "FROM adoption_milestones_current"
-        )
-    ]
+    milestone_rows, lifecycle = stored_lifecycle(pipeline_env)
     if len(milestone_rows) != len(set(milestone_rows)) or set(milestone_rows) != milestones:
         diff["adoption_milestones"] = {
             "missing": sorted(milestones - set(milestone_rows))[:5],
             "unexpected": sorted(set(milestone_rows) - milestones)[:5],
             "twice": len(milestone_rows) - len(set(milestone_rows)),
         }
-    lifecycle = {
-        (r["team"], r["capability"]): (
-            r["state"],
-            r["f"],
-            r["a"],
-            r["l"],
-            int(r["episode"]),
-            int(r["active_days"]),
-        )
-        for r in pipeline_env.rows(
-            "SELECT team, capability, state, toString(first_use) AS f, "
-            "toString(activated_at) AS a, toString(last_active) AS l, episode, active_days "
-            "FROM adoption_lifecycle FINAL"
-        )
-    }
     if lifecycle != states:
         diff["adoption_lifecycle"] = {
             key: (lifecycle.get(key), states.get(key))
