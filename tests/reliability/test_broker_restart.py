@@ -92,8 +92,8 @@ from pipeline.devtools.simulate.org import Organisation, generate
 from pipeline.kafka.topics import ensure_topics
 from pipeline.observability.metrics import REGISTRY
 from pipeline.sdk import DeliveryError, UptakeClient
-from tests.collector import Collector, FakeClock, Reply, serve_in_thread
 from tests.conftest import Pipeline, free_port, wait_until
+from tests.support.collector import Collector, FakeClock, Reply, serve_in_thread
 from tests.support.metrics import scrape
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]

@@ -58,9 +58,9 @@ from pipeline.contract.decode import BatchDecoder, DecodedBatch, Limits, SourceM
 from pipeline.contract.events import SUPPORTED_VERSIONS, event_type_of
 from pipeline.contract.reasons import Reason
 from pipeline.kafka.topics import ensure_topics
-from tests.collector import Collector, FakeClock, landed, serve_in_thread
-from tests.collector.adapters import assert_contract, fixture, sign
 from tests.conftest import free_port
+from tests.support.collector import Collector, FakeClock, landed, serve_in_thread
+from tests.support.webhooks import assert_contract, fixture, sign
 
 pytestmark = pytest.mark.reliability
 

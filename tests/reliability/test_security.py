@@ -61,9 +61,9 @@ from pipeline.observability.adoption import families, read_figures
 from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
-from tests.collector import Collector, FakeClock, Reply, serve_in_thread
-from tests.collector.adapters import fixture_bytes, sign
 from tests.conftest import REPO, free_port
+from tests.support.collector import Collector, FakeClock, Reply, serve_in_thread
+from tests.support.webhooks import fixture_bytes, sign
 
 pytestmark = pytest.mark.reliability
 
