@@ -14,8 +14,8 @@
 - Pseudonyms: the stored user key is the keyed BLAKE2b of the user, not an unkeyed hash and not
   the key of another secret.
 
-Bugs found in pipeline/ are pinned by `xfail(strict=True)` tests (BUG-7 to BUG-9; BUG-1 to BUG-6
-are in test_hostile_input.py).
+Bugs found in pipeline/ (BUG-7 to BUG-9), all fixed, are pinned by regression tests; BUG-1 to
+BUG-6 are in test_hostile_decoder.py and test_hostile_collector.py.
 """
 
 from __future__ import annotations

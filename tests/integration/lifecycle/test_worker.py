@@ -5,8 +5,8 @@ pairs, so teams churn and come back, and 3% of the events held back and sent las
 arrive late and correct milestones already written) go through the worker; the worker is
 SIGKILLed in a lifecycle batch after its state reached the changelog and before any milestone
 was written, and a second worker drains the topic. Then `adoption_milestones`, `adoption_lifecycle`
-and the milestone topic must equal the rules applied to the event dicts (tests/support/lifecycle_brute.py):
-nothing lost by the kill, nothing written twice.
+and the milestone topic must equal the rules applied to the event dicts
+(tests/support/lifecycle_brute.py): nothing lost by the kill, nothing written twice.
 """
 
 from __future__ import annotations

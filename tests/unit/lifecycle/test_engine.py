@@ -1,5 +1,6 @@
 """The incremental processor: whatever the order, duplication, batching and crashes, what it
-publishes equals the rules applied to the final set of active days (tests/support/lifecycle_brute.py)."""
+publishes equals the rules applied to the final set of active days
+(tests/support/lifecycle_brute.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The SDK and the worker validate against the same struct definitions: uptake_sdk._contract's
 files are pipeline/contract's files (links in the checkout, copies in the wheel; see
-tests/integration/packaging/test_sdk_wheel.py), so their JSON Schemas and their verdicts are the same."""
+tests/integration/packaging/test_sdk_wheel.py), so their JSON Schemas and their verdicts are
+the same."""
 
 from __future__ import annotations
 
