@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
-from pipeline.devtools.bench import api_call_messages
 from pipeline.devtools.faults import FaultyWarehouse
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.sink.clickhouse import ClickHouseSink, RetryPolicy, SinkStopped
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
+from tests.support.messages import api_call_messages
 
 pytestmark = pytest.mark.integration
 
