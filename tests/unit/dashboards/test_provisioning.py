@@ -1,35 +1,15 @@
-"""deploy/grafana: the read-only user SQL parses in ClickHouse; files reference what exists."""
+"""deploy/grafana: the read-only user's grants and password source; files reference what exists
+(the SQL against ClickHouse's parser: tests/integration/dashboards/test_provisioning.py)."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-import pytest
 import yaml
 
-from pipeline.warehouse.connection import connect
 from tests.conftest import REPO
 
 GRAFANA = REPO / "deploy" / "grafana"
-
-
-def statements() -> list[str]:
-    text = (GRAFANA / "clickhouse" / "grafana-readonly.sql").read_text()
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-@pytest.mark.integration
-def test_the_read_only_user_sql_parses_in_clickhouse(inprocess_warehouse_url: str) -> None:
-    found = statements()
-    assert [s.split()[0] for s in found] == ["CREATE", "CREATE", "GRANT", "CREATE", "GRANT", "SET"]
-    with connect(inprocess_warehouse_url, create_database=True) as warehouse:
-        for statement in found:
-            # EXPLAIN AST runs ClickHouse's parser without executing (no access storage needed).
-            assert warehouse.rows(f"EXPLAIN AST {statement}"), statement
-    text = " ".join(found)
-    assert "readonly = 1" in text and "CHANGEABLE_IN_READONLY" in text
-    assert "GRANT SELECT ON uptake.*" in text
 
 
 def test_the_users_d_file_grants_select_only_and_reads_its_password_from_the_environment() -> None:
