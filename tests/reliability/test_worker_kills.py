@@ -31,8 +31,7 @@ import pytest
 from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
 from pipeline.kafka.producer import make_producer
 from tests.conftest import Pipeline
-from tests.integration.lifecycle.test_worker import LAG_DAYS
-from tests.integration.lifecycle.test_worker import expected as expected_lifecycle
+from tests.support.lifecycle_brute import LAG_DAYS, expected_lifecycle
 from tests.support.views.expected import ROLLUP_SQL, rollup_diff
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
-from pipeline.lifecycle.rules import Milestone, Rules
+from pipeline.lifecycle.rules import Milestone, Rules, as_date, day_of_iso, summarize
+
+RULES = Rules()  # the defaults: 3 days within 14, churn after 28
+LAG_DAYS = 2  # UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS of the worker tests
 
 
 def brute_force(active: Iterable[int], watermark: int, rules: Rules) -> list[Milestone]:
@@ -39,3 +44,29 @@ def brute_force(active: Iterable[int], watermark: int, rules: Rules) -> list[Mil
             found.append(Milestone("churned", day, episode))
             churned = True
     return found
+
+
+def expected_lifecycle(
+    events: list[dict[str, Any]],
+) -> tuple[set[tuple[Any, ...]], dict[Any, Any]]:
+    """The milestones and per (team, capability) lifecycle rows the worker must write for
+    `events` (dicts as sent), with the default rules and LAG_DAYS of allowed lateness."""
+    days: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for event in events:
+        days[event["team"], event["capability"]].add(day_of_iso(event["occurred_at"]))
+    watermark = max(max(d) for d in days.values()) - LAG_DAYS - 1
+    milestones: set[tuple[Any, ...]] = set()
+    states = {}
+    for (team, capability), active in days.items():
+        found = brute_force(active, watermark, RULES)
+        milestones |= {(team, capability, m.kind, str(as_date(m.day)), m.episode) for m in found}
+        s = summarize(sorted(active), found)
+        states[team, capability] = (
+            s.state,
+            str(as_date(s.first_use)),
+            str(as_date(s.activated_at or 0)),
+            str(as_date(s.last_active)),
+            s.episode,
+            s.active_days,
+        )
+    return milestones, states

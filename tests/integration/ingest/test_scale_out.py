@@ -151,7 +151,7 @@ class Run:
             [
                 sys.executable,
                 "-c",
-                f"from tests.integration.test_scale_out import snapshot_main; "
+                f"from tests.integration.ingest.test_scale_out import snapshot_main; "
                 f"snapshot_main({self.url!r})",
             ],
             env=self.env,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import signal
-from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
@@ -23,14 +22,11 @@ from kafka import KafkaConsumer
 
 from pipeline.devtools.simulate.org import Organisation, generate
 from pipeline.kafka.producer import make_producer, produce
-from pipeline.lifecycle.rules import Rules, as_date, day_of_iso, summarize
+from pipeline.lifecycle.rules import day_of_iso
 from tests.conftest import Pipeline
-from tests.support.lifecycle_brute import brute_force
+from tests.support.lifecycle_brute import LAG_DAYS, expected_lifecycle
 
 pytestmark = pytest.mark.integration
-
-RULES = Rules()  # the defaults: 3 days within 14, churn after 28
-LAG_DAYS = 2  # UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS
 
 
 def simulated(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -53,28 +49,6 @@ def simulated(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     late = [e for e in kept if rng.random() < 0.03]
     late_ids = {e["event_id"] for e in late}
     return [e for e in kept if e["event_id"] not in late_ids], late
-
-
-def expected(events: list[dict[str, Any]]) -> tuple[set[tuple[Any, ...]], dict[Any, Any]]:
-    days: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for event in events:
-        days[event["team"], event["capability"]].add(day_of_iso(event["occurred_at"]))
-    watermark = max(max(d) for d in days.values()) - LAG_DAYS - 1
-    milestones: set[tuple[Any, ...]] = set()
-    states = {}
-    for (team, capability), active in days.items():
-        found = brute_force(active, watermark, RULES)
-        milestones |= {(team, capability, m.kind, str(as_date(m.day)), m.episode) for m in found}
-        s = summarize(sorted(active), found)
-        states[team, capability] = (
-            s.state,
-            str(as_date(s.first_use)),
-            str(as_date(s.activated_at or 0)),
-            str(as_date(s.last_active)),
-            s.episode,
-            s.active_days,
-        )
-    return milestones, states
 
 
 def milestone_topic(pipeline_env: Pipeline) -> tuple[set[tuple[Any, ...]], int]:
@@ -118,7 +92,7 @@ def test_lifecycle_equals_the_rules_after_a_kill_late_events_and_a_restart(
             produce(producer, pipeline_env.env["UPTAKE_EVENTS_TOPIC"], part, per_message=20)
     finally:
         producer.close()
-    truth, states = expected(in_order + late)
+    truth, states = expected_lifecycle(in_order + late)
 
     killed = dict(pipeline_env.env)
     pipeline_env.env.update(
