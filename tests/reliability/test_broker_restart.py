@@ -97,7 +97,7 @@ from tests.support.load import (
 from tests.support.metrics import scrape
 from tests.support.outages import Outages, Recovery, Window, outage
 from tests.support.ports import free_ports
-from tests.support.topics import Cell, Landed, read_topic, topic_cells
+from tests.support.topics import Cell, Landed, landed_events, topic_cells
 from tests.support.truth import (
     CELLS_SQL,
     DOUBLED_SQL,
@@ -263,7 +263,7 @@ def restart_run(
         for error in (sdk.error, posters.error):
             if error is not None:
                 raise error
-        landed_before_resend = read_topic(broker.bootstrap, topic)
+        landed_before_resend = landed_events(broker.bootstrap, topic)
         sdk_resent = sdk.resend_spool()
         posters.resend_spool()
         accepted_delta = collector_counter("accepted") - accepted_before
@@ -285,7 +285,7 @@ def restart_run(
         worker_exit = worker.stop()
         broker.start(timeout=120, progress=lambda _: None)
 
-    landed = read_topic(broker.bootstrap, topic)
+    landed = landed_events(broker.bootstrap, topic)
     rows = pipeline.rows(CELLS_SQL)
     stored_ids = {r["id"] for r in pipeline.rows(IDS_SQL)}
     # Negative control on the real warehouse: delete a few rows, compare again.

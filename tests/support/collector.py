@@ -1,6 +1,6 @@
-"""Tests of the HTTP collector (pipeline/collector), with the shared harness: a collector
-served in-process from a background thread's event loop, and readers of what landed on Kafka
-and of /metrics.
+"""The HTTP collector (pipeline/collector) harness: a collector served in-process from a
+background thread's event loop, or as an `uptake collector` subprocess, and readers of what
+landed on Kafka and of /metrics.
 """
 
 from __future__ import annotations
@@ -8,19 +8,22 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from aiohttp import web
-from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.collector.app import start
+from tests.conftest import REPO, Pipeline, wait_until
+from tests.support.topics import records
 
 
 @dataclass
@@ -146,18 +149,24 @@ _LANDED = msgspec.json.Decoder(float_hook=float)
 
 def landed(bootstrap: str, topic: str) -> list[tuple[str, list[dict[str, Any]]]]:
     """(key, events) of every message on `topic`, read to its end offsets."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    return [(r.key.decode(), _LANDED.decode(r.value)) for r in records(bootstrap, topic)]
+
+
+def start_collector(pipeline: Pipeline, tokens: Path, port: int) -> subprocess.Popen[str]:
+    """`uptake collector` as a subprocess on `port` with `tokens`, once /healthz answers."""
+    collector = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "collector", "--tokens", str(tokens),
+         "--port", str(port)],
+        cwd=REPO, env=pipeline.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 60, what="the collector")
+    return collector
+
+
+def _answers(url: str) -> bool:
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        out: list[tuple[str, list[dict[str, Any]]]] = []
-        deadline = time.monotonic() + 15
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            assert time.monotonic() < deadline, "could not read the topic to its end"
-            for records in consumer.poll(timeout_ms=500).values():
-                out.extend((r.key.decode(), _LANDED.decode(r.value)) for r in records)
-        return out
-    finally:
-        consumer.close()
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False

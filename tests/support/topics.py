@@ -1,5 +1,5 @@
-"""Reading a topic back in tests: every event of every record, with its coordinates, and what
-a consumer group has not committed yet."""
+"""Reading a topic back in tests: its records, (key, value) pairs, every event with the
+coordinates of its record, and what a consumer group has not committed yet."""
 
 from __future__ import annotations
 
@@ -28,28 +28,38 @@ class Landed:
     cell: Cell
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Landed]:
-    """Every event of every message on `topic`, read to the end offsets."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="reliability-reader"
-    )
+def records(bootstrap: str, topic: str, timeout: float = 15.0, **options: Any) -> list[Any]:
+    """Every record on `topic`, all partitions, from the beginning to the end offsets it has
+    when called (kafka-python ConsumerRecords); `options` go to the KafkaConsumer."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)
-        out: list[Landed] = []
+        out: list[Any] = []
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for records in consumer.poll(timeout_ms=500, max_records=5000).values():
-                for r in records:
-                    for e in msgspec.json.decode(r.value):
-                        cell = (e["team"], e["event_type"])
-                        out.append(Landed(r.partition, r.offset, e["event_id"], cell))
+            for batch in consumer.poll(timeout_ms=500, max_records=5000).values():
+                out.extend(batch)
         return out
     finally:
         consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) on `topic` up to its current end offsets, all partitions."""
+    return [(r.key, r.value) for r in records(bootstrap, topic, timeout)]
+
+
+def landed_events(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Landed]:
+    """Every event of every message on `topic`, read to the end offsets."""
+    return [
+        Landed(r.partition, r.offset, e["event_id"], (e["team"], e["event_type"]))
+        for r in records(bootstrap, topic, timeout, client_id="reliability-reader")
+        for e in msgspec.json.decode(r.value)
+    ]
 
 
 def topic_cells(landed: Sequence[Landed]) -> list[dict[str, Any]]:

@@ -22,8 +22,8 @@ import pytest
 
 from pipeline.kafka.topics import ensure_topics
 from tests.conftest import REPO, Pipeline, free_port
-from tests.integration.sdk.test_host import start_collector
-from tests.integration.sdk.test_sdk import read_topic
+from tests.support.collector import start_collector
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,8 @@ from uptake_sdk import DeliveryError, UptakeClient, UptakeError, api_call
 
 from pipeline.devtools.broker import LocalBroker
 from pipeline.kafka.topics import ensure_topics
-from tests.conftest import REPO, Pipeline, free_port, wait_until
+from tests.conftest import Pipeline, free_port, wait_until
+from tests.support.collector import start_collector
 
 pytestmark = pytest.mark.integration
 
@@ -105,25 +106,6 @@ def assert_exactly_once(pipeline: Pipeline, expected: set[str]) -> None:
 
 
 # --- HTTP: the collector down, a process restart with the spool, recovery --------------------
-
-
-def start_collector(pipeline: Pipeline, tokens: Path, port: int) -> subprocess.Popen[str]:
-    collector = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "collector", "--tokens", str(tokens),
-         "--port", str(port)],
-        cwd=REPO, env=pipeline.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
-    wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 60, what="the collector")
-    return collector
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def test_host_keeps_answering_with_the_collector_down_and_every_event_arrives_once(

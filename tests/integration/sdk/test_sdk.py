@@ -16,7 +16,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 import pipeline
 from pipeline.contract.events import ApiCallEvent
@@ -33,27 +32,9 @@ from pipeline.sdk import (
     pack_messages,
 )
 from tests.conftest import REPO, free_port
+from tests.support.topics import read_topic
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(bootstrap: str, topic: str, timeout: float = 15.0) -> list[tuple[bytes, bytes]]:
-    """Every (key, value) on `topic` up to its current end offsets, all partitions."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        records: list[tuple[bytes, bytes]] = []
-        deadline = time.monotonic() + timeout
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend((r.key, r.value) for r in batch)
-        return records
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
