@@ -1,6 +1,7 @@
 """Shared by the dashboard and report tests: the committed dashboards, and a warehouse to query.
 
-`filled_warehouse` is one warehouse for the whole session, filled the way production fills it:
+`filled_warehouse` (the fixture of tests/integration/dashboards/conftest.py, with the
+`FilledWarehouse` here) is one warehouse for the whole session, filled the way production fills it:
 the simulator's organisation (with its adoption scenario: teams deploy and have incidents all
 window long and adopt the platform's capabilities at planned moments) produces nine weeks of
 events to a private topic of the session's real Kafka broker, and the real worker (`uptake
@@ -12,20 +13,14 @@ embedded engine opens a folder in one process at a time.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from pipeline.devtools.simulate.org import Organisation, Scenario, generate
-from pipeline.kafka.producer import make_producer, produce
 from tests.conftest import REPO
 
 DASHBOARDS = REPO / "dashboards"
@@ -104,54 +99,3 @@ class FilledWarehouse:
                 else Result(item["columns"], item["types"], item["rows"])
             )
         return out
-
-
-@pytest.fixture(scope="session")
-def filled_warehouse(
-    kafka_bootstrap: str,
-    clickhouse_server_url: str | None,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> FilledWarehouse:
-    home = tmp_path_factory.mktemp("dashboards-home")
-    suffix = uuid.uuid4().hex[:8]
-    url = (
-        f"{clickhouse_server_url}/dash_{suffix}"
-        if clickhouse_server_url
-        else f"chdb://{home / 'warehouse'}"
-    )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
-    topic = f"test.dashboards.{suffix}"
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "UPTAKE_CLICKHOUSE_URL": url,
-            "UPTAKE_HOME": str(home),
-            "UPTAKE_EVENTS_TOPIC": topic,
-            "UPTAKE_DLQ_TOPIC": f"{topic}.dlq",
-            "UPTAKE_CONSUMER_GROUP": f"test-dashboards-{suffix}",
-            "UPTAKE_METRICS_PORT": "0",
-            "UPTAKE_ADOPTION_GAUGES_REFRESH_S": "0",
-            "UPTAKE_FLUSH_INTERVAL_S": "0.5",
-            # Nine weeks of history: the live lateness limit must let them in.
-            "UPTAKE_MAX_LATENESS_S": str(int((WINDOW + timedelta(days=7)).total_seconds())),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    org = Organisation.synthetic(SEED, teams=TEAMS)
-    end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    filled = FilledWarehouse(url, env, end - WINDOW, end, tuple(t.name for t in org.teams))
-    filled.uptake("migrate")
-    producer = make_producer(kafka_bootstrap)
-    try:
-        events = generate(org, EVENTS, SEED, end=end, window=WINDOW, scenario=Scenario())
-        produce(producer, topic, events)
-    finally:
-        producer.close()
-    worker = filled.uptake("worker", "--exit-when-idle", "5", timeout=900)
-    filled.worker_log = worker.stdout + worker.stderr
-    filled.uptake("impact")  # the impact dashboard shows its estimates
-    return filled
