@@ -1,6 +1,7 @@
-"""Tests of the webhook adapters (pipeline.collector.adapters), with shared helpers.
+"""Helpers for tests of the webhook adapters (pipeline.collector.adapters): payloads, signatures,
+mutations, and the contract check.
 
-The fixtures are real example payloads (see fixtures/*/SOURCE.md); every event an adapter
+The payloads are real examples (see fixtures/webhooks/*/SOURCE.md); every event an adapter
 produces from them must pass the worker's own decoder (`BatchDecoder`) unchanged.
 """
 

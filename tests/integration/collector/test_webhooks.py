@@ -1,7 +1,7 @@
 """Webhook routes of the collector (`POST /v1/webhooks/<name>`), served in-process and producing
 to the session's real Kafka broker, with the real GitHub and GitLab payloads of
-tests/collector/adapters;
-and the webhooks file (`load_webhooks`) with its error messages, and the CLI flag.
+tests/support/fixtures/webhooks; and the webhooks file (`load_webhooks`) with its error
+messages, and the CLI flag.
 
 Each test gets its own topic and server; what landed is read back with KafkaConsumer.
 """
@@ -237,7 +237,7 @@ def test_an_unfinished_github_deployment_is_202_ignored_and_nothing_is_produced(
     hooks: Callable[..., Collector],
 ) -> None:
     server = hooks()
-    # The real success payload with only the state changed, as tests/collector/adapters does.
+    # The real success payload with only the state changed, as tests/unit/collector/adapters does.
     body = json.dumps(
         mutated(fixture(GITHUB_SUCCESS), {"deployment_status.state": "pending"})
     ).encode()
