@@ -61,7 +61,7 @@ from pipeline.observability.adoption import families, read_figures
 from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, env_without_settings, free_port
 from tests.support.collector import Collector, FakeClock, Reply, serve_in_thread
 from tests.support.webhooks import fixture_bytes, sign
 
@@ -494,11 +494,7 @@ def _uptake(
 
 
 def _clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    env = env_without_settings()
     env.update({"UPTAKE_HOME": str(tmp_path / "home"), **values})
     return env
 

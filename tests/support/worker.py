@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import threading
@@ -13,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from pipeline.kafka.topics import ensure_topics
-from tests.conftest import Pipeline, free_port, wait_until
+from tests.conftest import Pipeline, env_without_settings, free_port, wait_until
 from tests.support.topics import committed_lag
 
 NO_MERGES_SQL = (
@@ -25,11 +24,7 @@ NO_MERGES_SQL = (
 def make_pipeline(bootstrap: str, root: Path, server_url: str | None) -> Pipeline:
     """Like tests/conftest.py's `pipeline_env`, but on `bootstrap` (our broker); migrated."""
     suffix = uuid.uuid4().hex[:8]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    env = env_without_settings()
     warehouse = (
         f"{server_url}/t_{uuid.uuid4().hex[:12]}" if server_url else f"chdb://{root / 'warehouse'}"
     )

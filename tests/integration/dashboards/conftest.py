@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +9,7 @@ import pytest
 
 from pipeline.devtools.simulate.org import Organisation, Scenario, generate
 from pipeline.kafka.producer import make_producer, produce
+from tests.conftest import env_without_settings
 from tests.support.dashboards import EVENTS, SEED, TEAMS, WINDOW, FilledWarehouse
 
 
@@ -26,11 +26,7 @@ def filled_warehouse(
         if clickhouse_server_url
         else f"chdb://{home / 'warehouse'}"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    env = env_without_settings()
     topic = f"test.dashboards.{suffix}"
     env.update(
         {

@@ -24,7 +24,6 @@ The adoption lifecycle is off in every run: workers of the kafka mode do not run
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from kafka.errors import CoordinatorNotAvailableError
 from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.topics import ensure_topics
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, env_without_settings, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -221,11 +220,7 @@ def scenario(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         messages.append((chunk[0]["team"].encode(), msgspec.json.encode(chunk)))
         if n % BAD_EVERY == 0:
             messages.append((b"garbage-%d" % (n % PARTITIONS), b"not json %d" % n))
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    base = env_without_settings()
     base.update(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
         UPTAKE_EVENTS_TOPIC=topic,

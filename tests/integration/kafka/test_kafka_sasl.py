@@ -6,7 +6,6 @@ SASL_PLAINTEXT on a second port; every client below talks to the SASL port only.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
 from pipeline.kafka.producer import make_producer, produce
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, ensure_topics
-from tests.conftest import Pipeline, free_port
+from tests.conftest import Pipeline, env_without_settings, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -106,11 +105,7 @@ def test_the_faust_worker_reads_and_stores_events_over_sasl(
 ) -> None:
     """`uptake simulate` and `uptake worker` (faust/aiokafka) with only the SASL settings."""
     suffix = uuid.uuid4().hex[:8]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    env = env_without_settings()
     env.update(sasl_env(sasl_bootstrap))
     env.update(
         {

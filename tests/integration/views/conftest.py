@@ -23,7 +23,7 @@ import pytest
 
 from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
 from pipeline.kafka.producer import make_producer, produce
-from tests.conftest import REPO, Pipeline, free_port
+from tests.conftest import REPO, Pipeline, env_without_settings, free_port
 
 SEED = 11
 TEAMS = 20
@@ -91,11 +91,7 @@ def loaded(
         if clickhouse_server_url
         else f"chdb://{root / 'warehouse'}"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    env = env_without_settings()
     env.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,

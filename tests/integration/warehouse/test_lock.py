@@ -8,7 +8,6 @@ again. Every chdb open here happens in a subprocess: the pytest process opens no
 from __future__ import annotations
 
 import json
-import os
 import select
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, env_without_settings
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +34,7 @@ HOLDER = textwrap.dedent(
 
 
 def _env(tmp_path: Path, url: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    env = env_without_settings()
     env.update({"UPTAKE_HOME": str(tmp_path / "home"), "UPTAKE_CLICKHOUSE_URL": url})
     return env
 
