@@ -1,38 +1,10 @@
 """Backstage catalog entities -> a `TeamSnapshot`, with relations resolved across all files.
 
-Reading happens in two steps, so that the set of configured files (and the entities a Backstage
-backend serves) forms **one catalog**, as in Backstage:
-
-1. `read_entities(text, source)` reads one YAML stream of entities (apiVersion
-   `backstage.io/v1alpha1` or `backstage.io/v1beta1`). A stream that is not YAML, or a document
-   that is not a Backstage entity (no kind, no metadata.name, a malformed spec), raises
-   CatalogError: such a file is refused as a whole.
-2. `resolve_entities(entities)` ties them together once everything is loaded. Four kinds matter;
-   every other kind (System, API, Resource, Domain, Template, ...) is skipped:
-
-   - `Group`: a team or a larger unit; `spec.parent` / `spec.children` link groups (either side
-     may be written, in any file), `spec.members` lists users.
-   - `Component`: a service, owned by `spec.owner`: a group, or a user, who stands for their
-     team (see `user_team`).
-   - `User`: an engineer; their team is the first group of `spec.memberOf` that the catalog
-     holds, else the group whose `spec.members` lists them (the first in sorted order when
-     several do, with a warning).
-   - `Location`: its targets are followed by `pipeline.catalog.sources`; here a target that
-     was not found, or a remote one, becomes a warning.
-
-   A relation to an entity the catalog does not hold, two entities with one reference, or
-   relations that disagree, do not refuse the catalog: they become `CatalogWarning`s on the
-   snapshot, and the rest is used.
-
-References follow Backstage's entity-reference rules, `[kind:][namespace/]name`, compared
-without regard to case: the kind defaults to the one the field expects (a group for
-`spec.owner`, `spec.parent`, `spec.children`, `spec.memberOf`; a user for `spec.members`), the
-namespace to the namespace of the entity that holds the reference (`default` for most). The same
-name in two namespaces names two entities. In the team catalog an entity of the `default`
-namespace keeps its name (`payments`); one of another namespace is named `namespace/name`.
-
-A fact holds from the moment the snapshot is merged, unless the entity carries the annotations
-`uptake.dev/valid-from` / `uptake.dev/valid-to` (ISO date or date-time with offset).
+`read_entities(text, source)` reads one YAML stream and raises `CatalogError` for a stream or an
+entity it cannot use (the file is refused whole). `resolve_entities(entities)` ties the entities
+of every file together and never raises for a relation: a dangling, duplicate or conflicting one
+becomes a `CatalogWarning` on the snapshot. No I/O but `load_backstage`. The kinds, references
+and validity annotations: docs/catalogs.md#backstage-catalog-files.
 """
 
 from __future__ import annotations
@@ -46,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.catalog._yaml import YamlDocument, load_documents
-from pipeline.catalog.errors import CatalogError, CatalogWarning
+from pipeline.catalog.errors import CatalogError, CatalogWarning, read_catalog_file
 from pipeline.catalog.teams import Fact, TeamSnapshot, parse_instant
 
 API_VERSIONS = frozenset({"backstage.io/v1alpha1", "backstage.io/v1beta1"})
@@ -101,12 +73,7 @@ def catalog_name(namespace: str, name: str) -> str:
 
 def load_backstage(path: Path) -> TeamSnapshot:
     """Read one Backstage catalog file. Raises CatalogError (file, line, entity, field)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"cannot read: {exc}", source=str(path)) from None
+    text = read_catalog_file(path)
     return parse_backstage(text, str(path))
 
 

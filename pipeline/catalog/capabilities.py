@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pipeline.catalog._yaml import YamlDocument, load_documents
-from pipeline.catalog.errors import CatalogError
+from pipeline.catalog.errors import CatalogError, read_catalog_file
 from pipeline.catalog.teams import TeamCatalog
 from pipeline.contract.events import EVENT_TYPES
 
@@ -223,12 +223,7 @@ def load_capabilities(
 
     Pass the previous catalog's `undeclared` record on a reload to keep the names seen so far.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"cannot read: {exc}", source=str(path)) from None
+    text = read_catalog_file(path)
     return parse_capabilities(text, str(path), undeclared=undeclared)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class CatalogError(ValueError):
     """A catalog file cannot be used as written.
@@ -85,3 +87,13 @@ class CatalogWarning:
 
     def __hash__(self) -> int:
         return hash((self.kind, self.text))
+
+
+def read_catalog_file(path: Path, encoding: str = "utf-8") -> str:
+    """The text of catalog file `path`; CatalogError naming it when it is missing or unreadable."""
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise CatalogError("file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"cannot read: {exc}", source=str(path)) from None

@@ -21,7 +21,7 @@ import io
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.catalog.errors import CatalogError
+from pipeline.catalog.errors import CatalogError, read_catalog_file
 from pipeline.catalog.teams import Fact, Kind, TeamSnapshot, parse_instant
 
 COLUMNS = ("kind", "name", "team", "valid_from", "valid_to")
@@ -30,12 +30,7 @@ CSV_KINDS: dict[str, Kind] = {"service": "service", "user": "user", "team-parent
 
 def load_ownership_csv(path: Path) -> TeamSnapshot:
     """Read one ownership CSV. Raises CatalogError naming the file, line and column."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise CatalogError("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"cannot read: {exc}", source=str(path)) from None
+    text = read_catalog_file(path, "utf-8-sig")
     return parse_ownership_csv(text, str(path))
 
 

@@ -1,21 +1,10 @@
 """Who owned what, and when: teams and their parent groups, service owners and user members.
 
-Every statement of the catalog holds over a validity interval `[valid_from, valid_to)`
-(half-open, UTC, millisecond precision, `valid_to=None` open-ended), so a re-org does not rewrite
-history: an event is attributed to the team that owned its service *when the event happened*.
-
-The data flows in two steps:
-
-1. A loader (`pipeline.catalog.backstage`, `pipeline.catalog.ownership`, or
-   `pipeline.catalog.sources` for a list of files) reads files into a `TeamSnapshot`: a bag of
-   `Fact`s, each with the dates the file states, or none.
-2. `TeamCatalog.merge_snapshot(snapshot, at)` folds the snapshot into the history known so far
-   and returns a new `TeamCatalog`. A fact without a stated start holds from `at` on; an owner
-   that did not change keeps its interval (and its original `valid_from`); one that changed is
-   closed at `at` and the new one opens at `at`; a name the snapshot no longer mentions is closed
-   at `at`. Only dates stated in a file can change the past.
-
-A `TeamCatalog` is immutable and safe to share between threads; lookups are binary searches.
+Every fact holds over `[valid_from, valid_to)` (UTC, half-open), so a re-org does not rewrite
+history. Loaders produce a `TeamSnapshot`; `TeamCatalog.merge_snapshot(snapshot, at)` returns a
+new catalog with the snapshot folded into the history. A `TeamCatalog` is immutable and safe to
+share between threads; lookups are binary searches. The merge rules:
+docs/catalogs.md#validity-how-history-is-kept.
 """
 
 from __future__ import annotations

@@ -1,28 +1,10 @@
 """Reloading catalogs without a restart: poll files, rebuild on change, hand over the result.
 
-Contract of `CatalogWatcher`:
-
-- It polls every `interval_s` seconds on its own daemon thread. A poll stats the files (paths
-  of folders are re-listed each time, so a new file is noticed); only when a size or mtime
-  changed does it read them, and only when the content hash changed does it rebuild.
-  Touching a file without changing it rebuilds nothing. File times are coarse (a few ms), so
-  files modified within `_SETTLE_NS` of the last read are read again even with equal stats.
-- A rebuild is `build(contents, at, previous)`, with the exact bytes that were hashed, `at` the
-  clock's time and `previous` the last catalog (None the first time). For team files this is
-  `previous.merge_snapshot(...)`, so history survives every reload.
-- The new catalog is then passed to `on_change`, on the watcher thread. It must not block for
-  long; a worker on an event loop hands it over with `loop.call_soon_threadsafe` (or just
-  swaps a reference, which is atomic).
-- `start()` loads once on the caller's thread and raises if the files are broken: a process
-  does not start on a catalog it cannot read. Later failures (a half-saved file, a conflict)
-  go to `on_error` and the last good catalog stays in force; the same broken content is
-  reported once, not on every poll.
-- Team files are read with `TeamSources.read`, which follows Backstage `Location` targets; the
-  files a Location pointed to are watched too, from the read that found them on. A source
-  without file stats (a Backstage backend's API, `live`) is read on every poll; an unchanged
-  answer hashes the same and rebuilds nothing.
-- `stop()` ends the thread (bounded by `timeout`); `poll()` does one check synchronously, for
-  tests and for callers that bring their own scheduler.
+`CatalogWatcher.start()` loads once on the caller's thread and raises if the files are broken;
+then a daemon thread polls every `interval_s`, rebuilds only when the content hash changed and
+passes the new catalog to `on_change` on that thread (it must not block). Later failures go to
+`on_error`, once per broken content, and the last good catalog stays in force. `stop()` ends the
+thread; `poll()` checks once, synchronously. Details: docs/catalogs.md#reloading-without-a-restart.
 """
 
 from __future__ import annotations

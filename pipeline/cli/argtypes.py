@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
 def _whole(text: str) -> int:
@@ -13,24 +18,44 @@ def _whole(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def _real(text: str, unit: str) -> float:
+def _real(text: str, unit: str = "") -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        of = f" of {unit}" if unit else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number{of}") from None
 
 
-def positive_int(text: str) -> int:
-    value = _whole(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+def _checked(
+    read: Callable[[str], N], accept: Callable[[N], bool], rule: str
+) -> Callable[[str], N]:
+    """A type that `read`s the text and refuses a value `accept` rejects: "TEXT `rule`"."""
+
+    def parse(text: str) -> N:
+        value = read(text)
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text} {rule}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    value = _whole(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+positive_int = _checked(_whole, lambda v: v >= 1, "must be at least 1")
+non_negative_int = _checked(_whole, lambda v: v >= 0, "must be 0 or more")
+seconds = _checked(partial(_real, unit="seconds"), lambda v: v > 0, "must be more than 0 seconds")
+days = _checked(partial(_real, unit="days"), lambda v: v > 0, "must be more than 0 days")
+non_negative_float = _checked(_real, lambda v: v >= 0, "must not be negative")
+positive_float = _checked(_real, lambda v: 0 < v < math.inf, "must be a number more than 0")
+
+
+def listen_port(text: str) -> int:
+    """A TCP port to listen on; 0 asks for any free port."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (0-65535)")
     return value
 
 
@@ -38,20 +63,6 @@ def port(text: str) -> int:
     value = _whole(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, not {value}")
-    return value
-
-
-def seconds(text: str) -> float:
-    value = _real(text, "seconds")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
-    return value
-
-
-def days(text: str) -> float:
-    value = _real(text, "days")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0 days")
     return value
 
 
@@ -65,16 +76,6 @@ def at_most(limit: int, what: str) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a number more than 0")
-    return value
 
 
 def fraction(text: str) -> float:

@@ -193,7 +193,7 @@ def _resolve_port(args: argparse.Namespace) -> int:
     if args.port is not None:
         chosen: int = args.port
         return chosen
-    first = Settings.from_env().kafka_bootstrap.split(",")[0].strip()
+    first = Settings.from_env().kafka.bootstrap.split(",")[0].strip()
     host, _, raw = first.rpartition(":")
     if host in ("127.0.0.1", "localhost") and raw.isdigit():
         return port(raw)

@@ -73,11 +73,11 @@ def _sync(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     pseudonyms = Pseudonymizer.from_secret_or_file(
-        settings.pseudonym_key.reveal(), settings.pseudonym_key_file
+        settings.catalog.pseudonym_key.reveal(), settings.catalog.pseudonym_key_file
     )
     now = datetime.now(UTC)
     sources = team_sources(settings)
-    with opened(settings.warehouse_url) as warehouse:
+    with opened(settings.warehouse.url) as warehouse:
         _require_tables(warehouse)
         store = CatalogStore(warehouse)
         build = TeamCatalogBuilder(
@@ -91,12 +91,12 @@ def _sync(args: argparse.Namespace) -> int:
             variable = "UPTAKE_TEAM_CATALOG" + (" / UPTAKE_BACKSTAGE_URL" if sources.live else "")
             raise SettingsError(f"{variable}: the catalog cannot be used: {exc}") from exc
         try:
-            capabilities = load_capabilities(settings.capabilities_path)
+            capabilities = load_capabilities(settings.catalog.capabilities_path)
         except CatalogError as exc:
             raise SettingsError(f"UPTAKE_CAPABILITIES: the catalog cannot be used: {exc}") from exc
         summary = store.write(teams, capabilities)
     print(f"teams from {sources.describe()}")
-    print(f"capabilities from {settings.capabilities_path}")
+    print(f"capabilities from {settings.catalog.capabilities_path}")
     print(summary.line())
     for warning in teams.warnings:
         print(f"warning: {warning}")
@@ -112,7 +112,7 @@ def _show(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     at = args.at or datetime.now(UTC)
-    with opened(settings.warehouse_url) as warehouse:
+    with opened(settings.warehouse.url) as warehouse:
         _require_tables(warehouse)
         teams = CatalogStore(warehouse).read_team_history()
     if not teams.assignments:

@@ -9,6 +9,7 @@ import os
 import secrets
 import sys
 
+from pipeline.cli.argtypes import listen_port, non_negative_float, positive_int
 from pipeline.collector.config import ENV
 from pipeline.config.settings import Settings, SettingsError
 
@@ -50,36 +51,6 @@ KAFKA_BOOTSTRAP_SERVERS and UPTAKE_EVENTS_TOPIC. Details: docs/collector.md.
 """
 
 
-def _nonnegative_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number (0-65535)")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = subparsers.add_parser(
         "collector",
@@ -93,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cmd.add_argument("--host", default=None, help=f"interface (default 127.0.0.1; {ENV['host']})")
-    cmd.add_argument("--port", type=_port, default=None, help=f"port (default 8080; {ENV['port']})")
+    cmd.add_argument(
+        "--port", type=listen_port, default=None, help=f"port (default 8080; {ENV['port']})"
+    )
     cmd.add_argument(
         "--tokens",
         metavar="FILE",
@@ -115,28 +88,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     cmd.add_argument(
         "--max-body-bytes",
         metavar="BYTES",
-        type=_count,
+        type=positive_int,
         default=None,
         help=f"largest request body, else 413 (default 1048576; {ENV['max_body_bytes']})",
     )
     cmd.add_argument(
         "--max-events",
         metavar="N",
-        type=_count,
+        type=positive_int,
         default=None,
         help=f"most events per request, else 413 (default 1000; {ENV['max_events']})",
     )
     cmd.add_argument(
         "--rate",
         metavar="EVENTS_PER_S",
-        type=_nonnegative_number,
+        type=non_negative_float,
         default=None,
         help=f"events/s per source on average, else 429; 0 disables (default 1000; {ENV['rate']})",
     )
     cmd.add_argument(
         "--burst",
         metavar="EVENTS",
-        type=_nonnegative_number,
+        type=non_negative_float,
         default=None,
         help=(
             "events a source may send at once; 0: the default, max(rate, max-events) "
@@ -145,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     cmd.add_argument(
         "--kafka-timeout",
-        type=_nonnegative_number,
+        type=non_negative_float,
         default=None,
         metavar="SECONDS",
         help=f"wait this long for Kafka's ack, else 503 (default 10; {ENV['kafka_timeout_s']})",
@@ -233,7 +206,7 @@ def _collector(args: argparse.Namespace) -> int:
         # The file names the variables holding the secrets; they are read from here only.
         webhooks = load_webhooks(config.webhooks_file, os.environ)
     try:
-        topics = {config.events_topic: settings.topic_partitions}
+        topics = {config.events_topic: settings.kafka.topic_partitions}
         ensure_topics(config.kafka_bootstrap, topics, timeout_s=5.0)
     except KafkaUnavailable as exc:
         print(

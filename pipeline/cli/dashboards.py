@@ -119,6 +119,6 @@ def _report(args: argparse.Namespace) -> int:
         print("error: --from must be before --to", file=sys.stderr)
         return 2
     settings = Settings.from_env()
-    path = write_report(settings.warehouse_url, start, end, args.output, title=args.title)
+    path = write_report(settings.warehouse.url, start, end, args.output, title=args.title)
     print(f"wrote {path}")
     return 0

@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    url = settings.warehouse_url
+    url = settings.warehouse.url
     with opened(url, create_database=not args.status) as warehouse:
         if args.status:
             done = applied(warehouse)
@@ -76,7 +76,7 @@ def _migrate(args: argparse.Namespace) -> int:
         ran = migrate(
             warehouse,
             progress=lambda line: print(line, file=sys.stderr),
-            cluster=settings.clickhouse_cluster,
+            cluster=settings.warehouse.cluster,
         )
         if ran:
             print(f"migrated {redact_url(url)} to version {ran[-1].version}")
@@ -87,7 +87,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _query(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    with opened(settings.warehouse_url) as warehouse:
+    with opened(settings.warehouse.url) as warehouse:
         try:
             names, rows = warehouse.query(args.sql)
         except DatabaseError as exc:

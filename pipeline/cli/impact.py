@@ -38,7 +38,7 @@ def _impact(args: argparse.Namespace) -> int:
     from pipeline.warehouse.migrations import require_current
 
     settings = Settings.from_env()
-    with opened(settings.warehouse_url) as warehouse:
+    with opened(settings.warehouse.url) as warehouse:
         require_current(warehouse)
         panel = read_panel(warehouse)
         capabilities = args.capability or declared_capabilities(warehouse)

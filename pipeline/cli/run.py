@@ -296,8 +296,8 @@ def _simulate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     total = args.events or (10_000_000 if args.duration else 100_000)
     ensure_topics(
-        settings.kafka_bootstrap,
-        {settings.events_topic: settings.topic_partitions},
+        settings.kafka.bootstrap,
+        {settings.kafka.events_topic: settings.kafka.topic_partitions},
         security=client_kwargs(settings.kafka),
     )
     org = Organisation.synthetic(args.seed, teams=args.teams)
@@ -317,8 +317,8 @@ def _simulate(args: argparse.Namespace) -> int:
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
     )
     producer = make_producer(
-        settings.kafka_bootstrap,
-        compression=settings.kafka_compression,
+        settings.kafka.bootstrap,
+        compression=settings.kafka.compression,
         **client_kwargs(settings.kafka),
     )
     deadline = time.monotonic() + args.duration if args.duration else None
@@ -326,7 +326,7 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         report = produce(
             producer,
-            settings.events_topic,
+            settings.kafka.events_topic,
             events,
             per_message=args.per_message,
             progress=progress,
@@ -336,7 +336,7 @@ def _simulate(args: argparse.Namespace) -> int:
         producer.close()
     print(
         f"sent {report.events:,} events in {report.messages:,} messages to "
-        f"{settings.events_topic} ({report.events_per_s:,.0f} events/s)"
+        f"{settings.kafka.events_topic} ({report.events_per_s:,.0f} events/s)"
     )
     if args.truth:
         write_truth(args.truth, truth)
@@ -420,12 +420,12 @@ def _demo(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else int(time.time()) % 100_000
     step = _Steps()
     step("Kafka")
-    if broker_answers(settings.kafka_bootstrap):
-        print(f"  a broker answers at {settings.kafka_bootstrap}")
+    if broker_answers(settings.kafka.bootstrap):
+        print(f"  a broker answers at {settings.kafka.bootstrap}")
     else:
-        host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+        host, _, port = settings.kafka.bootstrap.split(",")[0].rpartition(":")
         if host not in ("127.0.0.1", "localhost"):
-            print(f"error: no broker answers at {settings.kafka_bootstrap}", file=sys.stderr)
+            print(f"error: no broker answers at {settings.kafka.bootstrap}", file=sys.stderr)
             return 1
         LocalBroker(settings.broker_home, port=int(port)).start()
     # The embedded warehouse is one process at a time: migrate and worker run in processes of
@@ -439,7 +439,7 @@ def _demo(args: argparse.Namespace) -> int:
     # of it, so this worker accepts events as old as the demo's window.
     worker_env = dict(os.environ)
     history_s = (DEMO_DAYS + 2) * 86_400
-    if settings.max_lateness_s < history_s:
+    if settings.ingest.max_lateness_s < history_s:
         worker_env["UPTAKE_MAX_LATENESS_S"] = str(history_s)
     worker = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "worker", "--exit-when-idle", "8"],
@@ -474,7 +474,7 @@ def _demo(args: argparse.Namespace) -> int:
     subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "report", "--output", str(report)], check=False
     )
-    with opened(settings.warehouse_url) as warehouse:
+    with opened(settings.warehouse.url) as warehouse:
         for title, sql in DEMO_SUMMARIES:
             step(title)
             names, rows = warehouse.query(sql)
@@ -483,7 +483,7 @@ def _demo(args: argparse.Namespace) -> int:
             "SELECT (SELECT count() FROM events), (SELECT count() FROM rejected_events)"
         )[0]
     print(f"\n{totals[0]:,} events in the warehouse, {totals[1]:,} rejected.")
-    print(NEXT_STEPS.format(url=settings.warehouse_url, report=report))
+    print(NEXT_STEPS.format(url=settings.warehouse.url, report=report))
     return 0
 
 

@@ -1,80 +1,65 @@
-"""The collector's options: one frozen dataclass built from the shared `Settings`.
-
-Every option comes from `pipeline.config.settings.Settings` like everywhere else in Uptake: the
-collector's own options are its `collector_*` fields (variables `UPTAKE_COLLECTOR_*`, listed in
-`ENV`), Kafka and the contract limits are the shared fields the worker uses too. Command-line
-flags of `uptake collector` override them. Nothing here reads the environment itself.
-"""
+"""The collector's options: the settings' collector part (`UPTAKE_COLLECTOR_*`), its Kafka part
+and the live decoder limits, with the flags of `uptake collector` over them. Reads no
+environment itself; bad values raise `SettingsError` naming the variable and the flag."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.config.settings import Settings, SettingsError
+from pipeline.config.settings import CollectorSettings, KafkaSettings, Settings, SettingsError
 from pipeline.contract.decode import Limits
 from pipeline.kafka.security import client_kwargs
 
-SETTING_OF: dict[str, str] = {
-    "host": "collector_host",
-    "port": "collector_port",
-    "tokens_file": "collector_tokens",
-    "webhooks_file": "collector_webhooks",
-    "max_body_bytes": "collector_max_body_bytes",
-    "max_events": "collector_max_events",
-    "rate": "collector_rate",
-    "burst": "collector_burst",
-    "kafka_timeout_s": "collector_kafka_timeout_s",
-}
-"""CollectorConfig field -> the `Settings` field it defaults to."""
-
-_SETTINGS_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-ENV: dict[str, str] = {
-    name: _SETTINGS_FIELDS[setting].metadata["env"].name for name, setting in SETTING_OF.items()
-}
+_OPTIONS = dataclasses.fields(CollectorSettings)
+ENV: dict[str, str] = {f.name: f.metadata["env"].name for f in _OPTIONS}
 """CollectorConfig field -> environment variable of its default (`UPTAKE_COLLECTOR_*`)."""
 
-_DEFAULTS = Settings()
+FLAGS = {name: "--" + name.replace("_", "-") for name in ENV} | {
+    "kafka_timeout_s": "--kafka-timeout"
+}
+"""CollectorConfig field -> its `uptake collector` flag, named with the variable in errors."""
+_UNSET_AS_NONE = ("tokens_file", "webhooks_file", "burst")  # "" or 0 in the settings
+_DEFAULTS = CollectorSettings()
+_KAFKA = KafkaSettings()
 
 
 @dataclass(frozen=True)
 class CollectorConfig:
     """Everything the collector needs; immutable. Build it with `CollectorConfig.from_env()`.
 
-    The defaults are those of `Settings`, so a config built directly (in tests) and one built
-    from an empty environment agree.
+    The options are those of the settings' collector part, with the same names and defaults, so
+    a config built directly (in tests) and one built from an empty environment agree.
     """
 
-    host: str = _DEFAULTS.collector_host
+    host: str = _DEFAULTS.host
     """Interface to listen on; 0.0.0.0 for every interface."""
-    port: int = _DEFAULTS.collector_port
+    port: int = _DEFAULTS.port
     """TCP port to listen on (0: any free port)."""
     tokens_file: Path | None = None
     """JSON or TOML file: source name -> sha256 hex of its bearer token (for /v1/events)."""
     webhooks_file: Path | None = None
     """TOML or JSON file of the webhook adapters to mount at /v1/webhooks/<name>."""
-    max_body_bytes: int = _DEFAULTS.collector_max_body_bytes
+    max_body_bytes: int = _DEFAULTS.max_body_bytes
     """Largest request body accepted (bytes); larger gives 413."""
-    max_events: int = _DEFAULTS.collector_max_events
+    max_events: int = _DEFAULTS.max_events
     """Most events in one request; more gives 413."""
-    rate: float = _DEFAULTS.collector_rate
+    rate: float = _DEFAULTS.rate
     """Events per second each source may send on average (token bucket); 0 disables the limit."""
     burst: float | None = None
     """Bucket size: events a source may send at once. Default: max(rate, max_events)."""
-    kafka_timeout_s: float = _DEFAULTS.collector_kafka_timeout_s
+    kafka_timeout_s: float = _DEFAULTS.kafka_timeout_s
     """How long a request waits for Kafka to acknowledge its events before answering 503."""
-    kafka_bootstrap: str = _DEFAULTS.kafka_bootstrap
-    events_topic: str = _DEFAULTS.events_topic
+    kafka_bootstrap: str = _KAFKA.bootstrap
+    events_topic: str = _KAFKA.events_topic
     kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)
     """kafka-python security kwargs (`pipeline.kafka.security.client_kwargs`; {}: PLAINTEXT)."""
-    kafka_compression: str = _DEFAULTS.kafka_compression
+    kafka_compression: str = _KAFKA.compression
     """UPTAKE_KAFKA_COMPRESSION: what the collector's producer compresses with."""
     limits: Limits = field(default_factory=Limits)
     """The worker's size and clock rules, applied to each event."""
@@ -94,26 +79,17 @@ class CollectorConfig:
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(f"CollectorConfig has no option {', '.join(unknown)}")
-        values: dict[str, object] = {
-            "host": settings.collector_host,
-            "port": settings.collector_port,
-            "tokens_file": _path(settings.collector_tokens),
-            "webhooks_file": _path(settings.collector_webhooks),
-            "max_body_bytes": settings.collector_max_body_bytes,
-            "max_events": settings.collector_max_events,
-            "rate": settings.collector_rate,
-            "burst": settings.collector_burst or None,  # 0: the default size
-            "kafka_timeout_s": settings.collector_kafka_timeout_s,
-            "kafka_bootstrap": settings.kafka_bootstrap,
-            "events_topic": settings.events_topic,
-            "kafka_security": client_kwargs(settings.kafka),
-            "kafka_compression": settings.kafka_compression,
-            "limits": Limits(
-                max_message_bytes=settings.max_message_bytes,
-                max_future_skew=timedelta(seconds=settings.max_future_skew_s),
-                max_lateness=timedelta(seconds=settings.max_lateness_s),
-            ),
-        }
+        part = settings.collector
+        values: dict[str, object] = {f.name: getattr(part, f.name) for f in _OPTIONS}
+        values.update(
+            tokens_file=_path(part.tokens_file),
+            webhooks_file=_path(part.webhooks_file),
+            kafka_bootstrap=settings.kafka.bootstrap,
+            events_topic=settings.kafka.events_topic,
+            kafka_security=client_kwargs(settings.kafka),
+            kafka_compression=settings.kafka.compression,
+            limits=settings.ingest.limits(),
+        )
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["burst"] == 0:  # --burst 0, like UPTAKE_COLLECTOR_BURST=0: the default size
             values["burst"] = None
@@ -122,28 +98,11 @@ class CollectorConfig:
         return config
 
     def validate(self) -> None:
-        """Raise `SettingsError` for options the collector cannot work with."""
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"{ENV['port']} / --port must be a port number, not {self.port}")
-        for name in ("max_body_bytes", "max_events"):
-            if getattr(self, name) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise SettingsError(f"{ENV[name]} / {flag} must be at least 1")
-        if not math.isfinite(self.rate) or self.rate < 0:
-            raise SettingsError(
-                f"{ENV['rate']} / --rate must be a finite number >= 0 (0 disables it), "
-                f"not {self.rate:g}"
-            )
-        if self.burst is not None and (not math.isfinite(self.burst) or self.burst < 1):
-            raise SettingsError(
-                f"{ENV['burst']} / --burst must be a finite number >= 1 (0: the default size), "
-                f"not {self.burst:g}"
-            )
-        if not math.isfinite(self.kafka_timeout_s) or self.kafka_timeout_s <= 0:
-            raise SettingsError(
-                f"{ENV['kafka_timeout_s']} / --kafka-timeout must be a finite number of seconds "
-                f"> 0, not {self.kafka_timeout_s:g}"
-            )
+        """Raise `SettingsError` for options the collector cannot work with, naming the variable
+        and the flag (the checks of the settings' collector part)."""
+        options = {f.name: getattr(self, f.name) for f in _OPTIONS if f.name not in _UNSET_AS_NONE}
+        part = CollectorSettings(**options, burst=self.burst or 0.0)
+        part.validate(flags=FLAGS)
 
 
 def _path(value: str) -> Path | None:

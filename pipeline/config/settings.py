@@ -1,8 +1,9 @@
-"""One frozen, typed settings object, read from the environment once.
+"""Uptake's settings: one frozen root read from the environment once, one part per component.
 
-Every knob of Uptake is a field here with its environment variable, default and unit in the
-field's comment; `uptake settings` prints them (secrets redacted). Nothing else in the package
-reads `os.environ`.
+`Settings.from_env()` reads every variable (listed by `uptake settings`, secrets redacted) and
+validates them; it raises `SettingsError` naming the variable. Each component receives only its
+part: `settings.kafka`, `.warehouse`, `.catalog`, `.ingest`, `.faults`, `.lifecycle`,
+`.collector`. Nothing else in the package reads `os.environ`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields, replace
+from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline import resources
+from pipeline.contract.decode import Limits
 
 KILL_POINTS = (
     "",
@@ -26,17 +29,19 @@ KILL_POINTS = (
     "lifecycle_after_emit",
 )
 BACKFILL_MAX_AGE_LIMIT_DAYS = 2500
+"""One insert may touch at most 100 monthly partitions (ClickHouse's
+max_partitions_per_insert_block): ~82 months of history keeps a backfill batch under it."""
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # UPTAKE_KAFKA_COMPRESSION: what Uptake's producers compress with; every consumer reads all of
 # them. The default is measured (docs/benchmarks.md, "Producer compression").
 KAFKA_COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 DEFAULT_KAFKA_COMPRESSION = "lz4"
-# Always a Secret.
-_SECRETS = ("clickhouse_url", "pseudonym_key", "kafka_sasl_password", "backstage_token")
 WRITERS = ("direct", "kafka")  # UPTAKE_WRITER: who inserts into ClickHouse
-"""One insert may touch at most 100 monthly partitions (ClickHouse's
-max_partitions_per_insert_block): ~82 months of history keeps a backfill batch under it."""
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_HIDDEN = "(set, hidden)"
 
 
 class SettingsError(ValueError):
@@ -74,418 +79,229 @@ class EnvSpec:
     help: str
 
 
-def _env(name: str, help_: str) -> dict[str, EnvSpec]:
-    return {"env": EnvSpec(name, help_)}
+def _setting(variable: str, default: Any, help_: str) -> Any:
+    """A field read from `variable` (`default` when unset or empty); `help_` is its listing."""
+    return field(default=default, metadata={"env": EnvSpec(variable, help_)})
 
 
-P = TypeVar("P", "KafkaSettings", "FaultSettings")
+def _home() -> Any:
+    """The root's UPTAKE_HOME, handed down to the parts that keep state in it (not listed)."""
+    return field(default=Path(".uptake"), repr=False)
+
+
+def _one_of(variable: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        listed = ", ".join(c for c in choices if c)
+        tail = " (or empty)" if "" in choices else ""
+        raise SettingsError(f"{variable} must be one of {listed}{tail}, not {value!r}")
+
+
+def _at_least(variable: str, value: float, low: float, what: str = "") -> None:
+    if value < low:
+        raise SettingsError(f"{variable} must be {what or f'at least {low}'}")
 
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    """The Kafka part: where the brokers are and how clients authenticate (kafka/security.py)."""
+    """The Kafka part: brokers, Uptake's topics and how clients authenticate (kafka/security.py)."""
 
-    bootstrap: str
-    security_protocol: str
-    sasl_mechanism: str
-    sasl_username: str
-    sasl_password: Secret
-    ssl_cafile: str
-    ssl_certfile: str
-    ssl_keyfile: str
-    compression: str
+    bootstrap: str = _setting(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "127.0.0.1:9092",
+        "Kafka bootstrap servers, host:port[,host:port]",
+    )
+    events_topic: str = _setting(
+        "UPTAKE_EVENTS_TOPIC", "uptake.events", "topic the platform events arrive on"
+    )
+    dlq_topic: str = _setting(
+        "UPTAKE_DLQ_TOPIC", "uptake.events.dlq", "dead-letter topic for rejected events"
+    )
+    backfill_topic: str = _setting(
+        "UPTAKE_BACKFILL_TOPIC",
+        "",
+        "topic `uptake backfill` sends old events to; the worker reads it without the "
+        "lateness limit (default: <UPTAKE_EVENTS_TOPIC>.backfill)",
+    )
+    topic_partitions: int = _setting(
+        "UPTAKE_TOPIC_PARTITIONS", 4, "partitions when Uptake creates its topics"
+    )
+    consumer_group: str = _setting(
+        "UPTAKE_CONSUMER_GROUP", "uptake-worker", "Kafka consumer group (and faust app id)"
+    )
+    # --- security (docs/deploy.md#security; pipeline/kafka/security.py) ------------------------
+    security_protocol: str = _setting(
+        "UPTAKE_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "how every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+    )
+    sasl_mechanism: str = _setting(
+        "UPTAKE_KAFKA_SASL_MECHANISM",
+        "PLAIN",
+        "SASL mechanism with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    )
+    sasl_username: str = _setting(
+        "UPTAKE_KAFKA_SASL_USERNAME", "", "SASL user name (SASL_* protocols)"
+    )
+    sasl_password: Secret = _setting(
+        "UPTAKE_KAFKA_SASL_PASSWORD", Secret(""), "SASL password (SASL_* protocols; never shown)"
+    )
+    ssl_cafile: str = _setting(
+        "UPTAKE_KAFKA_SSL_CAFILE",
+        "",
+        "PEM file of the CAs that sign the brokers' certificates with SSL/SASL_SSL "
+        "(empty: the system's CAs)",
+    )
+    ssl_certfile: str = _setting(
+        "UPTAKE_KAFKA_SSL_CERTFILE",
+        "",
+        "PEM client certificate for mutual TLS with SSL/SASL_SSL (empty: none)",
+    )
+    ssl_keyfile: str = _setting(
+        "UPTAKE_KAFKA_SSL_KEYFILE",
+        "",
+        "PEM private key of UPTAKE_KAFKA_SSL_CERTFILE (empty: in the certificate file)",
+    )
+    compression: str = _setting(
+        "UPTAKE_KAFKA_COMPRESSION",
+        DEFAULT_KAFKA_COMPRESSION,
+        "compression of the record batches Uptake's producers send (SDK, collector, "
+        "simulator, backfill, dead letters): none, gzip, snappy, lz4 or zstd; consumers "
+        "read every codec whatever this says (docs/events.md#compression)",
+    )
 
+    def __post_init__(self) -> None:
+        if not self.backfill_topic:  # derived, so a private events topic gets its own
+            object.__setattr__(self, "backfill_topic", f"{self.events_topic}.backfill")
 
-@dataclass(frozen=True)
-class FaultSettings:
-    """Fault injection for drills and the reliability suite; all empty in production."""
-
-    fail_inserts: int = 0  # fail this many sink inserts (-1: all)
-    fail_inserts_file: str = ""  # every sink insert fails while this file exists
-    kill_at: str = ""  # a KILL_POINTS name: where the worker SIGKILLs itself
-    kill_after_batches: int = 0  # batches to finish before the kill
-    ignore_watermarks: bool = False  # the negative control: a sink without replay dedup
-
-    @property
-    def present(self) -> bool:
-        return bool(
-            self.fail_inserts or self.fail_inserts_file or self.kill_at or self.ignore_watermarks
+    def validate(self) -> None:
+        if self.backfill_topic in (self.events_topic, self.dlq_topic):
+            raise SettingsError(
+                "UPTAKE_BACKFILL_TOPIC must differ from UPTAKE_EVENTS_TOPIC and UPTAKE_DLQ_TOPIC"
+            )
+        _at_least("UPTAKE_TOPIC_PARTITIONS", self.topic_partitions, 1)
+        _one_of("UPTAKE_KAFKA_COMPRESSION", self.compression, KAFKA_COMPRESSIONS)
+        protocol = self.security_protocol
+        _one_of("UPTAKE_KAFKA_SECURITY_PROTOCOL", protocol, KAFKA_SECURITY_PROTOCOLS)
+        _one_of("UPTAKE_KAFKA_SASL_MECHANISM", self.sasl_mechanism, KAFKA_SASL_MECHANISMS)
+        sasl = protocol.startswith("SASL_")
+        if sasl and not (self.sasl_username and self.sasl_password):
+            raise SettingsError(
+                f"UPTAKE_KAFKA_SECURITY_PROTOCOL={protocol} needs UPTAKE_KAFKA_SASL_USERNAME "
+                "and UPTAKE_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.sasl_username or self.sasl_password):
+            raise SettingsError(
+                "UPTAKE_KAFKA_SASL_USERNAME/UPTAKE_KAFKA_SASL_PASSWORD are set but "
+                f"UPTAKE_KAFKA_SECURITY_PROTOCOL is {protocol}: set it to SASL_SSL or "
+                "SASL_PLAINTEXT (or unset the credentials)"
+            )
+        files = (
+            ("UPTAKE_KAFKA_SSL_CAFILE", self.ssl_cafile),
+            ("UPTAKE_KAFKA_SSL_CERTFILE", self.ssl_certfile),
+            ("UPTAKE_KAFKA_SSL_KEYFILE", self.ssl_keyfile),
         )
+        for name, path in files:
+            if path and protocol not in ("SSL", "SASL_SSL"):
+                raise SettingsError(
+                    f"{name} is set but UPTAKE_KAFKA_SECURITY_PROTOCOL is {protocol}: TLS "
+                    "files need SSL or SASL_SSL"
+                )
+            if path and not Path(path).is_file():
+                raise SettingsError(f"{name}={path!r}: no such file")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise SettingsError("UPTAKE_KAFKA_SSL_KEYFILE needs UPTAKE_KAFKA_SSL_CERTFILE")
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Uptake's configuration. Build it with `Settings.from_env()`; fields are immutable."""
+class WarehouseSettings:
+    """The warehouse part: which ClickHouse, in which mode, and who writes to it."""
 
-    home: Path = field(
-        default=Path(".uptake"),
-        metadata=_env("UPTAKE_HOME", "folder for local state: embedded warehouse, broker data"),
+    clickhouse_url: Secret = _setting(
+        "UPTAKE_CLICKHOUSE_URL",
+        Secret(""),
+        "warehouse: chdb:///path (embedded, default <home>/warehouse) or "
+        "http(s)://user:password@host:port/database",
     )
-    kafka_bootstrap: str = field(
-        default="127.0.0.1:9092",
-        metadata=_env("KAFKA_BOOTSTRAP_SERVERS", "Kafka bootstrap servers, host:port[,host:port]"),
+    cluster: str = _setting(
+        "UPTAKE_CLICKHOUSE_CLUSTER",
+        "",
+        "ClickHouse cluster (remote_servers) for ON CLUSTER DDL: Replicated tables behind "
+        "Distributed ones (empty: one server or the embedded engine; docs/deploy.md)",
     )
-    events_topic: str = field(
-        default="uptake.events",
-        metadata=_env("UPTAKE_EVENTS_TOPIC", "topic the platform events arrive on"),
+    writer: str = _setting(
+        "UPTAKE_WRITER",
+        "direct",
+        "who writes to ClickHouse: direct (each worker) or kafka (workers publish enriched "
+        "batches to UPTAKE_WRITER_TOPIC and one `uptake writer` inserts; docs/deploy.md)",
     )
-    dlq_topic: str = field(
-        default="uptake.events.dlq",
-        metadata=_env("UPTAKE_DLQ_TOPIC", "dead-letter topic for rejected events"),
+    writer_topic: str = _setting(
+        "UPTAKE_WRITER_TOPIC",
+        "uptake.enriched",
+        "internal topic from the workers to `uptake writer` when UPTAKE_WRITER=kafka",
     )
-    backfill_topic: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_BACKFILL_TOPIC",
-            "topic `uptake backfill` sends old events to; the worker reads it without the "
-            "lateness limit (default: <UPTAKE_EVENTS_TOPIC>.backfill)",
-        ),
-    )
-    topic_partitions: int = field(
-        default=4,
-        metadata=_env("UPTAKE_TOPIC_PARTITIONS", "partitions when Uptake creates its topics"),
-    )
-    consumer_group: str = field(
-        default="uptake-worker",
-        metadata=_env("UPTAKE_CONSUMER_GROUP", "Kafka consumer group (and faust app id)"),
-    )
-    # --- Kafka security (docs/deploy.md#security; pipeline/kafka/security.py) ------------------
-    kafka_security_protocol: str = field(
-        default="PLAINTEXT",
-        metadata=_env(
-            "UPTAKE_KAFKA_SECURITY_PROTOCOL",
-            "how every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-        ),
-    )
-    kafka_sasl_mechanism: str = field(
-        default="PLAIN",
-        metadata=_env(
-            "UPTAKE_KAFKA_SASL_MECHANISM",
-            "SASL mechanism with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
-        ),
-    )
-    kafka_sasl_username: str = field(
-        default="",
-        metadata=_env("UPTAKE_KAFKA_SASL_USERNAME", "SASL user name (SASL_* protocols)"),
-    )
-    kafka_sasl_password: Secret = field(
-        default=Secret(""),
-        metadata=_env(
-            "UPTAKE_KAFKA_SASL_PASSWORD", "SASL password (SASL_* protocols; never shown)"
-        ),
-    )
-    kafka_ssl_cafile: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_KAFKA_SSL_CAFILE",
-            "PEM file of the CAs that sign the brokers' certificates with SSL/SASL_SSL "
-            "(empty: the system's CAs)",
-        ),
-    )
-    kafka_ssl_certfile: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_KAFKA_SSL_CERTFILE",
-            "PEM client certificate for mutual TLS with SSL/SASL_SSL (empty: none)",
-        ),
-    )
-    kafka_ssl_keyfile: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_KAFKA_SSL_KEYFILE",
-            "PEM private key of UPTAKE_KAFKA_SSL_CERTFILE (empty: in the certificate file)",
-        ),
-    )
-    kafka_compression: str = field(
-        default=DEFAULT_KAFKA_COMPRESSION,
-        metadata=_env(
-            "UPTAKE_KAFKA_COMPRESSION",
-            "compression of the record batches Uptake's producers send (SDK, collector, "
-            "simulator, backfill, dead letters): none, gzip, snappy, lz4 or zstd; consumers "
-            "read every codec whatever this says (docs/events.md#compression)",
-        ),
-    )
-    clickhouse_url: Secret = field(
-        default=Secret(""),
-        metadata=_env(
-            "UPTAKE_CLICKHOUSE_URL",
-            "warehouse: chdb:///path (embedded, default <home>/warehouse) or "
-            "http(s)://user:password@host:port/database",
-        ),
-    )
-    clickhouse_cluster: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_CLICKHOUSE_CLUSTER",
-            "ClickHouse cluster (remote_servers) for ON CLUSTER DDL: Replicated tables behind "
-            "Distributed ones (empty: one server or the embedded engine; docs/deploy.md)",
-        ),
-    )
-    writer: str = field(
-        default="direct",
-        metadata=_env(
-            "UPTAKE_WRITER",
-            "who writes to ClickHouse: direct (each worker) or kafka (workers publish enriched "
-            "batches to UPTAKE_WRITER_TOPIC and one `uptake writer` inserts; docs/deploy.md)",
-        ),
-    )
-    writer_topic: str = field(
-        default="uptake.enriched",
-        metadata=_env(
-            "UPTAKE_WRITER_TOPIC",
-            "internal topic from the workers to `uptake writer` when UPTAKE_WRITER=kafka",
-        ),
-    )
-    pseudonym_key: Secret = field(
-        default=Secret(""),
-        metadata=_env(
-            "UPTAKE_PSEUDONYM_KEY",
-            "secret key of the user pseudonyms (default: a random key in <home>/pseudonym.key)",
-        ),
-    )
-    # Catalog paths are `str` with "" meaning the repository's config/ (see the properties).
-    team_catalog: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_TEAM_CATALOG",
-            "team catalog: Backstage catalog-info .yaml files, ownership .csv files and folders "
-            f"of them, separated by '{os.pathsep}' (default: config/teams)",
-        ),
-    )
-    capabilities: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_CAPABILITIES",
-            "capability catalog file (default: config/capabilities.yaml)",
-        ),
-    )
-    catalog_reload_s: float = field(
-        default=10.0,
-        metadata=_env(
-            "UPTAKE_CATALOG_RELOAD_S",
-            "how often the worker checks the catalog files for changes (seconds; 0: never)",
-        ),
-    )
-    backstage_url: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_BACKSTAGE_URL",
-            "a Backstage backend whose catalog API is one more team catalog source, e.g. "
-            "https://backstage.example.com (default: none)",
-        ),
-    )
-    backstage_token: Secret = field(
-        default=Secret(""),
-        metadata=_env(
-            "UPTAKE_BACKSTAGE_TOKEN",
-            "bearer token for UPTAKE_BACKSTAGE_URL (a Backstage static external-access token)",
-        ),
-    )
-    batch_max_messages: int = field(
-        # 1,000 messages of ~100 events: inserts of up to ~100k rows (the design's 10k-100k)
-        # and a worker RSS near 1.1 GB under backlog (5,000 held 2-2.7 GB; docs/reliability.md).
-        default=1000,
-        metadata=_env("UPTAKE_BATCH_MAX_MESSAGES", "Kafka messages per worker batch at most"),
-    )
-    flush_interval_s: float = field(
-        default=1.0,
-        metadata=_env("UPTAKE_FLUSH_INTERVAL_S", "seconds a batch may wait to fill (seconds)"),
-    )
-    max_message_bytes: int = field(
-        default=1024 * 1024,
-        metadata=_env("UPTAKE_MAX_MESSAGE_BYTES", "largest Kafka message accepted (bytes)"),
-    )
-    max_future_skew_s: float = field(
-        default=300.0,
-        metadata=_env(
-            "UPTAKE_MAX_FUTURE_SKEW_S", "how far occurred_at may lie in the future (seconds)"
-        ),
-    )
-    max_lateness_s: float = field(
-        default=7 * 24 * 3600.0,
-        metadata=_env("UPTAKE_MAX_LATENESS_S", "oldest occurred_at accepted, as an age (seconds)"),
-    )
-    backfill_max_age_s: float = field(
-        default=730 * 24 * 3600.0,
-        metadata=_env(
-            "UPTAKE_BACKFILL_MAX_AGE_S",
-            "oldest occurred_at `uptake backfill` and the backfill topic accept, as an age "
-            f"(seconds; at most {BACKFILL_MAX_AGE_LIMIT_DAYS} days)",
-        ),
-    )
-    dedup_window: int = field(
-        default=1_000_000,
-        metadata=_env(
-            "UPTAKE_DEDUP_WINDOW",
-            "event ids the sink remembers to skip an event sent twice (0: off; ~90 bytes each)",
-        ),
-    )
-    undecodable_exit_delay_s: float = field(
-        default=45.0,
-        metadata=_env(
-            "UPTAKE_UNDECODABLE_EXIT_DELAY_S",
-            "after a record batch it cannot decode, the worker keeps serving /metrics this "
-            "long (so Prometheus scrapes uptake_undecodable_batch_offset) before it exits "
-            "with status 65 (seconds; docs/operations.md)",
-        ),
-    )
-    metrics_port: int = field(
-        default=9464,
-        metadata=_env("UPTAKE_METRICS_PORT", "port of the worker's /metrics (0 disables it)"),
-    )
-    adoption_gauges_refresh_s: float = field(
-        default=60.0,
-        metadata=_env(
-            "UPTAKE_ADOPTION_GAUGES_REFRESH_S",
-            "how often the worker reads the adoption gauges from ClickHouse at most (seconds; "
-            "0 turns them off)",
-        ),
-    )
-    adoption_per_team_max_series: int = field(
-        default=0,
-        metadata=_env(
-            "UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES",
-            "export per-team adoption and DORA series, at most this many (0: off)",
-        ),
-    )
-    chaos_fail_inserts: int = field(
-        default=0,
-        metadata=_env(
-            "UPTAKE_CHAOS_FAIL_INSERTS",
-            "fault injection for tests and drills: fail this many ClickHouse inserts (-1: all)",
-        ),
-    )
-    chaos_fail_inserts_file: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_CHAOS_FAIL_INSERTS_FILE",
-            "fault injection for tests and drills: every ClickHouse insert fails while this "
-            "file exists (a warehouse outage switched on and off by creating and deleting it)",
-        ),
-    )
-    chaos_kill_at: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_CHAOS_KILL_AT",
-            "fault injection: SIGKILL the worker at before_insert, mid_batch (between the "
-            "events and rejects inserts) or after_insert (before the offset commit); "
-            "lifecycle_after_state or lifecycle_after_emit in a lifecycle batch",
-        ),
-    )
-    chaos_kill_after_batches: int = field(
-        default=0,
-        metadata=_env(
-            "UPTAKE_CHAOS_KILL_AFTER_BATCHES", "fault injection: batches to finish before the kill"
-        ),
-    )
-    chaos_ignore_watermarks: bool = field(
-        default=False,
-        metadata=_env(
-            "UPTAKE_CHAOS_IGNORE_WATERMARKS",
-            "negative control for tests only: the sink forgets what it stored (double counts)",
-        ),
-    )
-    log_level: str = field(
-        default="info",
-        metadata=_env("UPTAKE_LOG_LEVEL", "log level: debug, info, warn, error"),
-    )
-    # --- the adoption lifecycle (docs/lifecycle.md) -------------------------------------------
-    lifecycle_enabled: bool = field(
-        default=True,
-        metadata=_env(
-            "UPTAKE_LIFECYCLE",
-            "maintain the adoption lifecycle (milestones per team x capability) in the worker",
-        ),
-    )
-    activation_days: int = field(
-        default=3,
-        metadata=_env(
-            "UPTAKE_ACTIVATION_DAYS", "lifecycle: distinct active days that make an activation"
-        ),
-    )
-    activation_window_days: int = field(
-        default=14,
-        metadata=_env(
-            "UPTAKE_ACTIVATION_WINDOW_DAYS",
-            "lifecycle: ... within this many days from the first use (days)",
-        ),
-    )
-    churn_days: int = field(
-        default=28,
-        metadata=_env("UPTAKE_CHURN_DAYS", "lifecycle: days without use that make a churn (days)"),
-    )
-    lifecycle_allowed_lateness_days: int = field(
-        default=7,
-        metadata=_env(
-            "UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS",
-            "lifecycle: days the event-time watermark trails the newest day seen; a churn waits "
-            "for the watermark (days)",
-        ),
-    )
-    # --- the HTTP collector (`uptake collector`; its flags override these) ---------------------
-    # Files are `str` with "" meaning none: a `Path` default cannot be empty (Path("") is ".").
-    collector_host: str = field(
-        default="127.0.0.1",
-        metadata=_env("UPTAKE_COLLECTOR_HOST", "collector: interface to listen on (0.0.0.0: all)"),
-    )
-    collector_port: int = field(
-        default=8080,
-        metadata=_env("UPTAKE_COLLECTOR_PORT", "collector: TCP port (0: any free port)"),
-    )
-    collector_tokens: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_COLLECTOR_TOKENS",
-            "collector: JSON or TOML file, source -> sha256 of its bearer token (empty: none)",
-        ),
-    )
-    collector_webhooks: str = field(
-        default="",
-        metadata=_env(
-            "UPTAKE_COLLECTOR_WEBHOOKS",
-            "collector: TOML or JSON file of the webhook adapters to mount (empty: none)",
-        ),
-    )
-    collector_max_body_bytes: int = field(
-        default=1024 * 1024,
-        metadata=_env(
-            "UPTAKE_COLLECTOR_MAX_BODY_BYTES", "collector: largest request body, else 413 (bytes)"
-        ),
-    )
-    collector_max_events: int = field(
-        default=1000,
-        metadata=_env(
-            "UPTAKE_COLLECTOR_MAX_EVENTS", "collector: most events per request, else 413"
-        ),
-    )
-    collector_rate: float = field(
-        default=1000.0,
-        metadata=_env(
-            "UPTAKE_COLLECTOR_RATE",
-            "collector: events/s per source on average, else 429 (0 disables the limit)",
-        ),
-    )
-    collector_burst: float = field(
-        default=0.0,
-        metadata=_env(
-            "UPTAKE_COLLECTOR_BURST",
-            "collector: events a source may send at once (0: max(rate, max events))",
-        ),
-    )
-    collector_kafka_timeout_s: float = field(
-        default=10.0,
-        metadata=_env(
-            "UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S",
-            "collector: wait this long for Kafka's acknowledgement, else 503 (seconds)",
-        ),
-    )
+    home: Path = _home()
 
     @property
-    def warehouse_url(self) -> str:
+    def url(self) -> str:
         """The ClickHouse URL in effect: the configured one or the embedded default."""
         if self.clickhouse_url:
             return self.clickhouse_url.reveal()
         return f"chdb://{(self.home / 'warehouse').resolve()}"
+
+    def validate(self) -> None:
+        _one_of("UPTAKE_WRITER", self.writer, WRITERS)
+        try:
+            parts = urlsplit(self.url)
+            scheme = parts.scheme
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise SettingsError(
+                f"UPTAKE_CLICKHOUSE_URL has an invalid port: {redact_url(self.url)} "
+                "(percent-encode '/' and ':' in the password)"
+            ) from None
+        if scheme not in ("chdb", "http", "https"):
+            raise SettingsError(
+                f"UPTAKE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
+                f"not {scheme or 'nothing'}:// ({redact_url(self.url)})"
+            )
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """The enrichment part: the team and capability catalogs and the user pseudonym key."""
+
+    pseudonym_key: Secret = _setting(
+        "UPTAKE_PSEUDONYM_KEY",
+        Secret(""),
+        "secret key of the user pseudonyms (default: a random key in <home>/pseudonym.key)",
+    )
+    # Catalog paths are `str` with "" meaning the repository's config/ (see the properties).
+    team_catalog: str = _setting(
+        "UPTAKE_TEAM_CATALOG",
+        "",
+        "team catalog: Backstage catalog-info .yaml files, ownership .csv files and folders "
+        f"of them, separated by '{os.pathsep}' (default: config/teams)",
+    )
+    capabilities: str = _setting(
+        "UPTAKE_CAPABILITIES", "", "capability catalog file (default: config/capabilities.yaml)"
+    )
+    reload_s: float = _setting(
+        "UPTAKE_CATALOG_RELOAD_S",
+        10.0,
+        "how often the worker checks the catalog files for changes (seconds; 0: never)",
+    )
+    backstage_url: str = _setting(
+        "UPTAKE_BACKSTAGE_URL",
+        "",
+        "a Backstage backend whose catalog API is one more team catalog source, e.g. "
+        "https://backstage.example.com (default: none)",
+    )
+    backstage_token: Secret = _setting(
+        "UPTAKE_BACKSTAGE_TOKEN",
+        Secret(""),
+        "bearer token for UPTAKE_BACKSTAGE_URL (a Backstage static external-access token)",
+    )
+    home: Path = _home()
 
     @property
     def team_catalog_paths(self) -> tuple[Path, ...]:
@@ -502,130 +318,14 @@ class Settings:
         return _default_config("capabilities.yaml")
 
     @property
-    def kafka(self) -> KafkaSettings:
-        """The Kafka part (KAFKA_BOOTSTRAP_SERVERS, UPTAKE_KAFKA_*): the `kafka_*` fields."""
-        return self._part(KafkaSettings, "kafka_")
-
-    @property
-    def faults(self) -> FaultSettings:
-        """The fault-injection part (UPTAKE_CHAOS_*), for pipeline.devtools.faults only."""
-        return self._part(FaultSettings, "chaos_")
-
-    def _part(self, part: type[P], prefix: str) -> P:
-        return part(**{f.name: getattr(self, prefix + f.name) for f in fields(part)})
-
-    @property
     def pseudonym_key_file(self) -> Path:
         return self.home / "pseudonym.key"
 
-    @property
-    def broker_home(self) -> Path:
-        return self.home / "kafka"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read every field from its environment variable; `overrides` win over the environment.
-
-        Raises SettingsError naming the variable when a value has the wrong type.
-        """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            spec: EnvSpec = f.metadata["env"]
-            if f.name in overrides:
-                values[f.name] = overrides[f.name]
-                continue
-            raw = env.get(spec.name)
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _parse(spec.name, raw, f.default)
-        for name, value in values.items():
-            if name in _SECRETS and not isinstance(value, Secret):
-                values[name] = Secret(str(value))  # overrides too: never a plain secret
-        settings = cls(**values)  # type: ignore[arg-type]
-        settings.validate()
-        return settings
-
-    def __post_init__(self) -> None:
-        if not self.backfill_topic:  # derived, so a private events topic gets its own
-            object.__setattr__(self, "backfill_topic", f"{self.events_topic}.backfill")
-
     def validate(self) -> None:
-        if self.writer not in WRITERS:
-            raise SettingsError(
-                f"UPTAKE_WRITER must be one of {', '.join(WRITERS)}, not {self.writer!r}"
-            )
-        if not 0 < self.backfill_max_age_s <= BACKFILL_MAX_AGE_LIMIT_DAYS * 86400:
-            raise SettingsError(
-                f"UPTAKE_BACKFILL_MAX_AGE_S must be more than 0 and at most "
-                f"{BACKFILL_MAX_AGE_LIMIT_DAYS} days ({BACKFILL_MAX_AGE_LIMIT_DAYS * 86400} s), "
-                f"not {self.backfill_max_age_s:g}"
-            )
-        if self.backfill_topic in (self.events_topic, self.dlq_topic):
-            raise SettingsError(
-                "UPTAKE_BACKFILL_TOPIC must differ from UPTAKE_EVENTS_TOPIC and UPTAKE_DLQ_TOPIC"
-            )
-        if self.log_level.lower() not in LOG_LEVELS:
-            raise SettingsError(
-                f"UPTAKE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
-            )
-        if self.chaos_kill_at not in KILL_POINTS:
-            raise SettingsError(
-                f"UPTAKE_CHAOS_KILL_AT must be one of {', '.join(p for p in KILL_POINTS if p)} "
-                f"(or empty), not {self.chaos_kill_at!r}"
-            )
-        if not 1 <= self.activation_days <= self.activation_window_days:
-            raise SettingsError(
-                "UPTAKE_ACTIVATION_DAYS must be at least 1 and at most "
-                "UPTAKE_ACTIVATION_WINDOW_DAYS"
-            )
-        if self.churn_days < 1 or self.lifecycle_allowed_lateness_days < 0:
-            raise SettingsError(
-                "UPTAKE_CHURN_DAYS must be at least 1 and "
-                "UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS at least 0"
-            )
-        if self.adoption_gauges_refresh_s != 0 and not 1 <= self.adoption_gauges_refresh_s < 1e9:
-            raise SettingsError(
-                "UPTAKE_ADOPTION_GAUGES_REFRESH_S must be 0 (off) or at least 1 second"
-            )
-        if self.adoption_per_team_max_series < 0:
-            raise SettingsError(
-                "UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES must be 0 (off) or a positive number of series"
-            )
-        if self.topic_partitions < 1:
-            raise SettingsError("UPTAKE_TOPIC_PARTITIONS must be at least 1")
-        self._validate_catalogs()
-        if self.dedup_window < 0:
-            raise SettingsError("UPTAKE_DEDUP_WINDOW must be 0 (off) or a positive number of ids")
-        if self.batch_max_messages < 1:
-            raise SettingsError("UPTAKE_BATCH_MAX_MESSAGES must be at least 1")
-        if self.flush_interval_s <= 0:
-            raise SettingsError("UPTAKE_FLUSH_INTERVAL_S must be greater than 0")
-        if not 0 <= self.metrics_port <= 65535:
-            raise SettingsError("UPTAKE_METRICS_PORT must be a port number (0 disables)")
-        self._validate_collector()
-        self._validate_kafka_security()
-        try:
-            parts = urlsplit(self.warehouse_url)
-            scheme = parts.scheme
-            parts.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError:
-            raise SettingsError(
-                f"UPTAKE_CLICKHOUSE_URL has an invalid port: {redact_url(self.warehouse_url)} "
-                "(percent-encode '/' and ':' in the password)"
-            ) from None
-        if scheme not in ("chdb", "http", "https"):
-            raise SettingsError(
-                f"UPTAKE_CLICKHOUSE_URL must start with chdb://, http:// or https://, "
-                f"not {scheme or 'nothing'}:// ({redact_url(self.warehouse_url)})"
-            )
-
-    def _validate_catalogs(self) -> None:
-        reload_s = self.catalog_reload_s
-        if not math.isfinite(reload_s) or reload_s < 0:
+        if not math.isfinite(self.reload_s) or self.reload_s < 0:
             raise SettingsError(
                 f"UPTAKE_CATALOG_RELOAD_S must be 0 (never reload) or a number of seconds > 0, "
-                f"not {reload_s:g}"
+                f"not {self.reload_s:g}"
             )
         if self.team_catalog and not self.team_catalog_paths:
             raise SettingsError(
@@ -644,106 +344,403 @@ class Settings:
                 f"UPTAKE_CAPABILITIES has leading or trailing spaces: {self.capabilities!r}"
             )
 
-    def _validate_kafka_security(self) -> None:
-        if self.kafka_compression not in KAFKA_COMPRESSIONS:
-            raise SettingsError(
-                f"UPTAKE_KAFKA_COMPRESSION must be one of {', '.join(KAFKA_COMPRESSIONS)}, "
-                f"not {self.kafka_compression!r}"
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """The worker part: batches, the decoder's limits, replay dedup, exit delay, /metrics."""
+
+    batch_max_messages: int = _setting(
+        # 1,000 messages of ~100 events: inserts of up to ~100k rows (the design's 10k-100k)
+        # and a worker RSS near 1.1 GB under backlog (5,000 held 2-2.7 GB; docs/reliability.md).
+        "UPTAKE_BATCH_MAX_MESSAGES",
+        1000,
+        "Kafka messages per worker batch at most",
+    )
+    flush_interval_s: float = _setting(
+        "UPTAKE_FLUSH_INTERVAL_S", 1.0, "seconds a batch may wait to fill (seconds)"
+    )
+    max_message_bytes: int = _setting(
+        "UPTAKE_MAX_MESSAGE_BYTES", 1024 * 1024, "largest Kafka message accepted (bytes)"
+    )
+    max_future_skew_s: float = _setting(
+        "UPTAKE_MAX_FUTURE_SKEW_S", 300.0, "how far occurred_at may lie in the future (seconds)"
+    )
+    max_lateness_s: float = _setting(
+        "UPTAKE_MAX_LATENESS_S", 7 * 24 * 3600.0, "oldest occurred_at accepted, as an age (seconds)"
+    )
+    backfill_max_age_s: float = _setting(
+        "UPTAKE_BACKFILL_MAX_AGE_S",
+        730 * 24 * 3600.0,
+        "oldest occurred_at `uptake backfill` and the backfill topic accept, as an age "
+        f"(seconds; at most {BACKFILL_MAX_AGE_LIMIT_DAYS} days)",
+    )
+    dedup_window: int = _setting(
+        "UPTAKE_DEDUP_WINDOW",
+        1_000_000,
+        "event ids the sink remembers to skip an event sent twice (0: off; ~90 bytes each)",
+    )
+    undecodable_exit_delay_s: float = _setting(
+        "UPTAKE_UNDECODABLE_EXIT_DELAY_S",
+        45.0,
+        "after a record batch it cannot decode, the worker keeps serving /metrics this "
+        "long (so Prometheus scrapes uptake_undecodable_batch_offset) before it exits "
+        "with status 65 (seconds; docs/operations.md)",
+    )
+    metrics_port: int = _setting(
+        "UPTAKE_METRICS_PORT", 9464, "port of the worker's /metrics (0 disables it)"
+    )
+    adoption_gauges_refresh_s: float = _setting(
+        "UPTAKE_ADOPTION_GAUGES_REFRESH_S",
+        60.0,
+        "how often the worker reads the adoption gauges from ClickHouse at most (seconds; "
+        "0 turns them off)",
+    )
+    adoption_per_team_max_series: int = _setting(
+        "UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES",
+        0,
+        "export per-team adoption and DORA series, at most this many (0: off)",
+    )
+
+    def limits(self, *, backfill: bool = False) -> Limits:
+        """The decoder rules of the live topic, or of the backfill topic (its own age limit)."""
+        if backfill:
+            lateness, hint = (
+                self.backfill_max_age_s,
+                "UPTAKE_BACKFILL_MAX_AGE_S sets the limit of backfills",
             )
+        else:
+            lateness, hint = self.max_lateness_s, Limits.too_old_hint
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            max_future_skew=timedelta(seconds=self.max_future_skew_s),
+            max_lateness=timedelta(seconds=lateness),
+            too_old_hint=hint,
+        )
+
+    def validate(self) -> None:
+        if not 0 < self.backfill_max_age_s <= BACKFILL_MAX_AGE_LIMIT_DAYS * 86400:
+            raise SettingsError(
+                f"UPTAKE_BACKFILL_MAX_AGE_S must be more than 0 and at most "
+                f"{BACKFILL_MAX_AGE_LIMIT_DAYS} days ({BACKFILL_MAX_AGE_LIMIT_DAYS * 86400} s), "
+                f"not {self.backfill_max_age_s:g}"
+            )
+        if self.adoption_gauges_refresh_s != 0 and not 1 <= self.adoption_gauges_refresh_s < 1e9:
+            raise SettingsError(
+                "UPTAKE_ADOPTION_GAUGES_REFRESH_S must be 0 (off) or at least 1 second"
+            )
+        series = "0 (off) or a positive number of series"
+        _at_least(
+            "UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES", self.adoption_per_team_max_series, 0, series
+        )
+        ids = "0 (off) or a positive number of ids"
+        _at_least("UPTAKE_DEDUP_WINDOW", self.dedup_window, 0, ids)
+        _at_least("UPTAKE_BATCH_MAX_MESSAGES", self.batch_max_messages, 1)
+        if self.flush_interval_s <= 0:
+            raise SettingsError("UPTAKE_FLUSH_INTERVAL_S must be greater than 0")
+        if not 0 <= self.metrics_port <= 65535:
+            raise SettingsError("UPTAKE_METRICS_PORT must be a port number (0 disables)")
         delay = self.undecodable_exit_delay_s
         if not math.isfinite(delay) or not 0 <= delay <= 3600:
             raise SettingsError(
                 f"UPTAKE_UNDECODABLE_EXIT_DELAY_S must be between 0 and 3600 seconds, not {delay:g}"
             )
-        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
-        if protocol not in KAFKA_SECURITY_PROTOCOLS:
-            raise SettingsError(
-                f"UPTAKE_KAFKA_SECURITY_PROTOCOL must be one of "
-                f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}, not {protocol!r}"
-            )
-        if mechanism not in KAFKA_SASL_MECHANISMS:
-            raise SettingsError(
-                f"UPTAKE_KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)}, "
-                f"not {mechanism!r}"
-            )
-        sasl = protocol.startswith("SASL_")
-        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
-            raise SettingsError(
-                f"UPTAKE_KAFKA_SECURITY_PROTOCOL={protocol} needs UPTAKE_KAFKA_SASL_USERNAME "
-                "and UPTAKE_KAFKA_SASL_PASSWORD"
-            )
-        if not sasl and (self.kafka_sasl_username or self.kafka_sasl_password):
-            raise SettingsError(
-                "UPTAKE_KAFKA_SASL_USERNAME/UPTAKE_KAFKA_SASL_PASSWORD are set but "
-                f"UPTAKE_KAFKA_SECURITY_PROTOCOL is {protocol}: set it to SASL_SSL or "
-                "SASL_PLAINTEXT (or unset the credentials)"
-            )
-        files = (
-            ("UPTAKE_KAFKA_SSL_CAFILE", self.kafka_ssl_cafile),
-            ("UPTAKE_KAFKA_SSL_CERTFILE", self.kafka_ssl_certfile),
-            ("UPTAKE_KAFKA_SSL_KEYFILE", self.kafka_ssl_keyfile),
-        )
-        for name, path in files:
-            if path and protocol not in ("SSL", "SASL_SSL"):
-                raise SettingsError(
-                    f"{name} is set but UPTAKE_KAFKA_SECURITY_PROTOCOL is {protocol}: TLS "
-                    "files need SSL or SASL_SSL"
-                )
-            if path and not Path(path).is_file():
-                raise SettingsError(f"{name}={path!r}: no such file")
-        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
-            raise SettingsError("UPTAKE_KAFKA_SSL_KEYFILE needs UPTAKE_KAFKA_SSL_CERTFILE")
 
-    def _validate_collector(self) -> None:
-        if not 0 <= self.collector_port <= 65535:
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Fault injection for drills and the reliability suite (devtools/faults.py); all empty in
+    production."""
+
+    fail_inserts: int = _setting(
+        "UPTAKE_CHAOS_FAIL_INSERTS",
+        0,
+        "fault injection for tests and drills: fail this many ClickHouse inserts (-1: all)",
+    )
+    fail_inserts_file: str = _setting(
+        "UPTAKE_CHAOS_FAIL_INSERTS_FILE",
+        "",
+        "fault injection for tests and drills: every ClickHouse insert fails while this "
+        "file exists (a warehouse outage switched on and off by creating and deleting it)",
+    )
+    kill_at: str = _setting(
+        "UPTAKE_CHAOS_KILL_AT",
+        "",
+        "fault injection: SIGKILL the worker at before_insert, mid_batch (between the "
+        "events and rejects inserts) or after_insert (before the offset commit); "
+        "lifecycle_after_state or lifecycle_after_emit in a lifecycle batch",
+    )
+    kill_after_batches: int = _setting(
+        "UPTAKE_CHAOS_KILL_AFTER_BATCHES", 0, "fault injection: batches to finish before the kill"
+    )
+    ignore_watermarks: bool = _setting(
+        "UPTAKE_CHAOS_IGNORE_WATERMARKS",
+        False,
+        "negative control for tests only: the sink forgets what it stored (double counts)",
+    )
+
+    @property
+    def present(self) -> bool:
+        return bool(
+            self.fail_inserts or self.fail_inserts_file or self.kill_at or self.ignore_watermarks
+        )
+
+    def validate(self) -> None:
+        _one_of("UPTAKE_CHAOS_KILL_AT", self.kill_at, KILL_POINTS)
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    """The adoption lifecycle part (docs/lifecycle.md)."""
+
+    enabled: bool = _setting(
+        "UPTAKE_LIFECYCLE",
+        True,
+        "maintain the adoption lifecycle (milestones per team x capability) in the worker",
+    )
+    activation_days: int = _setting(
+        "UPTAKE_ACTIVATION_DAYS", 3, "lifecycle: distinct active days that make an activation"
+    )
+    activation_window_days: int = _setting(
+        "UPTAKE_ACTIVATION_WINDOW_DAYS",
+        14,
+        "lifecycle: ... within this many days from the first use (days)",
+    )
+    churn_days: int = _setting(
+        "UPTAKE_CHURN_DAYS", 28, "lifecycle: days without use that make a churn (days)"
+    )
+    allowed_lateness_days: int = _setting(
+        "UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS",
+        7,
+        "lifecycle: days the event-time watermark trails the newest day seen; a churn waits "
+        "for the watermark (days)",
+    )
+
+    def validate(self) -> None:
+        if not 1 <= self.activation_days <= self.activation_window_days:
             raise SettingsError(
-                f"UPTAKE_COLLECTOR_PORT must be a port number (0-65535, 0: any free port), "
-                f"not {self.collector_port}"
+                "UPTAKE_ACTIVATION_DAYS must be at least 1 and at most "
+                "UPTAKE_ACTIVATION_WINDOW_DAYS"
             )
-        if self.collector_max_body_bytes < 1:
-            raise SettingsError("UPTAKE_COLLECTOR_MAX_BODY_BYTES must be at least 1")
-        if self.collector_max_events < 1:
-            raise SettingsError("UPTAKE_COLLECTOR_MAX_EVENTS must be at least 1")
-        if not math.isfinite(self.collector_rate) or self.collector_rate < 0:
+        if self.churn_days < 1 or self.allowed_lateness_days < 0:
             raise SettingsError(
-                f"UPTAKE_COLLECTOR_RATE must be a finite number >= 0 (0 disables the limit), "
-                f"not {self.collector_rate:g}"
+                "UPTAKE_CHURN_DAYS must be at least 1 and "
+                "UPTAKE_LIFECYCLE_ALLOWED_LATENESS_DAYS at least 0"
             )
-        burst = self.collector_burst
-        if not math.isfinite(burst) or (burst != 0 and burst < 1):
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """The HTTP collector part (`uptake collector`; its flags override these)."""
+
+    # Files are `str` with "" meaning none: a `Path` default cannot be empty (Path("") is ".").
+    host: str = _setting(
+        "UPTAKE_COLLECTOR_HOST", "127.0.0.1", "collector: interface to listen on (0.0.0.0: all)"
+    )
+    port: int = _setting("UPTAKE_COLLECTOR_PORT", 8080, "collector: TCP port (0: any free port)")
+    tokens_file: str = _setting(
+        "UPTAKE_COLLECTOR_TOKENS",
+        "",
+        "collector: JSON or TOML file, source -> sha256 of its bearer token (empty: none)",
+    )
+    webhooks_file: str = _setting(
+        "UPTAKE_COLLECTOR_WEBHOOKS",
+        "",
+        "collector: TOML or JSON file of the webhook adapters to mount (empty: none)",
+    )
+    max_body_bytes: int = _setting(
+        "UPTAKE_COLLECTOR_MAX_BODY_BYTES",
+        1024 * 1024,
+        "collector: largest request body, else 413 (bytes)",
+    )
+    max_events: int = _setting(
+        "UPTAKE_COLLECTOR_MAX_EVENTS", 1000, "collector: most events per request, else 413"
+    )
+    rate: float = _setting(
+        "UPTAKE_COLLECTOR_RATE",
+        1000.0,
+        "collector: events/s per source on average, else 429 (0 disables the limit)",
+    )
+    burst: float = _setting(
+        "UPTAKE_COLLECTOR_BURST",
+        0.0,
+        "collector: events a source may send at once (0: max(rate, max events))",
+    )
+    kafka_timeout_s: float = _setting(
+        "UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S",
+        10.0,
+        "collector: wait this long for Kafka's acknowledgement, else 503 (seconds)",
+    )
+
+    def validate(self, flags: Mapping[str, str] | None = None) -> None:
+        """Raise SettingsError naming the variable (and its flag from `flags`, field -> flag)."""
+
+        def name(option: str) -> str:
+            variable = _COLLECTOR_ENV[option]
+            return f"{variable} / {flags[option]}" if flags else variable
+
+        if not 0 <= self.port <= 65535:
             raise SettingsError(
-                f"UPTAKE_COLLECTOR_BURST must be 0 (the default size) or a finite number >= 1, "
-                f"not {burst:g}"
+                f"{name('port')} must be a port number (0-65535, 0: any free port), not {self.port}"
             )
-        timeout = self.collector_kafka_timeout_s
-        if not math.isfinite(timeout) or timeout <= 0:
+        _at_least(name("max_body_bytes"), self.max_body_bytes, 1)
+        _at_least(name("max_events"), self.max_events, 1)
+        if not math.isfinite(self.rate) or self.rate < 0:
             raise SettingsError(
-                f"UPTAKE_COLLECTOR_KAFKA_TIMEOUT_S must be a finite number of seconds > 0, "
-                f"not {timeout:g}"
+                f"{name('rate')} must be a finite number >= 0 (0 disables the limit), "
+                f"not {self.rate:g}"
             )
+        if not math.isfinite(self.burst) or (self.burst != 0 and self.burst < 1):
+            raise SettingsError(
+                f"{name('burst')} must be 0 (the default size) or a finite number >= 1, "
+                f"not {self.burst:g}"
+            )
+        if not math.isfinite(self.kafka_timeout_s) or self.kafka_timeout_s <= 0:
+            raise SettingsError(
+                f"{name('kafka_timeout_s')} must be a finite number of seconds > 0, "
+                f"not {self.kafka_timeout_s:g}"
+            )
+
+
+_COLLECTOR_ENV = {f.name: f.metadata["env"].name for f in fields(CollectorSettings)}
+
+
+Part = (
+    KafkaSettings
+    | WarehouseSettings
+    | CatalogSettings
+    | IngestSettings
+    | FaultSettings
+    | LifecycleSettings
+    | CollectorSettings
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Uptake's configuration: the root and its parts, in the order `uptake settings` lists them.
+
+    Build it with `Settings.from_env()`; fields are immutable.
+    """
+
+    home: Path = _setting(
+        "UPTAKE_HOME", Path(".uptake"), "folder for local state: embedded warehouse, broker data"
+    )
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    log_level: str = _setting("UPTAKE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    collector: CollectorSettings = field(default_factory=CollectorSettings)
+
+    def __post_init__(self) -> None:  # the parts that keep state in UPTAKE_HOME get it
+        for name in ("warehouse", "catalog"):
+            object.__setattr__(self, name, replace(getattr(self, name), home=self.home))
+
+    @property
+    def broker_home(self) -> Path:
+        return self.home / "kafka"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read every variable; `overrides` (field names of the root or of a part) win.
+
+        Raises SettingsError naming the variable when a value has the wrong type or is out of
+        range, TypeError for an override that names no field.
+        """
+        env = os.environ if environ is None else environ
+        unknown = sorted(set(overrides) - set(_VARIABLES))
+        if unknown:
+            raise TypeError(f"Settings has no field {', '.join(unknown)}")
+        values: dict[str | None, dict[str, Any]] = {}
+        for name, (part, f) in _VARIABLES.items():
+            spec, default = f.metadata["env"], f.default
+            raw = env.get(spec.name)
+            if name in overrides:
+                value = overrides[name]
+            elif raw is None or raw == "":
+                continue
+            else:
+                value = _parse(spec.name, raw, default)
+            if isinstance(default, Secret) and not isinstance(value, Secret):
+                value = Secret(str(value))  # overrides too: never a plain secret
+            values.setdefault(part, {})[name] = value
+        root: dict[str, Any] = values.pop(None, {})
+        for name, part_type in _PARTS.items():
+            root[name] = part_type(**values.get(name, {}))
+        settings = cls(**root)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise SettingsError, naming the variable, for the first value Uptake cannot use."""
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise SettingsError(
+                f"UPTAKE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}"
+            )
+        for part in self.parts():
+            part.validate()
+
+    def parts(self) -> tuple[Part, ...]:
+        return tuple(getattr(self, name) for name in _PARTS)
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(variable, value as shown, help) for every setting; secrets redacted."""
         rows = []
-        for f in fields(self):
-            spec: EnvSpec = f.metadata["env"]
-            value = getattr(self, f.name)
-            if f.name == "pseudonym_key":
-                shown = "(set, hidden)" if value else f"(default) {self.pseudonym_key_file}"
-            elif f.name in ("kafka_sasl_password", "backstage_token"):
-                shown = "(set, hidden)" if value else ""
+        for name, (part, f) in _VARIABLES.items():
+            spec = f.metadata["env"]
+            value = getattr(self if part is None else getattr(self, part), name)
+            if isinstance(value, Secret) and not name.endswith("_url"):
+                shown = _HIDDEN if value else ""
             elif isinstance(value, Secret):
                 shown = redact_url(value.reveal())
             else:
                 shown = str(value)
-            if f.name == "clickhouse_url" and not value:
-                shown = f"(default) {self.warehouse_url}"
-            if f.name == "team_catalog" and not value:
-                shown = "(default) " + os.pathsep.join(map(str, self.team_catalog_paths))
-            if f.name == "capabilities" and not value:
-                shown = f"(default) {self.capabilities_path}"
+            if not value:
+                shown = self._default_shown(name) or shown
             rows.append((spec.name, shown, spec.help))
         return rows
+
+    def _default_shown(self, name: str) -> str:
+        """How an unset setting with a derived default is listed ("" for the others)."""
+        derived = {
+            "pseudonym_key": lambda: self.catalog.pseudonym_key_file,
+            "clickhouse_url": lambda: self.warehouse.url,
+            "team_catalog": lambda: os.pathsep.join(map(str, self.catalog.team_catalog_paths)),
+            "capabilities": lambda: self.catalog.capabilities_path,
+        }
+        return f"(default) {derived[name]()}" if name in derived else ""
+
+
+_PARTS: dict[str, type[Part]] = {
+    f.name: f.default_factory  # type: ignore[misc]  # each part's factory is its class
+    for f in fields(Settings)
+    if "env" not in f.metadata
+}
+
+
+def variable_fields() -> list[Field[Any]]:
+    """The field of every variable, of the root and of the parts, in listing order."""
+    return [g for _, g in _variables().values()]
+
+
+def _variables() -> dict[str, tuple[str | None, Field[Any]]]:
+    """field name -> (its part, or None for the root; its field), in listing order. Field names
+    are unique across the parts, so an override names one field."""
+    found: dict[str, tuple[str | None, Field[Any]]] = {}
+    for f in fields(Settings):
+        members: list[tuple[str | None, Field[Any]]] = [(None, f)]
+        if f.name in _PARTS:
+            members = [(f.name, g) for g in fields(_PARTS[f.name])]
+        for part, g in members:
+            if "env" in g.metadata:
+                assert g.name not in found, f"two settings named {g.name}"
+                found[g.name] = (part, g)
+    return found
+
+
+_VARIABLES = _variables()
 
 
 def _default_config(name: str) -> Path:
@@ -755,12 +752,8 @@ def _default_config(name: str) -> Path:
     return resources.folder("config") / name
 
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "critical")
-
-
 def _parse(name: str, raw: str, default: object) -> object:
+    """`raw` read as the type of `default`; SettingsError naming `name` when it is not one."""
     if isinstance(default, bool):
         word = raw.strip().lower()
         if word not in _TRUE + _FALSE:

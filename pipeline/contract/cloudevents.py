@@ -1,21 +1,9 @@
-"""CloudEvents 1.0 in: how a CloudEvent becomes a native Uptake event (docs/events.md#cloudevents).
+"""CloudEvents 1.0 in: how a CloudEvent becomes a native Uptake event.
 
-Every CloudEvents form is judged as one structured-mode JSON object:
-
-- structured mode: a JSON object with a `specversion` member and no `event_type` member (no
-  CloudEvents attribute may be called `event_type`: attribute names have no underscore), alone
-  or in a JSON array (the JSON batch format), mixed with native events if need be;
-- Kafka binary mode (`ce_*` headers, the value is `data`) and HTTP binary mode (`ce-*`
-  headers, the body is `data`) are first rewritten to that object by `from_kafka_binary` and
-  `from_http_binary`, so a rejection keeps every attribute in its `raw` bytes and
-  `uptake dlq replay` can resubmit it without headers.
-
-`to_native` maps the object: `id` -> `event_id`, `time` -> `occurred_at`, `source` -> `source`,
-`type` -> `event_type` and `schema_version` (`api_call`, `dev.uptake.api_call`, optionally
-ending in `.v<N>`; version 1 without the suffix), and the members of `data` (a JSON object:
-`capability`, `team`, `service`, `user` and the type's body as `data`) -> the rest of the
-event. It never raises for bad input: a CloudEvent it cannot map is a `Problem` with one of the
-contract's reasons and a detail whose path points into the structured object.
+`from_kafka_binary` and `from_http_binary` rewrite a binary-mode event to one structured JSON
+object, so a rejection keeps every attribute in its `raw` bytes; `to_native` maps that object.
+Pure; never raises for bad input: a CloudEvent it cannot map is a `Problem` with a contract
+reason and a path into the structured object. The mapping: docs/events.md#cloudevents.
 """
 
 from __future__ import annotations

@@ -4,22 +4,7 @@ Contract of the step: pure and synchronous (no I/O, never blocks), never raises 
 Every event in every message ends up in exactly one of `DecodedBatch.events` or
 `DecodedBatch.rejections`, so `consumed == accepted + rejected` holds per batch. A message that
 cannot be split into events (not JSON, too large, not an object or array) counts as one event.
-
-Integers written as integral floats (`201.0`, `2.01e2`) are integers in JSON Schema (draft
-2020-12) but a float to msgspec, which rejects them for an `int` field. The decoder accepts
-them like the published schema does, without touching the fast path: only an event that failed
-typed decoding with "Expected `int`, got `float`" is rewritten with its integral floats as
-integers (see `_integral_floats_as_ints`) and decoded again; every other number keeps the text
-it was written with, so a number beyond the double range in an unknown field changes nothing.
-
-CloudEvents 1.0 (pipeline/contract/cloudevents.py) stay off the fast path: a structured
-CloudEvent has no `event_type`, so it fails typed decoding and is mapped on the slow path; a
-message in Kafka binary mode is told by its `ce_specversion` header, looked for only in
-messages that have headers.
-
-A message is `not_json` whenever its bytes are not JSON, even if typed decoding stopped at a
-wrong type before it reached the syntax error; invalid UTF-8 inside one event of an array
-rejects that event only.
+The slow path (integral floats, CloudEvents, `not_json`): docs/design.md#the-decoders-slow-path.
 """
 
 from __future__ import annotations

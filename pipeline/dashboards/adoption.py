@@ -9,6 +9,8 @@ counted under their own names in the warehouse, but they are not the platform's 
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
+
 from pipeline.dashboards import panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
 
@@ -188,28 +190,15 @@ def build() -> Board:
         9,
     )
     board.add(
-        panels.timeseries(
+        _adopted_beside_active(
             "Adoption rate and 28-day active rate",
             "Per capability and day, over its target teams as they were that day "
             "(adoption_rates_daily): cumulative adoption (had used it by the day; never falls) "
             "beside the active rate (used it in the 28 days ending that day; falls after "
             "churn). Use as the capability catalog defines it (event types and APIs).",
-            [
-                clickhouse(
-                    f"""
-                    SELECT day AS time, concat(capability, ' · ', k.1) AS series, k.2 AS rate
-                    FROM adoption_rates_daily
-                    ARRAY JOIN [
-                        ('adopted', adoption_rate), ('active 28d', active_rate_28d)
-                    ] AS k
-                    WHERE $__dateFilter(day) AND {CAPABILITIES}
-                    ORDER BY time, series
-                    """,
-                    "timeseries",
-                )
-            ],
-            unit="percentunit",
-            max_value=1,
+            series="capability",
+            table="adoption_rates_daily",
+            where=f"$__dateFilter(day) AND {CAPABILITIES}",
         ),
         12,
         9,
@@ -251,27 +240,14 @@ def build() -> Board:
 
     board.row("By platform type, organisation unit and developer")
     board.add(
-        panels.timeseries(
+        _adopted_beside_active(
             "Adoption by platform type",
             "Per platform type of the capability catalog and day: the share of target "
             "(team, capability) pairs of its capabilities that had adopted (cumulative) and "
             "that were active in the 28 days ending that day (adoption_by_platform).",
-            [
-                clickhouse(
-                    """
-                    SELECT day AS time, concat(platform, ' · ', k.1) AS series, k.2 AS rate
-                    FROM adoption_by_platform
-                    ARRAY JOIN [
-                        ('adopted', adoption_rate), ('active 28d', active_rate_28d)
-                    ] AS k
-                    WHERE $__dateFilter(day)
-                    ORDER BY time, series
-                    """,
-                    "timeseries",
-                )
-            ],
-            unit="percentunit",
-            max_value=1,
+            series="platform",
+            table="adoption_by_platform",
+            where="$__dateFilter(day)",
         ),
         12,
         9,
@@ -481,3 +457,29 @@ def build() -> Board:
         9,
     )
     return board
+
+
+def _adopted_beside_active(
+    title: str, description: str, *, series: str, table: str, where: str
+) -> sdk_timeseries.Panel:
+    """Cumulative adoption rate beside the 28-day active rate, one pair of lines per `series`."""
+    return panels.timeseries(
+        title,
+        description,
+        [
+            clickhouse(
+                f"""
+                    SELECT day AS time, concat({series}, ' · ', k.1) AS series, k.2 AS rate
+                    FROM {table}
+                    ARRAY JOIN [
+                        ('adopted', adoption_rate), ('active 28d', active_rate_28d)
+                    ] AS k
+                    WHERE {where}
+                    ORDER BY time, series
+                    """,
+                "timeseries",
+            )
+        ],
+        unit="percentunit",
+        max_value=1,
+    )

@@ -1,30 +1,9 @@
-"""A ClickHouse panel's SQL, expanded as Grafana and the ClickHouse plugin expand it.
+"""A ClickHouse panel's SQL, expanded as Grafana and the ClickHouse plugin (v4) expand it.
 
-A panel query of `grafana-clickhouse-datasource` (v4) goes through three steps, in this order:
-
-1. **`$__conditionalAll(condition, $var)`** — in the plugin's frontend (`applyConditionalAll`,
-   before any variable is replaced): becomes `1=1` when `$var` is set to All (`$__all`) or is
-   empty, else `condition`.
-2. **Dashboard variables** — Grafana's template service with the plugin's formatter: a
-   multi-value becomes `'a','b'` (not escaped), a single value is inserted as it is; an explicit
-   format (`${var:singlequote}`, `:sqlstring`, `:csv`, `:raw`, `:doublequote`) wins. All without a
-   custom all-value means every option. Built-ins: `$__from`/`$__to` (epoch milliseconds),
-   `$__interval`, `$__interval_ms`, `$__range_s`.
-3. **Macros** — in the plugin's backend (sqlds): `$__timeFilter(col)`, `$__timeFilter_ms(col)`,
-   `$__dateFilter(col)`, `$__dateTimeFilter(dateCol, timeCol)` (`$__dt`), `$__fromTime`,
-   `$__toTime`, `$__fromTime_ms`, `$__toTime_ms`, `$__timeInterval(col)`,
-   `$__timeInterval_ms(col)`, `$__interval_s`, with the texts of the plugin's `pkg/macros`.
-   The interval is Grafana's: the time range divided by the panel's max data points, rounded to a
-   "nice" step, and at least the panel's minimum interval.
-
-Only the subset every plugin v4 release parses alike is accepted: a macro argument is a plain
-column name (no parentheses, no quotes), a macro without arguments is not followed by `(`.
-Anything else, and any `$` left after expansion, raises `UnsupportedSql`, so a test that expands
-every panel catches a query Grafana would not run as written.
-
-`to_clickhouse_parameters()` turns the same panel SQL into a ClickHouse query with server-side
-parameters (`{from:DateTime64(3)}` …) for `uptake report`, so the report and the dashboards run
-one text.
+Pure. `expand()` applies `$__conditionalAll`, then the dashboard variables, then the macros;
+anything outside the subset every v4 release parses alike, and any `$` left after expansion,
+raises `UnsupportedSql`. `to_clickhouse_parameters()` turns the same SQL into a query with
+server-side parameters for `uptake report`. The steps: docs/dashboards.md#how-they-are-tested.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
+
 from pipeline.dashboards import panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
 
@@ -154,47 +156,24 @@ def build() -> Board:
 
     board.row("Delivery (DORA)")
     board.add(
-        panels.timeseries(
+        _weekly_dora(
             "Deployments and lead time per week",
             "Production deployments that went live per week (dora_metrics) and the median lead "
             "time of their commits.",
-            [
-                clickhouse(
-                    f"""
-                    SELECT
-                        period_start AS time,
-                        deployments,
-                        lead_time_median_s / 3600 AS lead_time_h
-                    FROM dora_metrics
-                    WHERE {DORA_WEEKS} AND {TEAM}
-                    ORDER BY time
-                    """,
-                    "timeseries",
-                )
-            ],
+            ["deployments", "lead_time_median_s / 3600 AS lead_time_h"],
         ),
         12,
         8,
     )
     board.add(
-        panels.timeseries(
+        _weekly_dora(
             "Change failure rate and recovery per week",
             "Change failure rate (0-1: deployments rolled back or causing an incident), median "
             "failed deployment recovery time and median incident time to restore, in hours.",
             [
-                clickhouse(
-                    f"""
-                    SELECT
-                        period_start AS time,
-                        change_failure_rate,
-                        recovery_time_median_s / 3600 AS recovery_time_h,
-                        time_to_restore_median_s / 3600 AS time_to_restore_h
-                    FROM dora_metrics
-                    WHERE {DORA_WEEKS} AND {TEAM}
-                    ORDER BY time
-                    """,
-                    "timeseries",
-                )
+                "change_failure_rate",
+                "recovery_time_median_s / 3600 AS recovery_time_h",
+                "time_to_restore_median_s / 3600 AS time_to_restore_h",
             ],
         ),
         12,
@@ -295,3 +274,24 @@ def build() -> Board:
         8,
     )
     return board
+
+
+def _weekly_dora(title: str, description: str, columns: list[str]) -> sdk_timeseries.Panel:
+    """The team's weekly `dora_metrics` rows over the period: `columns` beside the week."""
+    selected = "".join(f",\n                        {column}" for column in columns)
+    return panels.timeseries(
+        title,
+        description,
+        [
+            clickhouse(
+                f"""
+                    SELECT
+                        period_start AS time{selected}
+                    FROM dora_metrics
+                    WHERE {DORA_WEEKS} AND {TEAM}
+                    ORDER BY time
+                    """,
+                "timeseries",
+            )
+        ],
+    )

@@ -42,7 +42,7 @@ from pipeline.contract.decode import DecodedBatch
 from pipeline.ingest.app import Progress, build_app
 from pipeline.ingest.run import load_catalogs, tune_gc
 from pipeline.kafka.producer import make_producer
-from pipeline.kafka.topics import ensure_topics, partition_count
+from pipeline.kafka.topics import delete_topics_best_effort, ensure_topics, partition_count
 from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.warehouse.connection import (
     DEFAULT_DATABASE,
@@ -207,27 +207,27 @@ def run_bench(config: BenchConfig, warehouse_url: str | None = None) -> dict[str
         flush_interval_s=0.5,
         clickhouse_url=Secret(with_database(base_url, run.database)),
     )
-    warehouse = connect(settings.warehouse_url, create_database=True)
+    warehouse = connect(settings.warehouse.url, create_database=True)
     try:
         if warehouse_url is None:
-            _remove_leftovers(warehouse, settings.kafka_bootstrap)
+            _remove_leftovers(warehouse, settings.kafka.bootstrap)
         return _measure(run, config, settings, warehouse)
     finally:
-        _remove_run(run, warehouse, settings.kafka_bootstrap)
+        _remove_run(run, warehouse, settings.kafka.bootstrap)
 
 
 def _measure(
     run: BenchRun, config: BenchConfig, settings: Settings, warehouse: Warehouse
 ) -> dict[str, Any]:
     topic = run.topic
-    ensure_topics(settings.kafka_bootstrap, {topic: settings.topic_partitions})
+    ensure_topics(settings.kafka.bootstrap, {topic: settings.kafka.topic_partitions})
     migrate(warehouse, progress=lambda line: None)
     warehouse.command(RAW_TABLE_DDL)
     figures = Figures(events=config.events)
 
     _say(f"run {run.run_id}: producing {config.events:,} api_call events to {topic}")
     messages = api_call_messages(config.events, config.per_message, config.teams, run.id_seed)
-    producer = make_producer(settings.kafka_bootstrap, compression=settings.kafka_compression)
+    producer = make_producer(settings.kafka.bootstrap, compression=settings.kafka.compression)
     started = time.perf_counter()
     for i, value in enumerate(messages):
         producer.send(topic, key=f"team-{i % config.teams:02d}".encode(), value=value)
@@ -286,26 +286,12 @@ def _remove_leftovers(warehouse: Warehouse, bootstrap: str) -> None:
 
 def _delete_topics(bootstrap: str, runs: list[BenchRun]) -> None:
     """Delete the runs' topics (best effort: a leftover topic is reported, not fatal)."""
-    if not runs:
-        return
-    from kafka.errors import KafkaError
+    if runs:
 
-    from pipeline.kafka.topics import make_admin
+        def owned(topic: str) -> bool:
+            return any(r.owns_topic(topic) for r in runs)
 
-    topics: list[str] = []
-    try:
-        admin = make_admin(bootstrap, client_id="uptake-bench")
-    except KafkaError as exc:
-        _say(f"could not delete the topics of run(s) {', '.join(r.run_id for r in runs)}: {exc}")
-        return
-    try:
-        topics = [t for t in admin.list_topics() if any(r.owns_topic(t) for r in runs)]
-        if topics:
-            admin.delete_topics(topics, timeout_ms=30_000)
-    except KafkaError as exc:
-        _say(f"could not delete the topics {', '.join(topics) or '?'}: {exc}")
-    finally:
-        admin.close()
+        delete_topics_best_effort(bootstrap, owned, client_id="uptake-bench", say=_say)
 
 
 def _run_pipeline(
@@ -333,7 +319,7 @@ def _run_pipeline(
 
     # As `uptake worker` runs it: catalogs resolve teams, the sink skips re-sent event ids.
     catalogs = load_catalogs(settings, warehouse)
-    sink = ClickHouseSink(warehouse, recent_ids=settings.dedup_window)
+    sink = ClickHouseSink(warehouse, recent_ids=settings.ingest.dedup_window)
     app = build_app(settings, sink, progress=progress, on_batch=on_batch, catalogs=catalogs)
     worker = faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False)
     worker.spinner = None
@@ -349,7 +335,7 @@ def _run_pipeline(
 def _freshness_phase(run: BenchRun, settings: Settings, config: BenchConfig) -> None:
     process = multiprocessing.get_context("spawn").Process(
         target=_paced_producer,
-        args=(settings.kafka_bootstrap, settings.events_topic, config, run.id_seed),
+        args=(settings.kafka.bootstrap, settings.kafka.events_topic, config, run.id_seed),
         daemon=True,
     )
     process.start()
@@ -361,7 +347,7 @@ def _paced_producer(bootstrap: str, topic: str, config: BenchConfig, id_seed: in
     Their ids follow the throughput phase's: first + 1 ... with first >= config.events."""
     # UPTAKE_KAFKA_COMPRESSION, inherited with the environment of the parent.
     producer = make_producer(
-        bootstrap, linger_ms=5, compression=Settings.from_env().kafka_compression
+        bootstrap, linger_ms=5, compression=Settings.from_env().kafka.compression
     )
     per_message = 100
     interval = per_message / config.freshness_rate
@@ -397,7 +383,7 @@ async def _run_baseline(
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        bootstrap_servers=settings.kafka.bootstrap.split(","),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -406,15 +392,15 @@ async def _run_baseline(
     )
     await consumer.start()
     try:
-        count = partition_count(settings.kafka_bootstrap, settings.events_topic)
-        partitions = [TopicPartition(settings.events_topic, p) for p in range(count)]
+        count = partition_count(settings.kafka.bootstrap, settings.kafka.events_topic)
+        partitions = [TopicPartition(settings.kafka.events_topic, p) for p in range(count)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         wanted, seen = len(messages), 0
         first: float | None = None
         while seen < wanted:
             fetched = await consumer.getmany(
-                timeout_ms=500, max_records=settings.batch_max_messages
+                timeout_ms=500, max_records=settings.ingest.batch_max_messages
             )
             records = [r for batch in fetched.values() for r in batch]
             if not records:

@@ -1,37 +1,10 @@
 """`uptake soak`: sustained load at a fraction of what the pipeline sustains, then a burst.
 
-One run, against the configured broker and a warehouse of its own (`$UPTAKE_HOME/soak`, replaced
-at every run, unless --warehouse is given), with the real worker as a subprocess (`uptake
-worker`), so that its memory and CPU are its own:
-
-1. calibration (`calibrate`): first the worker alone drains a backlog of whole batches
-   (`uptake bench`'s measure: events between batch ends / time); then a producer sends at that
-   speed for `calibration_s` while the worker consumes. The worker cannot keep up, so it runs
-   at its capacity while the producer and the broker take their share of the cores, as they
-   will during the soak: that throughput is what the pipeline sustains on this machine.
-2. sustained: a producer process sends `rate_fraction` x that (or --rate events/s) for
-   `duration_s`, paced, in JSON-array messages of `per_message` events stamped at send time.
-   Every `sample_every_s` a line reports events produced and consumed and their rates, the
-   consumer group's committed lag (read from Kafka, not from the worker), the worker's resident
-   memory and CPU (its /metrics) and how busy the machine's cores are.
-3. burst: `burst` x rate x `burst_s` events. A producer on these cores cannot send 10 times a
-   rate the worker sustains at 80 %, so the sustained load stops and a second producer process
-   sends the burst's volume as fast as it can (its speed and the multiple of the rate it
-   reached are reported); drained = everything committed (lag 0). With `keep_load` the
-   sustained load goes on during the burst and drained = the lag back within the bound.
-4. the worker finishes the topic and stops (SIGTERM); the warehouse is compared with what the
-   producers sent and Kafka acknowledged: events per (reported team, event type), no event id
-   twice, rejected events per (reason, event type) with distinct source coordinates, and one
-   row inserted by the worker per event and per rejection. The soak's topics, gigabytes after
-   a few minutes, are deleted at the end.
-
-The verdict (`judge`) passes when nothing is lost or double counted, the worker exited 0, the
-producer kept the rate, the sustained lag stayed within `lag_bound_for` (unless given), the RSS
-grew by at most `rss_growth_bound` over the second half of the sustained phase, and the burst
-drained within `drain_timeout_s`. Progress goes to stderr; stdout gets one JSON line with every
-figure. Messages are built from simulator templates (a realistic mix of event types and teams,
-one in `reject_every` messages with one invalid event) with fresh event ids, so the producer
-spends little CPU per event.
+Blocks for the whole run (calibration, `duration_s`, the burst and its drain) against the
+configured broker, with the real worker as a subprocess and a warehouse of its own. Progress goes
+to stderr, one JSON line of figures to stdout; the verdict (`judge`) fails when anything is lost
+or double counted, the worker did not exit 0, the rate, lag or RSS bound was missed or the burst
+did not drain. The phases and bounds: docs/reliability.md#load.
 """
 
 from __future__ import annotations
@@ -60,7 +33,7 @@ from typing import Any
 import msgspec
 
 from pipeline.config.settings import DEFAULT_KAFKA_COMPRESSION, Settings, redact_url
-from pipeline.kafka.topics import ensure_topics
+from pipeline.kafka.topics import delete_topics_best_effort, ensure_topics
 
 Cell = tuple[str, str]
 
@@ -299,7 +272,7 @@ def _producer_main(
             config.seed, config.teams, config.per_message, config.reject_every
         )
         # UPTAKE_KAFKA_COMPRESSION, inherited with the environment of the parent.
-        sender = Sender(bootstrap, topic, templates, Settings.from_env().kafka_compression)
+        sender = Sender(bootstrap, topic, templates, Settings.from_env().kafka.compression)
 
         def on_ack(total: int) -> None:
             handle.acked.value = total
@@ -433,7 +406,7 @@ class Run:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            KAFKA_BOOTSTRAP_SERVERS=self.settings.kafka_bootstrap,
+            KAFKA_BOOTSTRAP_SERVERS=self.settings.kafka.bootstrap,
             UPTAKE_HOME=str(self.folder),
             UPTAKE_CLICKHOUSE_URL=self.warehouse_url,
             UPTAKE_EVENTS_TOPIC=self.topic,
@@ -640,7 +613,7 @@ def calibrate(run: Run, config: SoakConfig, lag: CommittedLag) -> dict[str, Any]
        and the broker take their share of the cores, as they will in the sustained phase; the
        throughput between the batch ends of that window is what the pipeline sustains here.
     """
-    bootstrap, batch_messages = run.settings.kafka_bootstrap, run.settings.batch_max_messages
+    bootstrap, batch_messages = run.settings.kafka.bootstrap, run.settings.ingest.batch_max_messages
     batch_events = batch_messages * config.per_message
     batches = max(2, math.ceil(CALIBRATION_EVENTS / batch_events))  # whole batches, no wait
     backlog = batches * batch_events
@@ -717,13 +690,14 @@ def run_soak(config: SoakConfig, warehouse_url: str | None = None) -> dict[str, 
     _say(f"run {run.run_id}: topic {run.topic}, warehouse {redact_url(warehouse_url)}")
     run.uptake("migrate")
     ensure_topics(
-        settings.kafka_bootstrap, {run.topic: settings.topic_partitions, f"{run.topic}.dlq": 1}
+        settings.kafka.bootstrap,
+        {run.topic: settings.kafka.topic_partitions, f"{run.topic}.dlq": 1},
     )
     lag = CommittedLag(
-        settings.kafka_bootstrap,
+        settings.kafka.bootstrap,
         run.env["UPTAKE_CONSUMER_GROUP"],
         run.topic,
-        settings.topic_partitions,
+        settings.kafka.topic_partitions,
     )
     producers: list[ProducerHandle] = []
     try:
@@ -735,33 +709,18 @@ def run_soak(config: SoakConfig, warehouse_url: str | None = None) -> dict[str, 
         if run.worker is not None and run.worker.poll() is None:
             run.stop_worker()
         lag.close()
-        _delete_topics(settings.kafka_bootstrap, [run.topic, f"{run.topic}.dlq"])
+        # The soak's topics hold gigabytes after a few minutes: delete them (best effort).
+        ours = {run.topic, f"{run.topic}.dlq"}
+        delete_topics_best_effort(
+            settings.kafka.bootstrap, ours.__contains__, client_id="uptake-soak", say=_say
+        )
     return report
-
-
-def _delete_topics(bootstrap: str, topics: list[str]) -> None:
-    """The soak's topics hold gigabytes after a few minutes: delete them (best effort)."""
-    from kafka.errors import KafkaError
-
-    from pipeline.kafka.topics import make_admin
-
-    try:
-        admin = make_admin(bootstrap, client_id="uptake-soak")
-    except KafkaError as exc:
-        _say(f"could not delete the topics {topics}: {exc}")
-        return
-    try:
-        admin.delete_topics(topics, timeout_ms=30_000)
-    except KafkaError as exc:
-        _say(f"could not delete the topics {topics}: {exc}")
-    finally:
-        admin.close()
 
 
 def _phases(
     run: Run, config: SoakConfig, lag: CommittedLag, producers: list[ProducerHandle]
 ) -> dict[str, Any]:
-    bootstrap = run.settings.kafka_bootstrap
+    bootstrap = run.settings.kafka.bootstrap
     calibration: dict[str, Any] | None = None
     truths: list[dict[str, Any]] = []
     if config.rate is None:
@@ -923,7 +882,7 @@ def lag_bound_for(config: SoakConfig, settings: Settings) -> float:
     leaves room for a slow insert or a rebalance, and catches a lag that grows for good.
     """
     fraction = config.rate_fraction if config.rate is None else 0.8
-    return round(3 * settings.flush_interval_s / max(1 - fraction, 0.05), 1)
+    return round(3 * settings.ingest.flush_interval_s / max(1 - fraction, 0.05), 1)
 
 
 def _round(end: float | None, start: float) -> float | None:

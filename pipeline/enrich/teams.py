@@ -1,25 +1,10 @@
 """Team attribution: the team each event counts for, at the time it happened.
 
-Resolution order, first match wins:
-
-1. the owner of the event's `service` at `occurred_at`, per the team catalog;
-2. the event's own `team` (what the emitter reported);
-3. the team of the event's `user` at `occurred_at`, per the team catalog;
-4. `UNOWNED` ("unowned").
-
-A re-org therefore never rewrites history: an event of `fraud-stream` from before the March
-2025 hand-over counts for `risk`, one from after for `fraud`.
-
-The team catalog knows users by their pseudonymous key (`pipeline.enrich.pseudonym`), the same
-key the warehouse stores, so raw user identifiers stay inside the pseudonymiser. The
-pseudonymiser therefore runs first and `batch.user_keys` must be set.
-
-Contract of the step: pure and synchronous (no I/O, never blocks); `resolve(batch)` returns one
-team per event. `use(catalog)` swaps the catalog in force from any thread (one reference
-assignment); a batch is resolved entirely against the catalog in force when it started.
-
-Speed: every lookup remembers the validity span it fell in, per name, so the next event of the
-same service within that span costs a dict lookup and two comparisons (a few hundred ns).
+First match wins: the owner of its `service` at `occurred_at`, its own `team`, its `user`'s team
+at `occurred_at`, else `UNOWNED`. Pure and synchronous: `resolve(batch)` returns one team per
+event and needs `batch.user_keys` (the pseudonymiser runs first). `use(catalog)` swaps the
+catalog from any thread; a batch is resolved against one catalog. Docs and cost:
+docs/catalogs.md#the-team-an-event-counts-for.
 """
 
 from __future__ import annotations

@@ -23,28 +23,22 @@ from pipeline.contract.decode import BatchDecoder, DecodedBatch, SourceMessage
 from pipeline.enrich.pseudonym import Pseudonymizer
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.chain import Decode, DedupeOffsets, IngestChain, Pseudonymise, ResolveTeams
-from pipeline.ingest.limits import backfill_limits, live_limits
 from pipeline.ingest.steps import (
     BatchSink,
     Progress,
     write_or_die,
 )
-from pipeline.kafka.security import faust_options
+from pipeline.kafka.client import faust_app
 from pipeline.lifecycle.activity import catalog_use
 from pipeline.lifecycle.agent import attach as attach_lifecycle
 from pipeline.lifecycle.outputs import LifecycleOutputs
 from pipeline.observability.consumer_lag import ConsumerLagSampler
-from pipeline.observability.faust_sensor import UptakeMonitor
 
 log = logging.getLogger("uptake.worker")
 
 
 REVOKE_WAIT_S = 30.0  # how long a revoke waits for the batch being written (< rebalance timeout)
 LAG_SAMPLE_INTERVAL_S = 5.0  # uptake_consumer_lag_messages: one ListOffsets request per sample
-
-
-def kafka_url(bootstrap: str) -> str:
-    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
 
 
 def build_app(
@@ -61,9 +55,9 @@ def build_app(
 
     Without `catalogs` every event counts for the team it reports (else 'unowned').
     """
-    app = faust.App(
-        settings.consumer_group,
-        broker=kafka_url(settings.kafka_bootstrap),
+    app = faust_app(
+        settings.kafka,
+        undecodable_exit_delay_s=settings.ingest.undecodable_exit_delay_s,
         web_enabled=False,
         store="memory://",
         datadir=str(settings.home / "faust"),  # faust's own folder, never the working directory
@@ -72,11 +66,11 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         # Fetch big chunks: per-message overhead in faust dominates small fetches.
         consumer_max_fetch_size=16 * 1024 * 1024,
-        broker_max_poll_records=settings.batch_max_messages,
-        stream_buffer_maxsize=max(4096, 2 * settings.batch_max_messages),
+        broker_max_poll_records=settings.ingest.batch_max_messages,
+        stream_buffer_maxsize=max(4096, 2 * settings.ingest.batch_max_messages),
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
-        topic_partitions=settings.topic_partitions,
+        topic_partitions=settings.kafka.topic_partitions,
         topic_replication_factor=1,
         # On stop, faust would wait for in-flight events to be acked; a batch whose insert keeps
         # failing never is. Cancel instead: _write_or_die settles the batch safely.
@@ -86,24 +80,18 @@ def build_app(
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         producer_acks=-1,
-        producer_compression_type=(
-            None if settings.kafka_compression == "none" else settings.kafka_compression
-        ),
-        # faust's default sensor plus Uptake's metrics for commits, rebalances, full buffers.
-        Monitor=UptakeMonitor,
-        **faust_options(settings.kafka),  # UPTAKE_KAFKA_SECURITY_PROTOCOL & co.
     )
     topic = app.topic(
-        settings.events_topic,
-        settings.backfill_topic,
+        settings.kafka.events_topic,
+        settings.kafka.backfill_topic,
         value_type=bytes,
         value_serializer="raw",
         key_serializer="raw",
     )
-    decoder = BatchDecoder(live_limits(settings))
-    decoders = {settings.backfill_topic: BatchDecoder(backfill_limits(settings))}
+    decoder = BatchDecoder(settings.ingest.limits())
+    decoders = {settings.kafka.backfill_topic: BatchDecoder(settings.ingest.limits(backfill=True))}
     pseudonyms = Pseudonymizer.from_secret_or_file(
-        settings.pseudonym_key.reveal(), settings.pseudonym_key_file
+        settings.catalog.pseudonym_key.reveal(), settings.catalog.pseudonym_key_file
     )
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uptake-sink")
     if catalogs is not None:
@@ -117,7 +105,7 @@ def build_app(
         attach_lifecycle(
             app, settings, progress=progress, uses=uses, wrap_outputs=wrap_lifecycle_outputs
         )
-        if settings.lifecycle_enabled
+        if settings.lifecycle.enabled
         else None
     )
 
@@ -138,13 +126,13 @@ def build_app(
         publish_activity if lifecycle is not None else None,
         progress,
         dead_lettered=sink.dead_letters is not None,
-        backfill_topic=settings.backfill_topic,
+        backfill_topic=settings.kafka.backfill_topic,
     )
 
     @app.agent(topic, name="uptake.ingest")
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(
-            settings.batch_max_messages, within=settings.flush_interval_s
+            settings.ingest.batch_max_messages, within=settings.ingest.flush_interval_s
         ):
             started = time.time()
             progress.in_flight = True
@@ -185,7 +173,7 @@ def build_app(
             progress.last_batch = float("inf")  # signal once
             os.kill(os.getpid(), signal.SIGTERM)
 
-    lag = ConsumerLagSampler(lambda: app.consumer, settings.events_topic)
+    lag = ConsumerLagSampler(lambda: app.consumer, settings.kafka.events_topic)
 
     @app.timer(LAG_SAMPLE_INTERVAL_S)
     async def sample_consumer_lag() -> None:

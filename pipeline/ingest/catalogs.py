@@ -50,15 +50,19 @@ Submit = Callable[[Callable[[], None]], "Future[Any]"]
 def first_load_lookback(settings: Settings) -> timedelta:
     """How far back a first load without stored history takes the team files as true: as far
     back as an event may be (the live lateness, or the backfill's age limit)."""
-    return timedelta(seconds=max(settings.max_lateness_s, settings.backfill_max_age_s))
+    return timedelta(
+        seconds=max(settings.ingest.max_lateness_s, settings.ingest.backfill_max_age_s)
+    )
 
 
 def team_sources(settings: Settings) -> TeamSources:
     """The team catalog's sources: UPTAKE_TEAM_CATALOG's paths and UPTAKE_BACKSTAGE_URL."""
     api = None
-    if settings.backstage_url:
-        api = BackstageCatalogApi(settings.backstage_url, settings.backstage_token.reveal())
-    return TeamSources(settings.team_catalog_paths, api)
+    if settings.catalog.backstage_url:
+        api = BackstageCatalogApi(
+            settings.catalog.backstage_url, settings.catalog.backstage_token.reveal()
+        )
+    return TeamSources(settings.catalog.team_catalog_paths, api)
 
 
 def report_warnings(teams: TeamCatalog) -> None:
@@ -116,7 +120,7 @@ class WorkerCatalogs:
             user_key=user_key,
             lookback=first_load_lookback(settings),
         )
-        interval = settings.catalog_reload_s or 1.0  # unused when reloading is off
+        interval = settings.catalog.reload_s or 1.0  # unused when reloading is off
         catalogs: WorkerCatalogs
 
         def on_teams(catalog: TeamCatalog) -> None:
@@ -137,13 +141,13 @@ class WorkerCatalogs:
             live=sources.live,
         )
         capability_watcher = CatalogWatcher.for_capabilities(
-            settings.capabilities_path,
+            settings.catalog.capabilities_path,
             on_capabilities,
             undeclared=UndeclaredCapabilities(),
             interval_s=interval,
             on_error=_reload_failed("capability"),
         )
-        catalogs = cls(store, team_watcher, capability_watcher, settings.catalog_reload_s)
+        catalogs = cls(store, team_watcher, capability_watcher, settings.catalog.reload_s)
         team_variable = "UPTAKE_TEAM_CATALOG" + (" / UPTAKE_BACKSTAGE_URL" if sources.live else "")
         for watcher, variable in (
             (team_watcher, team_variable),
@@ -158,10 +162,10 @@ class WorkerCatalogs:
         log.info(
             "catalogs loaded: teams from %s, capabilities from %s; stored %s; %s",
             sources.describe(),
-            settings.capabilities_path,
+            settings.catalog.capabilities_path,
             summary.line(),
-            f"checking for changes every {settings.catalog_reload_s:g}s"
-            if settings.catalog_reload_s
+            f"checking for changes every {settings.catalog.reload_s:g}s"
+            if settings.catalog.reload_s
             else "reloading is off",
         )
         for problem in catalogs.capabilities.check_against(catalogs.teams, datetime.now(UTC)):

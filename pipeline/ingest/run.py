@@ -15,7 +15,6 @@ from pipeline.ingest.app import BatchSink, Progress, build_app
 from pipeline.ingest.catalogs import WorkerCatalogs
 from pipeline.ingest.health import Health, serve
 from pipeline.ingest.seams import NONE, Seams
-from pipeline.kafka import undecodable
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import ensure_topics
@@ -44,35 +43,35 @@ def run_worker(
 
     `seams` wraps the process's parts (fault injection); the default leaves them as built."""
     log_to_stderr(settings.log_level)
-    if settings.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
+    if settings.warehouse.writer == "kafka":  # scale-out on one warehouse: `uptake writer` inserts
         return _run_publishing_worker(settings, exit_when_idle_s=exit_when_idle_s, seams=seams)
     warehouse = open_warehouse(settings)
     # Both catalogs before anything else: a broken catalog file stops the worker here.
     catalogs = load_catalogs(settings, warehouse)
     ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka.bootstrap,
         {
-            settings.events_topic: settings.topic_partitions,
-            settings.backfill_topic: settings.topic_partitions,
-            settings.dlq_topic: 1,
+            settings.kafka.events_topic: settings.kafka.topic_partitions,
+            settings.kafka.backfill_topic: settings.kafka.topic_partitions,
+            settings.kafka.dlq_topic: 1,
         },
         security=client_kwargs(settings.kafka),
     )
     metrics.set_build_info(warehouse.kind)
-    observability = ObservabilitySettings.from_settings(settings)
+    observability = ObservabilitySettings.from_settings(settings.ingest)
     adoption = None
     health = Health()
-    if settings.metrics_port:
+    if settings.ingest.metrics_port:
         serve_metrics(settings, health)
         # Its own connection, read in the background: scrapes never query the warehouse.
-        adoption = start_adoption_gauges(settings.warehouse_url, observability)
+        adoption = start_adoption_gauges(settings.warehouse.url, observability)
     sink = build_sink(settings, warehouse, seams)
     try:
         return _launch(
             settings,
             seams.batch_sink(sink),
             health,
-            target=redact_url(settings.warehouse_url),
+            target=redact_url(settings.warehouse.url),
             exit_when_idle_s=exit_when_idle_s,
             seams=seams,
             catalogs=catalogs,
@@ -95,28 +94,28 @@ def _run_publishing_worker(
     from pipeline.ingest.remote import publisher_for
 
     ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka.bootstrap,
         {
-            settings.events_topic: settings.topic_partitions,
-            settings.backfill_topic: settings.topic_partitions,
+            settings.kafka.events_topic: settings.kafka.topic_partitions,
+            settings.kafka.backfill_topic: settings.kafka.topic_partitions,
         },
         security=client_kwargs(settings.kafka),
     )
     sink = publisher_for(
-        settings.kafka_bootstrap,
-        settings.writer_topic,
-        compression=settings.kafka_compression,
+        settings.kafka.bootstrap,
+        settings.warehouse.writer_topic,
+        compression=settings.kafka.compression,
         **client_kwargs(settings.kafka),
     )
     metrics.set_build_info("none")
     health = Health()
-    if settings.metrics_port:
+    if settings.ingest.metrics_port:
         serve_metrics(settings, health)
     return _launch(
-        replace(settings, lifecycle_enabled=False),
+        replace(settings, lifecycle=replace(settings.lifecycle, enabled=False)),
         seams.batch_sink(sink),
         health,
-        target=f"writer topic {settings.writer_topic}",
+        target=f"writer topic {settings.warehouse.writer_topic}",
         exit_when_idle_s=exit_when_idle_s,
         seams=seams,
     )
@@ -124,11 +123,11 @@ def _run_publishing_worker(
 
 def open_warehouse(settings: Settings) -> Warehouse:
     """The warehouse of the settings (in cluster mode when set), refused unless migrated."""
-    warehouse = connect(settings.warehouse_url)
-    if settings.clickhouse_cluster:
+    warehouse = connect(settings.warehouse.url)
+    if settings.warehouse.cluster:
         from pipeline.warehouse.cluster import use_cluster
 
-        use_cluster(warehouse, settings.clickhouse_cluster)
+        use_cluster(warehouse, settings.warehouse.cluster)
     require_current(warehouse)
     return warehouse
 
@@ -136,7 +135,7 @@ def open_warehouse(settings: Settings) -> Warehouse:
 def load_catalogs(settings: Settings, warehouse: Warehouse) -> WorkerCatalogs:
     """Both catalogs, on the warehouse's catalog history, users keyed by the settings' key."""
     pseudonyms = Pseudonymizer.from_secret_or_file(
-        settings.pseudonym_key.reveal(), settings.pseudonym_key_file
+        settings.catalog.pseudonym_key.reveal(), settings.catalog.pseudonym_key_file
     )
     return WorkerCatalogs.load(settings, CatalogStore(warehouse), pseudonyms.key_of)
 
@@ -145,27 +144,33 @@ def build_sink(settings: Settings, warehouse: Warehouse, seams: Seams = NONE) ->
     """The sink a process that inserts events uses: dead letters and the dedup window."""
     dead_letters = DeadLetterPublisher(
         make_producer(
-            settings.kafka_bootstrap,
-            compression=settings.kafka_compression,
+            settings.kafka.bootstrap,
+            compression=settings.kafka.compression,
             **client_kwargs(settings.kafka),
         ),
-        settings.dlq_topic,
+        settings.kafka.dlq_topic,
     )
     return seams.new_sink(
         seams.sink_warehouse(warehouse),
         dead_letters=dead_letters,
-        recent_ids=settings.dedup_window,
+        recent_ids=settings.ingest.dedup_window,
     )
+
+
+def announce(line: str, metrics_port: int) -> None:
+    """The line a long-running process prints on stderr once it starts, with its /metrics."""
+    metrics_at = f", metrics on :{metrics_port}/metrics" if metrics_port else ""
+    print(line + metrics_at, file=sys.stderr, flush=True)
 
 
 def serve_metrics(settings: Settings, health: Health) -> None:
     try:
-        serve(settings.metrics_port, health, metrics.REGISTRY)
+        serve(settings.ingest.metrics_port, health, metrics.REGISTRY)
     except OSError as exc:
         raise SettingsError(
-            f"cannot serve /metrics on port {settings.metrics_port} ({exc.strerror}): another "
-            "Uptake process may be running; set UPTAKE_METRICS_PORT to a free port, or 0 to "
-            "disable it"
+            f"cannot serve /metrics on port {settings.ingest.metrics_port} ({exc.strerror}): "
+            "another Uptake process may be running; set UPTAKE_METRICS_PORT to a free port, or 0 "
+            "to disable it"
         ) from exc
 
 
@@ -183,19 +188,8 @@ def _launch(
     # faust's folder is <home>/faust: nothing else creates <home> when the pseudonym key is set
     # and the warehouse is a server (or another process's).
     settings.home.mkdir(parents=True, exist_ok=True)
-    # A record batch no codec can open stops the worker with its coordinates (exit 65).
-    for library, codecs in undecodable.missing_codecs().items():
-        log.warning(
-            "%s cannot decompress %s: batches compressed so will stop the worker (install %s)",
-            library,
-            ", ".join(codecs),
-            undecodable.CODEC_LIBRARIES[library],
-        )
-    undecodable.install(
-        undecodable.stop_worker(
-            settings.consumer_group, settings.kafka_bootstrap, settings.undecodable_exit_delay_s
-        )
-    )
+    # A record batch no codec can open stops the worker with its coordinates (exit 65): the
+    # hook comes with every faust app (pipeline/kafka/client.py).
     progress = Progress()
     app = build_app(
         settings,
@@ -210,12 +204,10 @@ def _launch(
     async def heartbeat() -> None:  # /healthz and /readyz (pipeline/ingest/health.py)
         health.beat(writing=progress.in_flight)
 
-    print(
-        f"worker: {settings.kafka_bootstrap} topics {settings.events_topic}, "
-        f"{settings.backfill_topic} -> {target}"
-        + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
-        file=sys.stderr,
-        flush=True,
+    announce(
+        f"worker: {settings.kafka.bootstrap} topics {settings.kafka.events_topic}, "
+        f"{settings.kafka.backfill_topic} -> {target}",
+        settings.ingest.metrics_port,
     )
     tune_gc()
     # faust's own INFO lines are its lifecycle chatter: keep them at WARN unless debugging.

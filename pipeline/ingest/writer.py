@@ -39,6 +39,7 @@ from pipeline.ingest.remote import (
     merge_batches,
 )
 from pipeline.ingest.run import (
+    announce,
     build_sink,
     load_catalogs,
     log_to_stderr,
@@ -176,15 +177,17 @@ def run_writer(
     warehouse = open_warehouse(settings)
     catalogs = load_catalogs(settings, warehouse)
     security = client_kwargs(settings.kafka)
-    ensure_writer_topic(settings.kafka_bootstrap, settings.writer_topic, security=security)
-    ensure_topics(settings.kafka_bootstrap, {settings.dlq_topic: 1}, security=security)
+    ensure_writer_topic(
+        settings.kafka.bootstrap, settings.warehouse.writer_topic, security=security
+    )
+    ensure_topics(settings.kafka.bootstrap, {settings.kafka.dlq_topic: 1}, security=security)
     metrics.set_build_info(warehouse.kind)
     health = Health()
     adoption = None
-    if settings.metrics_port:
+    if settings.ingest.metrics_port:
         serve_metrics(settings, health)
         adoption = start_adoption_gauges(
-            settings.warehouse_url, ObservabilitySettings.from_settings(settings)
+            settings.warehouse.url, ObservabilitySettings.from_settings(settings.ingest)
         )
     sink = build_sink(settings, warehouse, seams)
     consumer = _consumer(settings)
@@ -197,12 +200,10 @@ def run_writer(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(
-        f"writer: {settings.kafka_bootstrap} topic {settings.writer_topic} -> "
-        f"{redact_url(settings.warehouse_url)}"
-        + (f", metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else ""),
-        file=sys.stderr,
-        flush=True,
+    announce(
+        f"writer: {settings.kafka.bootstrap} topic {settings.warehouse.writer_topic} -> "
+        f"{redact_url(settings.warehouse.url)}",
+        settings.ingest.metrics_port,
     )
     try:
         code = writer.run()
@@ -221,9 +222,9 @@ def run_writer(
 def _consumer(settings: Settings) -> KafkaConsumer:
     try:
         return KafkaConsumer(
-            settings.writer_topic,
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
-            group_id=f"{settings.consumer_group}-writer",
+            settings.warehouse.writer_topic,
+            bootstrap_servers=settings.kafka.bootstrap.split(","),
+            group_id=f"{settings.kafka.consumer_group}-writer",
             client_id="uptake-writer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -235,4 +236,4 @@ def _consumer(settings: Settings) -> KafkaConsumer:
             **client_kwargs(settings.kafka),
         )
     except Exception as exc:
-        raise KafkaUnavailable(unreachable_message(settings.kafka_bootstrap)) from exc
+        raise KafkaUnavailable(unreachable_message(settings.kafka.bootstrap)) from exc

@@ -1,1 +1,1 @@
-"""Kafka plumbing: clients (producer), topics, security, undecodable batches."""
+"""Kafka plumbing: clients (faust app, producer, admin), topics, security, undecodable batches."""

@@ -33,7 +33,7 @@ def make_producer(
     """A durable producer: acks from all in-sync replicas, ordered retries, batching.
 
     `compression` is UPTAKE_KAFKA_COMPRESSION's vocabulary (none, gzip, snappy, lz4, zstd):
-    callers that have settings pass `settings.kafka_compression`. Raises ValueError for another
+    callers that have settings pass `settings.kafka.compression`. Raises ValueError for another
     value, KafkaUnavailable when no broker answers.
     """
     if compression not in KAFKA_COMPRESSIONS:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient
@@ -23,6 +23,27 @@ def make_admin(
     return KafkaAdminClient(
         bootstrap_servers=bootstrap.split(","), client_id=client_id, **options, **(security or {})
     )
+
+
+def delete_topics_best_effort(
+    bootstrap: str, owned: Callable[[str], bool], *, client_id: str, say: Callable[[str], None]
+) -> None:
+    """Delete every topic `owned` claims (for tools cleaning up after themselves). Never
+    raises: a broker that does not answer or refuses is reported through `say`."""
+    topics: list[str] = []
+    try:
+        admin = make_admin(bootstrap, client_id=client_id)
+    except KafkaError as exc:
+        say(f"could not delete the topics: {exc}")
+        return
+    try:
+        topics = [t for t in admin.list_topics() if owned(t)]
+        if topics:
+            admin.delete_topics(topics, timeout_ms=30_000)
+    except KafkaError as exc:
+        say(f"could not delete the topics {', '.join(topics) or '?'}: {exc}")
+    finally:
+        admin.close()
 
 
 class KafkaUnavailable(RuntimeError):

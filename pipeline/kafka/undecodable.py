@@ -1,26 +1,9 @@
 """A Kafka record batch a consumer cannot decode: named, exported, and the process stops.
 
-aiokafka 0.14 (under faust-streaming 0.15.3) decompresses a record batch while its fetcher
-iterates it (`aiokafka.consumer.fetcher.PartitionRecords._unpack_records`). A batch compressed
-with a codec whose library is missing raises `UnsupportedCodecError`, a damaged one
-`CorruptRecordException` (bad CRC, truncated, undecompressable); neither names the partition or
-the offset. The error leaves faust's fetch loop (`Consumer._drain_messages`) as a bare
-traceback that kills the worker, and every restart dies the same way.
-
-`install(handler)` makes the fetcher build `AttributedPartitionRecords` instead: the same
-iteration, but it knows the batch it is reading, so such an error becomes an `UndecodableBatch`
-(topic, partition, the first offset not read, the batch's offsets and codec) handed to
-`handler` before `UndecodableBatchError` is raised in its place. The worker's handler
-(`stop_worker`) exports `uptake_undecodable_batch_offset`, logs what happened and the remedy,
-keeps serving /metrics for UPTAKE_UNDECODABLE_EXIT_DELAY_S and exits with status 65 without
-committing anything of that partition past the batch. Nothing is skipped silently: skipping the
-batch is an operator's deliberate offset reset (docs/operations.md#uptakeundecodablebatch).
-
-kafka-python 3.0.12 (`uptake writer`, `uptake dlq replay`, the lifecycle's changelog reader,
-`uptake soak`) has the same blind spot in `Fetcher.PartitionRecords._unpack_records`;
-`install_kafka_python()` (done by `uptake`'s entry point for every command) makes its fetcher
-raise `UndecodableBatchError` too, which the command line turns into the same message and
-status 65.
+`install(handler)` (aiokafka, in every consumer built by `pipeline.kafka.client`) and
+`install_kafka_python()` (every `uptake` command) make the fetchers raise `UndecodableBatchError`
+naming topic, partition and offset instead of a bare traceback; `handler` gets the
+`UndecodableBatch` first. Nothing is skipped. Why: docs/design.md#undecodable-record-batches.
 """
 
 from __future__ import annotations

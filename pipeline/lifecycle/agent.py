@@ -1,23 +1,9 @@
 """The lifecycle agent in the worker's faust app, and the one call that attaches it.
 
-    ingest batch ──written──► ActivityPublisher ──► <events_topic>.activity (key team x capability)
-                                                            │
-                  faust agent `uptake.lifecycle` ◄──────────┘   take_events(N, within)
-                    0. a partition's first batch: its state is read from the changelog
-                    1. engine.apply      → state + outbox        ──► changelog (acked)
-                    2. engine.emission   → adoption_milestones, adoption_lifecycle (ClickHouse)
-                                           and <events_topic>.milestones (acked)
-                    3. engine.confirm    → outbox emptied        ──► changelog (acked)
-                    4. return            → faust acks the records
-
-The state (pipeline/lifecycle/state.py) is a dict per owned partition backed by the compacted
-topic `<consumer group>-lifecycle-changelog`, co-partitioned with the activity topic: what a
-faust Table does, without the faust Table, whose recovery makes faust-streaming 0.15.3 skip
-records of the other topics after a restart (state.py says how). Changelog writes go out with
-kafka-python, to the activity record's partition, and are acknowledged before the records are.
-Every write is retried inside the loop body (faust-streaming 0.15.3 acks a `take_events()` batch
-even when the body raises); a worker stopped while a write still fails exits with status 75
-before the batch can be acked.
+Per batch of activity records: apply (changelog, acked), emit milestones and lifecycle rows to
+ClickHouse and Kafka (acked), confirm (changelog, acked), and only then faust acks the records.
+Every write is retried inside the loop body; a worker stopped while a write still fails exits
+with status 75 before the batch is acked. The flow: docs/lifecycle.md#where-it-runs.
 """
 
 from __future__ import annotations
@@ -40,7 +26,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from pipeline.config.settings import Settings
+from pipeline.config.settings import KafkaSettings, LifecycleSettings, Settings
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import (
@@ -78,16 +64,17 @@ class LifecycleConfig:
     partitions: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LifecycleConfig:
+    def from_settings(cls, lifecycle: LifecycleSettings, kafka: KafkaSettings) -> LifecycleConfig:
+        """From the lifecycle part of the settings, with the topics named after the Kafka part's."""
         return cls(
             rules=Rules(
-                settings.activation_days, settings.activation_window_days, settings.churn_days
+                lifecycle.activation_days, lifecycle.activation_window_days, lifecycle.churn_days
             ),
-            watermark_lag_days=settings.lifecycle_allowed_lateness_days,
-            activity_topic=f"{settings.events_topic}.activity",
-            milestones_topic=f"{settings.events_topic}.milestones",
-            changelog_topic=f"{settings.consumer_group}-lifecycle-changelog",
-            partitions=settings.topic_partitions,
+            watermark_lag_days=lifecycle.allowed_lateness_days,
+            activity_topic=f"{kafka.events_topic}.activity",
+            milestones_topic=f"{kafka.events_topic}.milestones",
+            changelog_topic=f"{kafka.consumer_group}-lifecycle-changelog",
+            partitions=kafka.topic_partitions,
         )
 
 
@@ -349,24 +336,24 @@ def attach(
         if progress is not None and progress.last_batch != math.inf:  # inf: already stopping
             progress.last_batch = time.monotonic()
 
-    config = LifecycleConfig.from_settings(settings)
+    config = LifecycleConfig.from_settings(settings.lifecycle, settings.kafka)
     security = client_kwargs(settings.kafka)  # UPTAKE_KAFKA_* (SASL/TLS) for every client below
-    ensure_lifecycle_topics(settings.kafka_bootstrap, config, security)
+    ensure_lifecycle_topics(settings.kafka.bootstrap, config, security)
     stopping = threading.Event()
     store = ChangelogState()
-    compression = settings.kafka_compression
+    compression = settings.kafka.compression
     kafka = KafkaWrites(
-        lambda: make_producer(settings.kafka_bootstrap, compression=compression, **security)
+        lambda: make_producer(settings.kafka.bootstrap, compression=compression, **security)
     )
     outputs = wrap_outputs(
-        LifecycleOutputs(lambda: connect(settings.warehouse_url), kafka, config.milestones_topic)
+        LifecycleOutputs(lambda: connect(settings.warehouse.url), kafka, config.milestones_topic)
     )
     runner = LifecycleRunner(
         LifecycleEngine(config.rules, config.watermark_lag_days, store),
         store,
         config.changelog_topic,
         lambda partitions: read_changelog(
-            settings.kafka_bootstrap, config.changelog_topic, partitions, security=security
+            settings.kafka.bootstrap, config.changelog_topic, partitions, security=security
         ),
         outputs,
         kafka,
@@ -385,7 +372,7 @@ def attach(
     @app.agent(topic, name="uptake.lifecycle")
     async def lifecycle(stream: Any) -> None:
         async for events in stream.take_events(
-            settings.batch_max_messages, within=settings.flush_interval_s
+            settings.ingest.batch_max_messages, within=settings.ingest.flush_interval_s
         ):
             await runner.process(events)
 
@@ -400,7 +387,7 @@ def attach(
     app.on_before_shutdown.connect(stopping_soon)  # type: ignore[arg-type]
     publisher = ActivityPublisher(
         lambda: make_producer(
-            settings.kafka_bootstrap, compression=settings.kafka_compression, **security
+            settings.kafka.bootstrap, compression=settings.kafka.compression, **security
         ),
         config.activity_topic,
         stopping,

@@ -1,26 +1,10 @@
 """The incremental lifecycle processor: activity records in, state and milestone changes out.
 
-Contract of the step (synchronous, no I/O of its own; the faust agent in agent.py drives it):
-
-1. `apply(partition, records)` folds a batch of one partition's records into the state of the
-   keys they touch (their set of active days) and into the partition's watermark, recomputes
-   each touched key's milestones with `rules.milestones()` and puts the new state — *including
-   an outbox* of the milestone changes not yet written anywhere — into the store. Keys whose
-   waiting churn the advancing watermark reaches are touched as well.
-2. The caller makes those puts durable (the worker: the changelog topic, acked), then writes
-   `emission(keys)` to the warehouse and the milestone topic,
-3. then `confirm(keys)` empties the outboxes, and only then the records are acked.
-
-Why this order: the state is never behind what was emitted, and anything emitted-but-not-
-confirmed stays in the outbox, so a crash at any point re-emits exactly the same rows (the
-warehouse folds them by key) and never loses one. Applying the same records again is a no-op:
-days are a set and the watermark a maximum. What is published for a key is always
-`milestones(days, watermark)` of its state, so the result does not depend on the order or the
-batching of the records — late days included: a milestone that a late day makes wrong (a churn
-it fills in, a first use it precedes) is retracted and the right one emitted.
-
-Store layout (bytes → bytes): a team x capability key is `["team","capability"]` (JSON) with a
-`KeyState`; each partition's watermark sits under `~partition:<n>` as a `PartitionState`.
+Synchronous, no I/O of its own (the agent in agent.py drives it). `apply(partition, records)`
+puts the touched keys' new state, with an outbox of unwritten milestone changes, into the store;
+the caller makes those puts durable, writes `emission(keys)`, then calls `confirm(keys)` before
+acking the records. Applying records again is a no-op, and a crash at any point re-emits the
+same rows. Why this order, and the store layout: docs/lifecycle.md#guarantee.
 """
 
 from __future__ import annotations

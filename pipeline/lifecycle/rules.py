@@ -1,23 +1,9 @@
 """The adoption lifecycle rules: milestones of one team x capability from its active days.
 
-Pure functions, no I/O. A *day* is an int: days since 1970-01-01 in UTC (event time, from
-`occurred_at`, never the wall clock). Given the set of days a team used a capability and the
-stream's event-time *watermark* (the newest day whose activity is taken as complete), the
-milestones are (docs/lifecycle.md):
-
-- `first_use`: the first active day.
-- `activated`: the `activation_days`-th distinct active day of an episode, if it falls within
-  the `activation_window_days` days that start with the episode's first day.
-- `churned`: `churn_days` days without use: the churn day is `last_active + churn_days`, the
-  last of those idle days. Any use — activated or not — can churn. A churn is declared only
-  once the watermark has reached its day (until then a late day may still fill the gap), and
-  nothing after an undeclared churn is declared either.
-- `reactivated`: the first active day after a churn; it starts a new episode, in which
-  activation is judged again from that day.
-
-`milestones()` is a function of the *set* of days and the watermark only, so the order and
-duplication of activity never change the result; that is what the incremental processor relies
-on (pipeline/lifecycle/engine.py).
+Pure functions. A day is an int, days since 1970-01-01 in UTC (event time, never the wall
+clock). `milestones(days, watermark)` (first use, activated, churned, reactivated) depends on the
+set of days and the watermark only, never on their order or duplicates: the incremental engine
+relies on that. The rules: docs/lifecycle.md#the-rules.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """The lifecycle state: a dict per owned partition, kept in a compacted changelog topic.
 
-Contract: `put()` changes the dict at once and queues the key; `take_queued()` hands the current
-value of every key written since to the caller, who sends it to the changelog and waits for the
-acknowledgement before acking the records that caused it. A partition is loaded from its
-changelog partition (`read_changelog`, kafka-python, blocking) before its first batch is applied,
-and forgotten when the worker loses partitions, so it is read again when it comes back. Keys are
-never deleted (a compacted topic keeps the newest value of each). Not thread-safe: the lifecycle
-agent uses it from the event loop only; the reads run in its writer thread and are merged with
-`load()`.
-
-Why not a faust Table: in faust-streaming 0.15.3 a table's recovery makes the consumer fetch the
-source partitions while they are paused, and after recovery faust seeks them back with
-aiokafka's `seek_to_committed()`, which skips a committed offset of 0 or none. The ingest agent
-then skipped records after a restart (seen: a restarted worker never read the first 40
-messages of a partition, or stopped reading two of four partitions). Without a table in the app
-faust takes no such path.
+`put()` changes the dict and queues the key; `take_queued()` hands over the values to send to the
+changelog, acknowledged before the records that caused them are acked. `read_changelog` (blocking,
+kafka-python) loads a partition before its first batch; a lost partition is forgotten. Not
+thread-safe: the event loop only. Why not a faust Table:
+docs/lifecycle.md#why-the-state-is-not-a-faust-table.
 """
 
 from __future__ import annotations

@@ -1,38 +1,10 @@
-"""Adoption and DORA headline numbers as Prometheus gauges, read from ClickHouse in the background.
+"""Adoption and DORA headline gauges (`uptake_adoption_*`, `uptake_dora_*`), read from ClickHouse
+in the background.
 
-What is exported (docs/operations.md explains each):
-
-- `uptake_adoption_known_teams`: teams with any event in the last 28 days;
-- `uptake_adoption_active_teams{capability, window="7d"|"28d"}`: teams that used the capability
-  in the window (use as the capability catalog defines it: its event_types and apis; teams
-  `unowned` and empty left out); `uptake_adoption_rate{capability, window}`: the capability's
-  target teams that used it in the window / its target teams (capability_targets), the
-  denominator of the adoption views;
-- `uptake_dora_deployment_frequency_per_week`: production deployments per week over 28 days;
-- `uptake_dora_change_failure_ratio`: change failures / deployments, 28 days;
-- `uptake_dora_lead_time_seconds`: median commit-to-production time, 28 days;
-- `uptake_dora_recovery_time_seconds`: median failed deployment recovery time, 28 days;
-- `uptake_dora_time_to_restore_seconds`: median incident opened-to-resolved time, 28 days.
-
-The DORA keys follow the definitions of the dora_metrics view (migration 0006,
-docs/analysts.md): a deployment went live (succeeded or rolled back), a change failure was
-rolled back or named by an incident's caused_by_deployment.
-
-Per-team variants (`uptake_adoption_team_active`, `uptake_dora_team_*`) only when
-`UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES` > 0, at most that many series in total: teams are taken
-most active first (events in 28 days), each with all of its series or none, and
-`uptake_adoption_team_series_omitted` says how many series the cap left out.
-
-Contract of the step: `collect()` (a scrape) never touches ClickHouse; it serves the figures of
-the last successful read. A background thread reads them at most every `adoption_refresh_s`
-with its own warehouse connection. A failed read counts in
-`uptake_adoption_refresh_errors_total`, is logged, and keeps the previous figures;
-`uptake_adoption_refresh_timestamp_seconds` tells how old they are.
-
-A team is "known" when it sent an event in the last 28 days (events attributed to a service
-only are not counted). A capability without target teams (no catalog) has no rate series.
-Duplicated events (the same event_id twice before ReplacingMergeTree merged them) are counted
-once in the DORA figures; the team counts are distinct counts anyway.
+Contract: a scrape (`collect()`) never touches ClickHouse; it serves the figures of the last
+successful read. A background thread with its own connection re-reads them at most every
+`adoption_refresh_s`; a failed read is counted (`uptake_adoption_refresh_errors_total`), logged,
+and keeps the previous figures. What each gauge counts: docs/operations.md and docs/design.md.
 """
 
 from __future__ import annotations

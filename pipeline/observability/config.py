@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.config.settings import Settings
+from pipeline.config.settings import IngestSettings, Settings
 
 REFRESH_ENV = "UPTAKE_ADOPTION_GAUGES_REFRESH_S"
 PER_TEAM_ENV = "UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES"
@@ -29,13 +29,14 @@ class ObservabilitySettings:
         return self.adoption_refresh_s > 0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ObservabilitySettings:
+    def from_settings(cls, ingest: IngestSettings) -> ObservabilitySettings:
+        """From the worker's part of the settings (`Settings.ingest`)."""
         return cls(
-            adoption_refresh_s=settings.adoption_gauges_refresh_s,
-            adoption_per_team_max_series=settings.adoption_per_team_max_series,
+            adoption_refresh_s=ingest.adoption_gauges_refresh_s,
+            adoption_per_team_max_series=ingest.adoption_per_team_max_series,
         )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ObservabilitySettings:
         """Read through Settings; raises SettingsError naming the variable for a bad value."""
-        return cls.from_settings(Settings.from_env(environ))
+        return cls.from_settings(Settings.from_env(environ).ingest)

@@ -1,25 +1,9 @@
 """`uptake backfill`: load events older than the live lateness limit from JSONL files.
 
-The live topic rejects events older than UPTAKE_MAX_LATENESS_S (`occurred_at_too_old`), so that
-a stuck or replaying emitter cannot quietly rewrite history. History is loaded on purpose
-instead, through this command:
-
-1. **Validate** every input (JSONL: one event object per line; `-` is stdin; gzip is detected
-   by its magic bytes) with the worker's own decoder and the backfill limits
-   (`backfill_limits`: no live lateness limit, but UPTAKE_BACKFILL_MAX_AGE_S and the future-skew
-   limit). Invalid lines are reported as `file:line: reason: detail`; valid lines are kept,
-   byte for byte, in a spool file on disk, so stdin and gzip are read once and a file that
-   changes meanwhile cannot change what is sent. Unreadable input (missing file, bad gzip) stops
-   the command before anything is sent.
-2. **Send** the valid lines to the backfill topic (UPTAKE_BACKFILL_TOPIC, default
-   `<events topic>.backfill`) as JSON arrays of up to `per_message` events sharing a key (the
-   team, else the service), never larger than the message limit, and wait until Kafka
-   acknowledged every one. Nothing is sent when a line is invalid, unless `skip_invalid`.
-
-The worker consumes the backfill topic with the same agent as the live topic: the same
-decoding (with `backfill_limits`), enrichment and sink, so the offset watermarks make its
-consumption exactly-once like the live path. Re-running the same file sends new Kafka records
-with the same event ids; docs/events.md ("Late events and backfill") states what folds them.
+Validates every input first, with the worker's decoder and the backfill limits, keeping the
+valid lines in a spool file; nothing is sent when a line is invalid (unless `skip_invalid`) or an
+input is unreadable. Then sends them to the backfill topic and blocks until Kafka acknowledged
+every message. Returns a `BackfillReport`; raises `BackfillError`. Docs: docs/backfill.md.
 """
 
 from __future__ import annotations
@@ -44,7 +28,6 @@ import msgspec
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.contract.reasons import Reason
-from pipeline.ingest.limits import backfill_limits
 
 EXIT_OK = 0
 """Every line was valid and every event was acknowledged by Kafka (dry run: every line valid)."""
@@ -451,12 +434,12 @@ def run_backfill(
     ticker = ticker or Ticker()
     say = show_invalid or (lambda text: print(text, file=sys.stderr))
     report = BackfillReport(
-        topic=settings.backfill_topic, dry_run=dry_run, skip_invalid=skip_invalid
+        topic=settings.kafka.backfill_topic, dry_run=dry_run, skip_invalid=skip_invalid
     )
     if not dry_run:  # fail fast: no broker means a clear error before a long validation
         ensure_topics(
-            settings.kafka_bootstrap,
-            {settings.backfill_topic: settings.topic_partitions},
+            settings.kafka.bootstrap,
+            {settings.kafka.backfill_topic: settings.kafka.topic_partitions},
             timeout_s=10.0,
             security=client_kwargs(settings.kafka),
         )
@@ -470,7 +453,7 @@ def run_backfill(
 
     spool = None if dry_run else Spool()
     try:
-        validator = Validator(backfill_limits(settings), spool, on_invalid, report)
+        validator = Validator(settings.ingest.limits(backfill=True), spool, on_invalid, report)
         validate_inputs(names, validator, ticker, stdin)
         if report.invalid > SHOWN_INVALID:
             more = report.invalid - SHOWN_INVALID
@@ -480,10 +463,10 @@ def run_backfill(
             return report
         factory = producer_factory or (
             lambda: make_producer(
-                settings.kafka_bootstrap,
+                settings.kafka.bootstrap,
                 client_id="uptake-backfill",
-                compression=settings.kafka_compression,
-                max_request_size=max(8 << 20, 2 * settings.max_message_bytes),
+                compression=settings.kafka.compression,
+                max_request_size=max(8 << 20, 2 * settings.ingest.max_message_bytes),
                 **client_kwargs(settings.kafka),
             )
         )
@@ -492,11 +475,11 @@ def run_backfill(
             send_spool(
                 spool,
                 producer,
-                settings.backfill_topic,
+                settings.kafka.backfill_topic,
                 report,
                 ticker,
                 per_message=per_message,
-                max_bytes=min(settings.max_message_bytes, MESSAGE_BYTES_CAP),
+                max_bytes=min(settings.ingest.max_message_bytes, MESSAGE_BYTES_CAP),
             )
         finally:
             producer.close()

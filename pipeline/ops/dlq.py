@@ -28,7 +28,6 @@ from kafka.structs import OffsetAndMetadata
 
 from pipeline.config.settings import Settings
 from pipeline.contract.decode import BatchDecoder, SourceMessage
-from pipeline.ingest.limits import backfill_limits, live_limits
 from pipeline.kafka.producer import make_producer
 from pipeline.kafka.security import client_kwargs
 from pipeline.kafka.topics import KafkaUnavailable, unreachable_message
@@ -71,10 +70,10 @@ def replay(
     progress: Callable[[str], None] = print,
 ) -> ReplayReport:
     """Replay the dead-letter topic once; see the module docstring for the rules."""
-    group = f"{settings.consumer_group}-dlq-replay"
+    group = f"{settings.kafka.consumer_group}-dlq-replay"
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap.split(","),
+            bootstrap_servers=settings.kafka.bootstrap.split(","),
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -82,29 +81,30 @@ def replay(
             **client_kwargs(settings.kafka),
         )
     except Exception as exc:
-        raise KafkaUnavailable(unreachable_message(settings.kafka_bootstrap)) from exc
+        raise KafkaUnavailable(unreachable_message(settings.kafka.bootstrap)) from exc
     report = ReplayReport()
-    decoder = BatchDecoder(live_limits(settings))
-    backfill_decoder = BatchDecoder(backfill_limits(settings))
+    decoder = BatchDecoder(settings.ingest.limits())
+    backfill_decoder = BatchDecoder(settings.ingest.limits(backfill=True))
     producer = (
         None
         if dry_run
         else make_producer(
-            settings.kafka_bootstrap,
-            compression=settings.kafka_compression,
+            settings.kafka.bootstrap,
+            compression=settings.kafka.compression,
             **client_kwargs(settings.kafka),
         )
     )
-    publisher = None if producer is None else dl.DeadLetterPublisher(producer, settings.dlq_topic)
+    publisher = (
+        None if producer is None else dl.DeadLetterPublisher(producer, settings.kafka.dlq_topic)
+    )
     try:
         partitions = [
-            TopicPartition(settings.dlq_topic, p)
-            for p in sorted(consumer.partitions_for_topic(settings.dlq_topic) or [])
+            TopicPartition(settings.kafka.dlq_topic, p)
+            for p in sorted(consumer.partitions_for_topic(settings.kafka.dlq_topic) or [])
         ]
         if not partitions:
-            progress(
-                f"the dead-letter topic {settings.dlq_topic} does not exist yet: nothing to do"
-            )
+            topic = settings.kafka.dlq_topic
+            progress(f"the dead-letter topic {topic} does not exist yet: nothing to do")
             return report
         consumer.assign(partitions)
         end = consumer.end_offsets(partitions)
@@ -133,12 +133,12 @@ def replay(
                         report.skipped_replayed += 1
                         continue
                     source = SourceMessage(
-                        headers.get(dl.SOURCE_TOPIC, settings.events_topic),
+                        headers.get(dl.SOURCE_TOPIC, settings.kafka.events_topic),
                         int(headers.get(dl.SOURCE_PARTITION, "0") or 0),
                         int(headers.get(dl.SOURCE_OFFSET, "0") or 0),
                         record.value,
                     )
-                    from_backfill = source.topic == settings.backfill_topic
+                    from_backfill = source.topic == settings.kafka.backfill_topic
                     judged = (backfill_decoder if from_backfill else decoder).decode([source])
                     if judged.rejections:
                         report.still_invalid += 1
@@ -153,9 +153,9 @@ def replay(
                             origin = f"{tp.topic}:{tp.partition}:{record.offset}".encode()
                             futures.append(
                                 producer.send(
-                                    settings.backfill_topic
+                                    settings.kafka.backfill_topic
                                     if from_backfill
-                                    else settings.events_topic,
+                                    else settings.kafka.events_topic,
                                     key=record.key,
                                     value=record.value,
                                     headers=[("uptake-replayed-from", origin)],

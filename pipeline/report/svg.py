@@ -154,6 +154,11 @@ def _svg(body: str, width: int = WIDTH, height: int = HEIGHT) -> str:
     )
 
 
+def _row_label(label_w: int, y: str, text: str) -> str:
+    """A row's name, right-aligned against the plot that starts at `label_w`."""
+    return f'<text class="tick" x="{label_w - 6}" y="{y}" text-anchor="end">{escape(text)}</text>'
+
+
 def bar_chart(categories: Sequence[str], series: Sequence[Series], unit: str) -> str:
     """Horizontal bars: a group per category, a bar per series."""
     row_h = 22 if len(series) == 1 else 12 * len(series) + 8
@@ -165,10 +170,7 @@ def bar_chart(categories: Sequence[str], series: Sequence[Series], unit: str) ->
     parts = []
     for c_index, category in enumerate(categories):
         y = TOP + c_index * row_h
-        parts.append(
-            f'<text class="tick" x="{label_w - 6}" y="{y + row_h / 2 + 4:.1f}" '
-            f'text-anchor="end">{escape(category)}</text>'
-        )
+        parts.append(_row_label(label_w, f"{y + row_h / 2 + 4:.1f}", category))
         bar_h = (row_h - 6) / max(len(series), 1)
         for s_index, line in enumerate(series):
             value = line.values[c_index]
@@ -203,10 +205,7 @@ def heat_grid(
     parts = []
     for r_index, name in enumerate(rows):
         y = TOP + r_index * cell_h
-        parts.append(
-            f'<text class="tick" x="{label_w - 6}" y="{y + cell_h - 5}" text-anchor="end">'
-            f"{escape(name)}</text>"
-        )
+        parts.append(_row_label(label_w, str(y + cell_h - 5), name))
         for c_index, value in enumerate(cells[r_index]):
             if value is None:
                 continue

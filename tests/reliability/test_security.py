@@ -469,8 +469,9 @@ SECRET_ENV = {
 
 def test_settings_never_show_the_password_or_the_pseudonym_key() -> None:
     settings = Settings.from_env(SECRET_ENV)
-    assert settings.clickhouse_url.reveal() == SECRET_ENV["UPTAKE_CLICKHOUSE_URL"]  # it is set
-    assert settings.pseudonym_key.reveal() == PSEUDONYM_KEY
+    url = settings.warehouse.clickhouse_url
+    assert url.reveal() == SECRET_ENV["UPTAKE_CLICKHOUSE_URL"]  # it is set
+    assert settings.catalog.pseudonym_key.reveal() == PSEUDONYM_KEY
     for text in (repr(settings), str(settings), repr(settings.describe())):
         assert PASSWORD not in text and PSEUDONYM_KEY not in text
     described = {name: value for name, value, _ in settings.describe()}

@@ -323,7 +323,7 @@ def test_reload_without_restart_and_undeclared_capabilities(
     warehouse: Warehouse, catalog_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     catalogs = WorkerCatalogs.load(
-        settings_for(catalog_dir, catalog_reload_s=0.0), CatalogStore(warehouse), PSEUDONYMS.key_of
+        settings_for(catalog_dir, reload_s=0.0), CatalogStore(warehouse), PSEUDONYMS.key_of
     )
     catalogs.start(run_here)
     before = batch_of(
@@ -466,7 +466,7 @@ def test_the_worker_loads_a_catalog_with_warnings_logs_and_counts_them(
         {},
         team_catalog=str(EXAMPLES / "acme" / "org.yaml") + ":" + str(EXAMPLES / "all.yaml"),
         capabilities=str(tmp_path / "capabilities.yaml"),
-        catalog_reload_s=0.0,
+        reload_s=0.0,
     )
     before = count()
 

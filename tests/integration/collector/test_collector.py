@@ -576,18 +576,18 @@ def test_config_comes_from_settings_and_flags_win() -> None:
 def test_config_without_variables_has_the_settings_defaults() -> None:
     config = CollectorConfig.from_env(Settings.from_env({}))
     defaults = Settings()
-    assert config.host == defaults.collector_host == "127.0.0.1"
-    assert config.port == defaults.collector_port == 8080
+    assert config.host == defaults.collector.host == "127.0.0.1"
+    assert config.port == defaults.collector.port == 8080
     assert (config.tokens_file, config.webhooks_file) == (None, None)  # "" means no file
-    assert config.max_body_bytes == defaults.collector_max_body_bytes == 1024 * 1024
-    assert config.max_events == defaults.collector_max_events == 1000
-    assert config.rate == defaults.collector_rate == 1000.0
-    assert config.burst is None and defaults.collector_burst == 0.0
-    assert config.kafka_timeout_s == defaults.collector_kafka_timeout_s == 10.0
+    assert config.max_body_bytes == defaults.collector.max_body_bytes == 1024 * 1024
+    assert config.max_events == defaults.collector.max_events == 1000
+    assert config.rate == defaults.collector.rate == 1000.0
+    assert config.burst is None and defaults.collector.burst == 0.0
+    assert config.kafka_timeout_s == defaults.collector.kafka_timeout_s == 10.0
     assert config == CollectorConfig(
         limits=config.limits
     )  # the dataclass defaults are the same ones
-    assert config.limits.max_lateness.total_seconds() == defaults.max_lateness_s
+    assert config.limits.max_lateness.total_seconds() == defaults.ingest.max_lateness_s
 
 
 def test_config_reads_the_environment_only_through_settings(

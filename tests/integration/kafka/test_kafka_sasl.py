@@ -126,11 +126,14 @@ def test_the_faust_worker_reads_and_stores_events_over_sasl(
     events = generate(Organisation.synthetic(seed=3, teams=3), 500, seed=3, truth=truth)
     settings = Settings.from_env(env)
     ensure_topics(
-        sasl_bootstrap, {settings.events_topic: 2}, timeout_s=20, security=client_kwargs(settings)
+        sasl_bootstrap,
+        {settings.kafka.events_topic: 2},
+        timeout_s=20,
+        security=client_kwargs(settings),
     )
     producer = make_producer(sasl_bootstrap, **client_kwargs(settings))
     try:
-        produce(producer, settings.events_topic, events, per_message=50)
+        produce(producer, settings.kafka.events_topic, events, per_message=50)
     finally:
         producer.close()
     worker = pipeline.start_worker("--exit-when-idle", "4")

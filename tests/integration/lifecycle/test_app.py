@@ -24,7 +24,7 @@ def test_the_worker_app_has_the_lifecycle_agent_and_no_faust_table(
     suffix = uuid.uuid4().hex[:8]
     settings = Settings.from_env(
         {},
-        kafka_bootstrap=kafka_bootstrap,
+        bootstrap=kafka_bootstrap,
         home=tmp_path,
         events_topic=f"test.app.{suffix}",
         consumer_group=f"test-app-{suffix}",

@@ -20,7 +20,7 @@ import msgspec
 import pytest
 
 import pipeline
-from pipeline.config.settings import Settings
+from pipeline.config.settings import KafkaSettings
 from pipeline.kafka.producer import make_producer
 from tests.conftest import REPO, Pipeline, wait_until
 from tests.support.prometheus import Prometheus, running_prometheus
@@ -148,7 +148,9 @@ def test_prometheus_sees_exactly_what_the_worker_processed(
         assert freshness is not None and 100 <= freshness <= 600  # events occurred 2 min ago
 
         # Sampled every few seconds: every partition of the topic, all written and committed.
-        partitions = int(pipeline_env.env.get("UPTAKE_TOPIC_PARTITIONS", Settings.topic_partitions))
+        partitions = int(
+            pipeline_env.env.get("UPTAKE_TOPIC_PARTITIONS", KafkaSettings.topic_partitions)
+        )
         wait_until(
             lambda: (
                 prometheus.value("count(uptake_consumer_lag_messages)") == partitions

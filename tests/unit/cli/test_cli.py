@@ -7,7 +7,6 @@ opens chdb runs in a subprocess, because this pytest process may open only its o
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 import pipeline
 from pipeline.cli import build_parser, main
 from pipeline.cli.data import format_table
-from pipeline.config.settings import Settings
+from pipeline.config.settings import variable_fields
 from pipeline.warehouse.migrations import available
 from tests.conftest import REPO
 
@@ -45,7 +44,7 @@ COMMANDS = [
     "impact",
 ]
 BROKER_COMMANDS = ["start", "stop", "status"]
-ENV_NAMES = [f.metadata["env"].name for f in dataclasses.fields(Settings)]
+ENV_NAMES = [f.metadata["env"].name for f in variable_fields()]
 PASSWORD = "s3cret"
 
 
@@ -263,7 +262,7 @@ def test_settings_prints_every_variable_with_its_help(capsys: pytest.CaptureFixt
     lines = out.splitlines()
     names = [line.split()[0] for line in lines if line and not line[0].isspace()]
     assert names == ENV_NAMES
-    for f in dataclasses.fields(Settings):
+    for f in variable_fields():
         assert f.metadata["env"].help in out
     assert re.search(r"^UPTAKE_TOPIC_PARTITIONS\s+4$", out, re.MULTILINE)
     assert re.search(r"^UPTAKE_CLICKHOUSE_URL\s+\(default\) chdb:///", out, re.MULTILINE)

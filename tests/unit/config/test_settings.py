@@ -8,13 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config.settings import Secret, Settings, SettingsError, redact_url
+from pipeline.config.settings import Secret, Settings, SettingsError, redact_url, variable_fields
 
 PASSWORD = "s3cret"
 URL_WITH_PASSWORD = f"http://u:{PASSWORD}@h:8123/db"
 
-FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+PARTS = {f.name: f.default_factory for f in dataclasses.fields(Settings) if "env" not in f.metadata}
+PART_OF = {g.name: part for part, kind in PARTS.items() for g in dataclasses.fields(kind)}  # type: ignore[arg-type]
+FIELDS = {f.name: f for f in variable_fields()}  # root and parts, in the listing's order
 ENV_OF = {name: f.metadata["env"].name for name, f in FIELDS.items()}
+
+
+def value_of(settings: Settings, name: str) -> object:
+    """A setting by its field name, in the root or in its part."""
+    return getattr(getattr(settings, PART_OF[name]) if name in PART_OF else settings, name)
+
+
 INT_FIELDS = [n for n, f in FIELDS.items() if type(f.default) is int]
 FLOAT_FIELDS = [n for n, f in FIELDS.items() if type(f.default) is float]
 
@@ -23,19 +32,19 @@ def test_defaults_from_an_empty_environment() -> None:
     settings = Settings.from_env({})
     assert settings == Settings()
     assert settings.home == Path(".uptake")
-    assert settings.kafka_bootstrap == "127.0.0.1:9092"
-    assert settings.events_topic == "uptake.events"
-    assert settings.dlq_topic == "uptake.events.dlq"
-    assert settings.topic_partitions == 4
-    assert settings.consumer_group == "uptake-worker"
-    assert settings.clickhouse_url == ""
-    assert isinstance(settings.clickhouse_url, Secret)
-    assert settings.batch_max_messages == 1000
-    assert settings.flush_interval_s == 1.0
-    assert settings.max_message_bytes == 1024 * 1024
-    assert settings.max_future_skew_s == 300.0
-    assert settings.max_lateness_s == 7 * 24 * 3600.0
-    assert settings.metrics_port == 9464
+    assert settings.kafka.bootstrap == "127.0.0.1:9092"
+    assert settings.kafka.events_topic == "uptake.events"
+    assert settings.kafka.dlq_topic == "uptake.events.dlq"
+    assert settings.kafka.topic_partitions == 4
+    assert settings.kafka.consumer_group == "uptake-worker"
+    assert settings.warehouse.clickhouse_url == ""
+    assert isinstance(settings.warehouse.clickhouse_url, Secret)
+    assert settings.ingest.batch_max_messages == 1000
+    assert settings.ingest.flush_interval_s == 1.0
+    assert settings.ingest.max_message_bytes == 1024 * 1024
+    assert settings.ingest.max_future_skew_s == 300.0
+    assert settings.ingest.max_lateness_s == 7 * 24 * 3600.0
+    assert settings.ingest.metrics_port == 9464
     assert settings.log_level == "info"
     assert settings.broker_home == Path(".uptake") / "kafka"
 
@@ -52,7 +61,7 @@ def test_every_field_has_its_own_environment_variable_and_help() -> None:
 # (variable, raw value, field, expected value); the expected type is checked exactly.
 EXPLICIT = [
     ("UPTAKE_HOME", "/var/lib/uptake", "home", Path("/var/lib/uptake")),
-    ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9093", "kafka_bootstrap", "k1:9092,k2:9093"),
+    ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092,k2:9093", "bootstrap", "k1:9092,k2:9093"),
     ("UPTAKE_EVENTS_TOPIC", "ev", "events_topic", "ev"),
     ("UPTAKE_DLQ_TOPIC", "ev.dlq", "dlq_topic", "ev.dlq"),
     ("UPTAKE_TOPIC_PARTITIONS", "12", "topic_partitions", 12),
@@ -85,7 +94,7 @@ def test_each_variable_is_parsed_to_the_field_type(
     variable: str, raw: str, name: str, expected: object
 ) -> None:
     assert ENV_OF[name] == variable
-    value = getattr(Settings.from_env({variable: raw}), name)
+    value = value_of(Settings.from_env({variable: raw}), name)
     assert value == expected
     assert type(value) is type(expected)
 
@@ -94,11 +103,11 @@ def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
     """Settings added later get at least a generic check: a valid value keeps the type."""
     samples = {int: "3", float: "2.5", str: "text", bool: "true"}  # booleans are strict
     choices = {
-        "chaos_kill_at": "mid_batch",
+        "kill_at": "mid_batch",
         "writer": "kafka",
-        "kafka_security_protocol": "SSL",
-        "kafka_sasl_mechanism": "SCRAM-SHA-512",
-        "kafka_compression": "zstd",
+        "security_protocol": "SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "compression": "zstd",
     }  # closed sets of values
     covered = {name for _, _, name, _ in EXPLICIT} | KAFKA_SECURITY_COVERED
     for name, f in FIELDS.items():
@@ -106,7 +115,7 @@ def test_fields_without_an_explicit_case_still_parse_to_their_type() -> None:
             continue
         kind = type(f.default)
         raw = choices.get(name) or samples.get(kind, "/tmp/x")
-        value = getattr(Settings.from_env({ENV_OF[name]: raw}), name)
+        value = value_of(Settings.from_env({ENV_OF[name]: raw}), name)
         assert type(value) is kind, (name, value)
 
 
@@ -118,12 +127,12 @@ def test_an_unknown_kill_point_is_refused_with_the_choices() -> None:
 def test_an_unknown_writer_is_refused_with_the_choices() -> None:
     with pytest.raises(SettingsError, match="UPTAKE_WRITER must be one of direct, kafka"):
         Settings.from_env({"UPTAKE_WRITER": "clickhouse"})
-    assert Settings.from_env({}).writer == "direct"
+    assert Settings.from_env({}).warehouse.writer == "direct"
 
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
 def test_kafka_compression_takes_each_codec(codec: str) -> None:
-    assert Settings.from_env({"UPTAKE_KAFKA_COMPRESSION": codec}).kafka_compression == codec
+    assert Settings.from_env({"UPTAKE_KAFKA_COMPRESSION": codec}).kafka.compression == codec
 
 
 @pytest.mark.parametrize("raw", ["brotli", "LZ4", "zstd ", "true", "0"])
@@ -137,7 +146,7 @@ def test_an_unknown_kafka_compression_is_refused_with_the_choices(raw: str) -> N
 
 def test_kafka_compression_defaults_to_the_measured_codec_and_is_listed() -> None:
     settings = Settings.from_env({})
-    assert settings.kafka_compression == "lz4"  # docs/benchmarks.md, "Producer compression"
+    assert settings.kafka.compression == "lz4"  # docs/benchmarks.md, "Producer compression"
     rows = {name: shown for name, shown, _ in settings.describe()}
     assert rows["UPTAKE_KAFKA_COMPRESSION"] == "lz4"
 
@@ -157,8 +166,8 @@ def test_from_env_without_a_mapping_reads_os_environ(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("UPTAKE_TOPIC_PARTITIONS", "7")
     monkeypatch.setenv("UPTAKE_EVENTS_TOPIC", "from.os.environ")
     settings = Settings.from_env()
-    assert settings.topic_partitions == 7
-    assert settings.events_topic == "from.os.environ"
+    assert settings.kafka.topic_partitions == 7
+    assert settings.kafka.events_topic == "from.os.environ"
 
 
 @pytest.mark.parametrize("name", INT_FIELDS)
@@ -212,7 +221,7 @@ def test_validate_accepts_the_edges_of_the_ranges() -> None:
             "UPTAKE_METRICS_PORT": "65535",
         }
     )
-    assert (settings.topic_partitions, settings.metrics_port) == (1, 65535)
+    assert (settings.kafka.topic_partitions, settings.ingest.metrics_port) == (1, 65535)
 
 
 @pytest.mark.parametrize(
@@ -236,7 +245,7 @@ def test_a_bad_url_scheme_names_the_variable_and_hides_the_password(url: str, sc
 
 @pytest.mark.parametrize("url", ["chdb:///data/wh", "http://h:8123/db", "https://h/db"])
 def test_validate_accepts_the_three_url_forms(url: str) -> None:
-    assert Settings.from_env({"UPTAKE_CLICKHOUSE_URL": url}).warehouse_url == url
+    assert Settings.from_env({"UPTAKE_CLICKHOUSE_URL": url}).warehouse.url == url
 
 
 def test_secret_repr_hides_the_value_and_reveal_returns_it() -> None:
@@ -252,7 +261,7 @@ def test_secret_repr_hides_the_value_and_reveal_returns_it() -> None:
 
 def test_repr_of_settings_never_contains_the_password() -> None:
     settings = Settings.from_env({"UPTAKE_CLICKHOUSE_URL": URL_WITH_PASSWORD})
-    assert settings.warehouse_url == URL_WITH_PASSWORD  # the password is there ...
+    assert settings.warehouse.url == URL_WITH_PASSWORD  # the password is there ...
     assert PASSWORD not in repr(settings)  # ... and never shown
     assert PASSWORD not in str(settings)
     assert PASSWORD not in f"{settings}"
@@ -286,10 +295,10 @@ def test_the_default_warehouse_is_an_absolute_chdb_folder_in_home(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     root = tmp_path.resolve()
-    assert Settings.from_env({}).warehouse_url == f"chdb://{root}/.uptake/warehouse"
+    assert Settings.from_env({}).warehouse.url == f"chdb://{root}/.uptake/warehouse"
     relative = Settings.from_env({"UPTAKE_HOME": "state/here"})
-    assert relative.warehouse_url == f"chdb://{root}/state/here/warehouse"
-    url = relative.warehouse_url.removeprefix("chdb://")
+    assert relative.warehouse.url == f"chdb://{root}/state/here/warehouse"
+    url = relative.warehouse.url.removeprefix("chdb://")
     assert Path(url).is_absolute()
 
 
@@ -297,19 +306,19 @@ def test_a_configured_url_wins_over_the_default_warehouse(tmp_path: Path) -> Non
     settings = Settings.from_env(
         {"UPTAKE_HOME": str(tmp_path), "UPTAKE_CLICKHOUSE_URL": "chdb:///elsewhere/wh"}
     )
-    assert settings.warehouse_url == "chdb:///elsewhere/wh"
+    assert settings.warehouse.url == "chdb:///elsewhere/wh"
 
 
 def test_overrides_win_over_the_environment() -> None:
     environ = {"UPTAKE_TOPIC_PARTITIONS": "8", "UPTAKE_EVENTS_TOPIC": "env.topic"}
     settings = Settings.from_env(environ, topic_partitions=2, events_topic="override.topic")
-    assert settings.topic_partitions == 2
-    assert settings.events_topic == "override.topic"
+    assert settings.kafka.topic_partitions == 2
+    assert settings.kafka.events_topic == "override.topic"
 
 
 def test_an_override_skips_parsing_a_bad_environment_value() -> None:
     settings = Settings.from_env({"UPTAKE_TOPIC_PARTITIONS": "abc"}, topic_partitions=3)
-    assert settings.topic_partitions == 3
+    assert settings.kafka.topic_partitions == 3
 
 
 def test_overrides_are_validated_too() -> None:
@@ -320,7 +329,7 @@ def test_overrides_are_validated_too() -> None:
 def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.topic_partitions = 9  # type: ignore[misc]
+        settings.kafka.topic_partitions = 9  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -338,11 +347,11 @@ def test_redact_url(url: str, expected: str) -> None:
 
 # --- Kafka security (UPTAKE_KAFKA_*): only valid together, so checked here as combinations ---
 KAFKA_SECURITY_COVERED = {
-    "kafka_sasl_username",
-    "kafka_sasl_password",
-    "kafka_ssl_cafile",
-    "kafka_ssl_certfile",
-    "kafka_ssl_keyfile",
+    "sasl_username",
+    "sasl_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
 }
 SASL_ENV = {
     "UPTAKE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
@@ -354,25 +363,25 @@ SASL_ENV = {
 
 def test_kafka_security_defaults_to_plaintext() -> None:
     settings = Settings.from_env({})
-    assert settings.kafka_security_protocol == "PLAINTEXT"
-    assert settings.kafka_sasl_mechanism == "PLAIN"
-    assert settings.kafka_sasl_password == Secret("")
+    assert settings.kafka.security_protocol == "PLAINTEXT"
+    assert settings.kafka.sasl_mechanism == "PLAIN"
+    assert settings.kafka.sasl_password == Secret("")
 
 
 def test_kafka_sasl_settings_parse_and_the_password_is_a_hidden_secret(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
     settings = Settings.from_env({**SASL_ENV, "UPTAKE_KAFKA_SSL_CAFILE": str(ca)})
-    assert settings.kafka_sasl_username == "svc-uptake"
-    assert type(settings.kafka_sasl_password) is Secret
-    assert settings.kafka_sasl_password.reveal() == PASSWORD
-    assert settings.kafka_ssl_cafile == str(ca)
+    assert settings.kafka.sasl_username == "svc-uptake"
+    assert type(settings.kafka.sasl_password) is Secret
+    assert settings.kafka.sasl_password.reveal() == PASSWORD
+    assert settings.kafka.ssl_cafile == str(ca)
     assert PASSWORD not in repr(settings)
     shown = {name: value for name, value, _ in settings.describe()}
     assert shown["UPTAKE_KAFKA_SASL_PASSWORD"] == "(set, hidden)"
     assert all(PASSWORD not in value for value in shown.values())
-    override = Settings.from_env(SASL_ENV, kafka_sasl_password="plain-override")
-    assert type(override.kafka_sasl_password) is Secret
+    override = Settings.from_env(SASL_ENV, sasl_password="plain-override")
+    assert type(override.kafka.sasl_password) is Secret
 
 
 @pytest.mark.parametrize(
@@ -418,9 +427,50 @@ def test_an_unknown_boolean_word_is_refused(raw: str) -> None:
 
 @pytest.mark.parametrize(("raw", "expected"), [("Off", False), ("YES", True), ("0", False)])
 def test_boolean_words_are_read_in_any_case(raw: str, expected: bool) -> None:
-    assert Settings.from_env({"UPTAKE_LIFECYCLE": raw}).lifecycle_enabled is expected
+    assert Settings.from_env({"UPTAKE_LIFECYCLE": raw}).lifecycle.enabled is expected
 
 
 def test_an_unknown_log_level_is_refused_with_the_choices() -> None:
     with pytest.raises(SettingsError, match="UPTAKE_LOG_LEVEL must be one of debug, info"):
         Settings.from_env({"UPTAKE_LOG_LEVEL": "verbose"})
+
+
+def test_an_unknown_boolean_word_is_refused_with_the_variable_and_every_word() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"UPTAKE_CHAOS_IGNORE_WATERMARKS": "enabled"})
+    assert str(refused.value) == (
+        "UPTAKE_CHAOS_IGNORE_WATERMARKS='enabled' is not a boolean: "
+        "use one of 1, true, yes, on, 0, false, no, off"
+    )
+
+
+def test_an_unknown_log_level_names_every_level_and_the_value_given() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"UPTAKE_LOG_LEVEL": "Verbose"})
+    assert str(refused.value) == (
+        "UPTAKE_LOG_LEVEL must be one of debug, info, warn, warning, error, critical, not 'Verbose'"
+    )
+    assert Settings.from_env({"UPTAKE_LOG_LEVEL": "WARN"}).log_level == "WARN"  # any case
+
+
+def test_an_override_that_names_no_setting_is_refused() -> None:
+    with pytest.raises(TypeError, match="Settings has no field kafka_bootstrap"):
+        Settings.from_env({}, kafka_bootstrap="k:9092")  # the part's field is `bootstrap`
+
+
+@pytest.mark.parametrize(
+    ("part", "prefixes"),
+    [
+        ("collector", ("UPTAKE_COLLECTOR_",)),
+        ("faults", ("UPTAKE_CHAOS_",)),
+        ("lifecycle", ("UPTAKE_LIFECYCLE", "UPTAKE_ACTIVATION_", "UPTAKE_CHURN_")),
+        ("warehouse", ("UPTAKE_CLICKHOUSE_", "UPTAKE_WRITER")),
+        ("kafka", ("KAFKA_", "UPTAKE_KAFKA_", "UPTAKE_CONSUMER_GROUP", "UPTAKE_")),
+    ],
+)
+def test_each_part_holds_its_own_variables(part: str, prefixes: tuple[str, ...]) -> None:
+    variables = [ENV_OF[name] for name, owner in PART_OF.items() if owner == part]
+    assert variables, part
+    assert all(v.startswith(prefixes) for v in variables), variables
+    if part == "kafka":  # its UPTAKE_* names are topics, and nothing of another component
+        assert all("TOPIC" in v or "KAFKA" in v or v == "UPTAKE_CONSUMER_GROUP" for v in variables)

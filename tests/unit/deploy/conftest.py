@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from pipeline.config.settings import Settings
+from pipeline.config.settings import variable_fields
 from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
@@ -24,7 +24,7 @@ _DEFAULT = re.compile(
 
 def setting_variables() -> set[str]:
     """Every environment variable Uptake reads: the fields of the one Settings object."""
-    return {f.metadata["env"].name for f in fields(Settings)}
+    return {f.metadata["env"].name for f in variable_fields()}
 
 
 def interpolate(value: str, environ: dict[str, str] | None = None) -> str:

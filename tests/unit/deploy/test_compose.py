@@ -127,7 +127,7 @@ def test_uptake_environment_names_only_real_settings(services: dict[str, Any]) -
         assert unknown == set(), f"{name} sets variables Uptake does not read: {unknown}"
         # and the values parse: the same check `uptake` does at start
         settings = Settings.from_env({k: v for k, v in env.items() if k in known})
-        assert settings.kafka_bootstrap == "kafka:9092"
+        assert settings.kafka.bootstrap == "kafka:9092"
 
 
 def test_the_env_check_catches_a_misspelt_setting() -> None:

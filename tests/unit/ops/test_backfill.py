@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from pipeline.cli import main
-from pipeline.config.settings import Settings, SettingsError
+from pipeline.config.settings import KafkaSettings, Settings, SettingsError
 from pipeline.contract.decode import BatchDecoder, Limits, SourceMessage
 from pipeline.ingest.steps import Progress, decode_by_topic, record
 from pipeline.observability import metrics
@@ -27,7 +27,6 @@ from pipeline.ops.backfill import (
     BackfillReport,
     Spool,
     Ticker,
-    backfill_limits,
     run_backfill,
     send_spool,
 )
@@ -75,16 +74,16 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_the_backfill_topic_follows_the_events_topic_unless_set() -> None:
-    assert settings().backfill_topic == "uptake.events.backfill"
-    assert settings(UPTAKE_EVENTS_TOPIC="ev").backfill_topic == "ev.backfill"
-    assert settings(UPTAKE_BACKFILL_TOPIC="old").backfill_topic == "old"
-    assert Settings(events_topic="x").backfill_topic == "x.backfill"
+    assert settings().kafka.backfill_topic == "uptake.events.backfill"
+    assert settings(UPTAKE_EVENTS_TOPIC="ev").kafka.backfill_topic == "ev.backfill"
+    assert settings(UPTAKE_BACKFILL_TOPIC="old").kafka.backfill_topic == "old"
+    assert Settings(kafka=KafkaSettings(events_topic="x")).kafka.backfill_topic == "x.backfill"
     with pytest.raises(SettingsError, match="UPTAKE_BACKFILL_TOPIC must differ"):
         settings(UPTAKE_EVENTS_TOPIC="ev", UPTAKE_BACKFILL_TOPIC="ev")
 
 
 def test_the_backfill_age_limit_is_bounded_by_what_one_insert_can_hold() -> None:
-    assert settings().backfill_max_age_s == 730 * 86400
+    assert settings().ingest.backfill_max_age_s == 730 * 86400
     for bad in ("0", "-5", str(2501 * 86400)):
         with pytest.raises(SettingsError, match="UPTAKE_BACKFILL_MAX_AGE_S"):
             settings(UPTAKE_BACKFILL_MAX_AGE_S=bad)
@@ -102,12 +101,14 @@ def test_the_live_limit_rejects_old_events_and_says_how_to_backfill() -> None:
     assert "UPTAKE_MAX_LATENESS_S" in rejection.detail
     assert "uptake backfill" in rejection.detail
 
-    backfill = BatchDecoder(backfill_limits(settings())).decode([SourceMessage("b", 0, 0, old)])
+    backfill = BatchDecoder(settings().ingest.limits(backfill=True)).decode(
+        [SourceMessage("b", 0, 0, old)]
+    )
     assert len(backfill.events) == 1 and not backfill.rejections
 
 
 def test_the_backfill_limits_keep_the_future_skew_and_their_own_age_limit() -> None:
-    limits = backfill_limits(settings(UPTAKE_BACKFILL_MAX_AGE_S=str(40 * 86400)))
+    limits = settings(UPTAKE_BACKFILL_MAX_AGE_S=str(40 * 86400)).ingest.limits(backfill=True)
     messages = [
         SourceMessage("b", 0, 0, msgspec.json.encode(event(1, timedelta(days=39)))),
         SourceMessage("b", 0, 1, msgspec.json.encode(event(2, timedelta(days=41)))),
@@ -124,7 +125,7 @@ def test_the_backfill_limits_keep_the_future_skew_and_their_own_age_limit() -> N
 def test_the_worker_decodes_each_topic_with_its_own_limits() -> None:
     old = msgspec.json.encode(event(1, timedelta(days=30)))
     fresh = msgspec.json.encode([event(2, timedelta(hours=1)), event(3, timedelta(hours=2))])
-    live, backfill = BatchDecoder(Limits()), BatchDecoder(backfill_limits(settings()))
+    live, backfill = BatchDecoder(Limits()), BatchDecoder(settings().ingest.limits(backfill=True))
     messages = [
         SourceMessage("live", 0, 5, old),
         SourceMessage("old", 1, 7, old),
@@ -164,7 +165,7 @@ def test_backfilled_events_stay_out_of_the_event_delay_histogram(
     batch = decode_by_topic(
         [SourceMessage("live", 0, 0, fresh), SourceMessage("old", 0, 0, old)],
         BatchDecoder(),
-        {"old": BatchDecoder(backfill_limits(settings()))},
+        {"old": BatchDecoder(settings().ingest.limits(backfill=True))},
     )
     record(batch, Progress(), backfill_topic="old")
     assert len(observed) == 1 and observed[0] < 3600  # the fresh one (NOW is set at import)

@@ -47,7 +47,7 @@ def test_make_producer_compresses_by_default_with_the_settings_default(
     producers: list[dict[str, Any]],
 ) -> None:
     produce.make_producer("k:9092")
-    assert producers[-1]["compression_type"] == Settings().kafka_compression == "lz4"
+    assert producers[-1]["compression_type"] == Settings().kafka.compression == "lz4"
 
 
 def test_make_producer_refuses_an_unknown_codec(producers: list[dict[str, Any]]) -> None:
