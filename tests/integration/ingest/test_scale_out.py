@@ -37,7 +37,7 @@ import msgspec
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
-from kafka.errors import CoordinatorNotAvailableError
+from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
 
 from pipeline.devtools.simulate.org import GroundTruth, Organisation, generate
 from pipeline.kafka.producer import make_producer
@@ -174,7 +174,7 @@ def _group_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
-    except CoordinatorNotAvailableError:  # the group's coordinator is not elected yet
+    except (CoordinatorNotAvailableError, NotCoordinatorError):  # no coordinator elected yet
         return {}
     finally:
         admin.close()
