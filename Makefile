@@ -75,7 +75,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-# promtool and a Prometheus server for tests/observability (Debian's prometheus package).
+# promtool and a Prometheus server for tests/integration/observability and tests/reliability (Debian's prometheus package).
 system-deps:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "installing Debian's prometheus package (promtool and a Prometheus server for the tests)"; \

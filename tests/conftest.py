@@ -53,6 +53,16 @@ def docker_engine_answers() -> bool:
     return done.returncode == 0 and bool(done.stdout.strip())
 
 
+def env_without_settings() -> dict[str, str]:
+    """This process's environment without Uptake's settings (UPTAKE_*, KAFKA_BOOTSTRAP_SERVERS):
+    what a test starts `uptake` with before adding its own."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
+    }
+
+
 @pytest.fixture(scope="session")
 def docker() -> bool:
     return docker_engine_answers()
@@ -177,11 +187,7 @@ class Pipeline:
 def pipeline_env(kafka_bootstrap: str, warehouse_url: str, tmp_path: Path) -> Pipeline:
     """A private topic, consumer group, warehouse and metrics port for one test's pipeline."""
     suffix = uuid.uuid4().hex[:8]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    env = env_without_settings()
     env.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,

@@ -2,7 +2,7 @@
 
 The msgspec structs in `pipeline.contract.events` are what the worker runs on the hot path; the
 JSON Schema files in `schemas/events/` publish the same contract to emitters in any language, and
-`tests/contract/test_schema_agreement.py` keeps the two in agreement. This module is for tests
+`tests/unit/contract/test_schema_agreement.py` keeps the two in agreement. This module is for tests
 and tooling, never for the worker's hot path.
 
 The schemas describe exactly what the decoder accepts, so they use no `format`: the standard

@@ -1,7 +1,7 @@
 """The dashboards Uptake ships, rendered to the JSON files committed under `dashboards/`.
 
 `render()` is deterministic (sorted keys, fixed ids and layout), so the committed files can be
-compared with it: `uptake dashboards check` (and tests/dashboards) fail when they differ.
+compared with it: `uptake dashboards check` (and tests/unit/dashboards) fail when they differ.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Every factory takes the title, a description (shown as the panel's (i) tooltip: what the number
 means and where it comes from) and its target(s), and returns the SDK builder for `Board.add`.
 The shape each kind of panel needs from its query is written down here and checked by
-tests/dashboards: a time series wants a time column first (ascending) and numbers; a table or a
-bar chart wants columns; a stat wants a number.
+tests/integration/dashboards: a time series wants a time column first (ascending) and numbers;
+a table or a bar chart wants columns; a stat wants a number.
 """
 
 from __future__ import annotations

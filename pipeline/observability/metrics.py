@@ -5,7 +5,7 @@ bounded: event type, reason, table, partition, capability, warehouse kind — ne
 service or event id (per-team detail lives in ClickHouse; the only exception are the opt-in,
 capped per-team adoption gauges of `pipeline/observability/adoption.py`).
 `docs/operations.md` explains each metric and what to do when it looks wrong;
-`tests/observability/test_metric_names.py` keeps the two in step.
+`tests/unit/observability/test_metric_names.py` keeps the two in step.
 
 Metrics whose values are computed when Prometheus scrapes (not by the code that does the work)
 are registered by their owners: the adoption gauges (`pipeline.observability.adoption`, read from

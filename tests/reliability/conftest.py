@@ -8,8 +8,8 @@ from typing import Any
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
-    """Print the figures docs/reliability.md quotes, when the fuzzing module ran."""
-    module = sys.modules.get("tests.reliability.test_hostile_input")
+    """Print the figures docs/reliability.md quotes, when a fuzzing module ran."""
+    module = sys.modules.get("tests.support.hostile")
     if module is None or not module.TRIED:
         return
     lines = ["hostile-input fuzzing: inputs tried per target"]

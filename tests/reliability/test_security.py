@@ -14,8 +14,8 @@
 - Pseudonyms: the stored user key is the keyed BLAKE2b of the user, not an unkeyed hash and not
   the key of another secret.
 
-Bugs found in pipeline/ are pinned by `xfail(strict=True)` tests (BUG-7 to BUG-9; BUG-1 to BUG-6
-are in test_hostile_input.py).
+Bugs found in pipeline/ (BUG-7 to BUG-9), all fixed, are pinned by regression tests; BUG-1 to
+BUG-6 are in test_hostile_decoder.py and test_hostile_collector.py.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ from pipeline.observability.adoption import families, read_figures
 from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
-from tests.collector import Collector, FakeClock, Reply, serve_in_thread
-from tests.collector.adapters import fixture_bytes, sign
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, env_without_settings, free_port
+from tests.support.collector import Collector, FakeClock, Reply, serve_in_thread
+from tests.support.webhooks import fixture_bytes, sign
 
 pytestmark = pytest.mark.reliability
 
@@ -496,11 +496,7 @@ def _uptake(
 
 
 def _clean_env(tmp_path: Path, **values: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("UPTAKE_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+    env = env_without_settings()
     env.update({"UPTAKE_HOME": str(tmp_path / "home"), **values})
     return env
 

@@ -8,7 +8,7 @@ events per team and event type, the rejects per reason, no event id twice, every
 (usage_minute, usage_hour, usage_day: every field of every bucket) and every fact table
 (deployments, model_trainings, incidents: rows per team, before any merge) and the adoption
 lifecycle (adoption_milestones, adoption_lifecycle: equal to the rules applied to the events,
-tests/lifecycle/brute.py; no milestone twice). The negative control
+tests/support/lifecycle_brute.py; no milestone twice). The negative control
 runs one after-insert kill with the sink's dedup switched off and shows the same comparison
 catches the double count, in `events` and in the rollups.
 
@@ -31,9 +31,8 @@ import pytest
 from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
 from pipeline.kafka.producer import make_producer
 from tests.conftest import Pipeline
-from tests.lifecycle.test_worker import LAG_DAYS, stored_lifecycle
-from tests.lifecycle.test_worker import expected as expected_lifecycle
-from tests.views.expected import ROLLUP_SQL, rollup_diff
+from tests.support.lifecycle_brute import LAG_DAYS, expected_lifecycle, stored_lifecycle
+from tests.support.views.expected import ROLLUP_SQL, rollup_diff
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
