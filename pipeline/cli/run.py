@@ -498,7 +498,13 @@ SELECT
     f.teams_churned_now AS churned,
     t.targets AS target_teams
 FROM adoption_funnel AS f
-LEFT JOIN (SELECT capability, targets FROM capability_targets) AS t USING (capability)
+LEFT JOIN
+(
+    -- The target teams of the newest day with data, as every adoption rate counts them.
+    SELECT capability, argMax(targets, day) AS targets
+    FROM capability_targets_daily_all
+    GROUP BY capability
+) AS t USING (capability)
 ORDER BY teams_using DESC, capability
 """
 
