@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,14 +31,20 @@ END = datetime(2026, 6, 1, tzinfo=UTC)
 WINDOW = timedelta(weeks=12)
 
 
-@pytest.fixture(scope="module")
-def warehouse(inprocess_chdb_folder: Path) -> Iterator[Warehouse]:
-    url = f"chdb://{inprocess_chdb_folder}?database=impact_{uuid.uuid4().hex[:8]}"
+@contextmanager
+def simulated(folder: Path, scenario: Scenario) -> Iterator[Warehouse]:
+    """A fresh warehouse holding 30 000 events of the 16-team organisation under `scenario`."""
+    url = f"chdb://{folder}?database=impact_{uuid.uuid4().hex[:8]}"
     with connect(url, create_database=True) as wh:
         migrate(wh, progress=lambda line: None)
         org = Organisation.synthetic(SEED, teams=16)
-        events = generate(org, 30_000, SEED, end=END, window=WINDOW, scenario=SCENARIO)
-        insert_events(wh, events)
+        insert_events(wh, generate(org, 30_000, SEED, end=END, window=WINDOW, scenario=scenario))
+        yield wh
+
+
+@pytest.fixture(scope="module")
+def warehouse(inprocess_chdb_folder: Path) -> Iterator[Warehouse]:
+    with simulated(inprocess_chdb_folder, SCENARIO) as wh:
         yield wh
 
 
@@ -120,11 +127,7 @@ RECOVERY = Scenario(
 
 @pytest.fixture(scope="module")
 def recovery_panel(inprocess_chdb_folder: Path) -> Iterator[Panel]:
-    url = f"chdb://{inprocess_chdb_folder}?database=recovery_{uuid.uuid4().hex[:8]}"
-    with connect(url, create_database=True) as wh:
-        migrate(wh, progress=lambda line: None)
-        org = Organisation.synthetic(SEED, teams=16)
-        insert_events(wh, generate(org, 30_000, SEED, end=END, window=WINDOW, scenario=RECOVERY))
+    with simulated(inprocess_chdb_folder, RECOVERY) as wh:
         yield read_panel(wh)
 
 

@@ -15,7 +15,7 @@ WEEKS = [date(2026, 1, 5) + timedelta(weeks=i) for i in range(6)]
 
 
 def _panel(weekly: dict[tuple[str, date], frozenset[str]]) -> Panel:
-    rows = [
+    rows: list[tuple[str, date, int, float | None, float | None, float | None]] = [
         (team, week, 3, 3600.0 * (2 if team == "late" and i < 3 else 1), 0.1, 600.0)
         for team in ("early", "late")
         for i, week in enumerate(WEEKS)
