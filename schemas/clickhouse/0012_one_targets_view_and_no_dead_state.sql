@@ -31,7 +31,7 @@ SELECT
     toUInt64(length(target_teams)) AS targets
 FROM
 (
-    SELECT name, toUInt8(1) AS declared, target_teams
+    SELECT name, declared, target_teams
     FROM capability_catalog FINAL
     WHERE declared = 1
     UNION ALL
