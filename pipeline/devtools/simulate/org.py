@@ -395,18 +395,23 @@ class GroundTruth:
         self.first_seen.setdefault(key, at)
         self.last_seen[key] = at
 
-    def record(self, event: dict[str, Any]) -> None:
-        """Record an event in the detailed truth (its fields decide, as in the warehouse)."""
+    def use(self, event: dict[str, Any]) -> None:
+        """Record whether an event counts as use (`uses`, `first_use`) or not (`uncounted`)."""
         at = _parse(event["occurred_at"])
         team, capability, kind = event["team"], event["capability"], event["event_type"]
         api = event["data"].get("api") if kind == "api_call" else None
         if not counts_as_use(capability, kind, api):
             self.uncounted[team, capability, at.date()] += 1
-        else:
-            self.uses[team, capability, at.date()] += 1
-            first = self.first_use.get((team, capability))
-            if first is None or at < first:
-                self.first_use[team, capability] = at
+            return
+        self.uses[team, capability, at.date()] += 1
+        first = self.first_use.get((team, capability))
+        if first is None or at < first:
+            self.first_use[team, capability] = at
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Record an event in the detailed truth (its fields decide, as in the warehouse)."""
+        at = _parse(event["occurred_at"])
+        team, capability, kind = event["team"], event["capability"], event["event_type"]
         key = (team, capability, kind, GRAINS["minute"](at))
         bucket = self.minutes.get(key)
         if bucket is None:
@@ -612,6 +617,7 @@ def generate(
             if truth is not None:
                 moment = at if len(made) == 1 else _parse(event["occurred_at"])
                 truth.add(stream.team.name, event["event_type"], event["capability"], moment)
+                truth.use(event)
                 if truth.detailed:
                     truth.record(event)
             yield event

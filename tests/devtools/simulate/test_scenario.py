@@ -215,3 +215,24 @@ def test_the_team_catalog_of_a_reorg(tmp_path: Path) -> None:
 def test_scenario_refuses_inconsistent_options(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Scenario(**bad)
+
+
+def test_the_truth_file_names_the_churn_the_unlisted_calls_and_the_recovery_effect(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from pipeline.cli.run import write_truth
+
+    scenario = Scenario(
+        uncounted_api_share=0.05, churn_capability="api-gateway", recovery_factor=0.5
+    )
+    truth = GroundTruth()  # what `uptake simulate` keeps: not detailed
+    org = Organisation.synthetic(5, teams=12)
+    list(generate(org, 10_000, 5, end=END, window=WINDOW, truth=truth, scenario=scenario))
+    write_truth(tmp_path / "truth.json", truth)
+    out = json.loads((tmp_path / "truth.json").read_text())
+    assert out["effects"]["incident-response"]["recovery_time"] == 0.5
+    assert out["scenario"]["uncounted_api"] == "orders-legacy"
+    assert [c["capability"] for c in out["churned"]] == ["api-gateway"]
+    assert sum(r["events"] for r in out["uncounted_calls"]) == sum(truth.uncounted.values()) > 0
