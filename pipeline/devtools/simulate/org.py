@@ -570,9 +570,9 @@ def generate(
             stopped = max(scenario.churn_at, churner.adopts_at[scenario.churn_capability])
             truth.churned = {(churner.name, scenario.churn_capability): start + window * stopped}
         if scenario is not None and scenario.moved_team:
-            truth.moves = {
-                scenario.moved_team: (scenario.moved_to, start + window * scenario.moved_at)
-            }
+            moved = start + window * scenario.moved_at
+            moved = moved.replace(microsecond=moved.microsecond // 1000 * 1000)  # as stored
+            truth.moves = {scenario.moved_team: (scenario.moved_to, moved)}
     next_adoption = 0
     produced = 0
     while produced < events:
