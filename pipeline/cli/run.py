@@ -68,6 +68,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     # Ground-truth knobs of the scenario (devtools/simulate/org.py Scenario; docs/analysts.md).
     cmd.add_argument(
+        "--recovery-factor",
+        type=positive_float,
+        default=1.0,
+        help="adopting incident-response multiplies failed deployment recovery time by this "
+        "(default 1: no effect)",
+    )
+    cmd.add_argument(
+        "--uncounted-api-share",
+        type=float,
+        default=0.0,
+        help="share of moments that are api-gateway calls of an API its catalog entry does not "
+        "list (no use of it; default 0)",
+    )
+    cmd.add_argument(
+        "--churn-capability",
+        default="",
+        help="the first team to adopt this capability stops using it mid-window (default: none)",
+    )
+    cmd.add_argument(
         "--lead-time-factor",
         type=positive_float,
         default=0.5,
@@ -318,6 +337,9 @@ def _simulate(args: argparse.Namespace) -> int:
             trend_per_week=getattr(args, "trend_per_week", 0.02),
             weekend_deploy_factor=getattr(args, "weekend_deploy_factor", 0.3),
             incident_caused_share=getattr(args, "incident_caused_share", 0.05),
+            recovery_factor=getattr(args, "recovery_factor", 1.0),
+            uncounted_api_share=getattr(args, "uncounted_api_share", 0.0),
+            churn_capability=getattr(args, "churn_capability", ""),
         )
     events = generate(
         org, total, args.seed, window=timedelta(days=args.days), truth=truth, scenario=scenario
@@ -366,6 +388,17 @@ def write_truth(path: Path, truth: object) -> None:
         out["planned_adoption"] = [
             {"team": team, "capability": capability, "at": at.isoformat()}
             for (team, capability), at in sorted(truth.planned_adoption.items())
+        ]
+        out["churned"] = [
+            {"team": team, "capability": capability, "stopped_at": at.isoformat()}
+            for (team, capability), at in sorted(truth.churned.items())
+        ]
+        uncounted: dict[tuple[str, str], int] = {}
+        for (team, capability, _day), n in truth.uncounted.items():
+            uncounted[team, capability] = uncounted.get((team, capability), 0) + n
+        out["uncounted_calls"] = [
+            {"team": team, "capability": capability, "events": n}
+            for (team, capability), n in sorted(uncounted.items())
         ]
     path.write_bytes(msgspec.json.encode(out))
 
@@ -507,7 +540,13 @@ SELECT
     f.teams_churned_now AS churned,
     t.targets AS target_teams
 FROM adoption_funnel AS f
-LEFT JOIN (SELECT capability, targets FROM capability_targets) AS t USING (capability)
+LEFT JOIN
+(
+    -- The target teams of the newest day with data, as every adoption rate counts them.
+    SELECT capability, argMax(targets, day) AS targets
+    FROM capability_targets_daily_all
+    GROUP BY capability
+) AS t USING (capability)
 ORDER BY teams_using DESC, capability
 """
 

@@ -73,12 +73,23 @@ class Panel:
     `rows`: (team, week Monday, deployments, lead_time_median_s, change_failure_rate,
     recovery_time_median_s), None where the week has nothing to compute a figure from; a
     team-week without a row has 0 deployments and no other figure. `targets`: per capability
-    the teams it is meant for (empty: every team of the panel).
+    the teams it is meant for (empty: every team of the panel). `weekly_targets`: per
+    (capability, week Monday) the teams that were its targets that week; where it has the
+    week, it decides (a team's weeks outside its targets are left out), else `targets` does.
     """
 
     rows: list[tuple[str, date, int, float | None, float | None, float | None]]
     first_use: dict[tuple[str, str], date]
     targets: dict[str, list[str]] = field(default_factory=dict)
+    weekly_targets: dict[tuple[str, date], frozenset[str]] = field(default_factory=dict)
+
+    def is_target(self, capability: str, team: str, week: date) -> bool:
+        """Whether `team` was a target of `capability` in `week` (as it was then, if known)."""
+        then = self.weekly_targets.get((capability, week))
+        if then is not None:
+            return team in then
+        today = self.targets.get(capability)
+        return not today or team in today
 
 
 def _scale(metric: str) -> str:
@@ -95,11 +106,15 @@ def _frame(panel: Panel, capability: str, metric: str) -> tuple[Any, list[date]]
     index = {week: i + 1 for i, week in enumerate(_all_weeks(weeks[0], weeks[-1]))}
     weeks = list(index)
     teams = sorted({row[0] for row in panel.rows})
-    targets = panel.targets.get(capability) or teams
-    teams = [t for t in teams if t in set(targets)]
+    # A team is in the sample in the weeks it was a target (as it was then).
+    weeks_in = {
+        team: {t for week, t in index.items() if panel.is_target(capability, team, week)}
+        for team in teams
+    }
+    teams = [t for t in teams if weeks_in[t]]
     values: dict[tuple[str, int], float] = {}
     for team, week, deployments, lead, cfr, recovery in panel.rows:
-        if team not in targets:
+        if index[week] not in weeks_in.get(team, ()):
             continue
         value: float | None
         if metric == "deployment_frequency":
@@ -116,7 +131,7 @@ def _frame(panel: Panel, capability: str, metric: str) -> tuple[Any, list[date]]
     for team in teams:
         adopted = panel.first_use.get((team, capability))
         cohort = float(index[_monday(adopted)]) if adopted is not None else math.nan
-        for t in range(1, len(weeks) + 1):
+        for t in sorted(weeks_in[team]):
             if metric == "deployment_frequency":
                 y: float | None = values.get((team, t), 0.0)
             else:

@@ -1,7 +1,9 @@
 """The warehouse side of `uptake impact`: read the weekly panel, write impact_estimates.
 
-The panel comes from dora_metrics (weekly rows), adoption_first_use and capability_targets,
-so the estimates use the same definitions of the DORA keys and of "use" as every view.
+The panel comes from dora_metrics (weekly rows), adoption_first_use and the target teams as
+they were each week (capability_targets_daily, on the week's last day with data; today's
+catalog list for weeks it does not cover), so the estimates use the same definitions of the
+DORA keys, of "use" and of the denominator as every view.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ FIRST_USE_SQL = "SELECT team, capability, first_used_at FROM adoption_first_use"
 # Declared capabilities with their target teams (empty: every team of the panel).
 TARGETS_SQL = """
 SELECT name, target_teams FROM capability_catalog FINAL WHERE declared = 1 ORDER BY name
+"""
+
+# The target teams of each week: those of its last day that capability_targets_daily covers
+# (the same rule as adoption_weekly's denominator).
+WEEKLY_TARGETS_SQL = """
+SELECT capability, toMonday(day) AS week, argMax(target_teams, day) AS teams
+FROM capability_targets_daily
+GROUP BY capability, week
 """
 
 COLUMNS = [
@@ -56,7 +66,11 @@ def read_panel(warehouse: Warehouse) -> Panel:
         for team, capability, at in warehouse.rows(FIRST_USE_SQL)
     }
     targets = {str(name): [str(t) for t in teams] for name, teams in warehouse.rows(TARGETS_SQL)}
-    return Panel(rows, first_use, targets)
+    weekly = {
+        (str(capability), _day(week)): frozenset(str(t) for t in teams)
+        for capability, week, teams in warehouse.rows(WEEKLY_TARGETS_SQL)
+    }
+    return Panel(rows, first_use, targets, weekly)
 
 
 def declared_capabilities(warehouse: Warehouse) -> list[str]:

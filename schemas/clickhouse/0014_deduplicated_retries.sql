@@ -20,6 +20,5 @@ ALTER TABLE usage_day MODIFY SETTING non_replicated_deduplication_window = 1000;
 ALTER TABLE deployments MODIFY SETTING non_replicated_deduplication_window = 1000;
 ALTER TABLE model_trainings MODIFY SETTING non_replicated_deduplication_window = 1000;
 ALTER TABLE incidents MODIFY SETTING non_replicated_deduplication_window = 1000;
-ALTER TABLE adoption_active_days MODIFY SETTING non_replicated_deduplication_window = 1000;
 ALTER TABLE usage_api_day MODIFY SETTING non_replicated_deduplication_window = 1000;
 ALTER TABLE usage_user_day MODIFY SETTING non_replicated_deduplication_window = 1000;

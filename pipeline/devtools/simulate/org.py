@@ -31,7 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 TEAM_NAMES = (
@@ -153,22 +153,48 @@ class Scenario:
     # The share of succeeded production deploys that cause an incident naming them in
     # caused_by_deployment (a change failure recovered when the incident is resolved).
     incident_caused_share: float = 0.0
+    # Calls through api-gateway to an API its catalog entry does not list (`uncounted_api`):
+    # this share of the in-house API calls, from every team, adopter or not. They are no use of
+    # api-gateway (the catalog's `apis`), so no view, lifecycle or gauge may count them.
+    uncounted_api: str = "orders-legacy"
+    uncounted_api_share: float = 0.0
+    # Churn: the first team to adopt `churn_capability` stops using it at `churn_at` (a fraction
+    # of the window); its moments on it become in-house API calls. Empty: nobody churns.
+    churn_capability: str = ""
+    churn_at: float = 0.5
+    # A re-org: `moved_team` leaves its department for the group `moved_to` at `moved_at` (a
+    # fraction of the window). The simulator only records it (GroundTruth.moves); the team
+    # catalog that states it is written by `simulate.catalog.write_team_catalog`.
+    moved_team: str = ""
+    moved_to: str = ""
+    moved_at: float = 0.5
+    # Adopting incident-response multiplies a team's failed deployment recovery time (both the
+    # rollback's duration and the time to resolve the incident a deploy caused) by this.
+    recovery_factor: float = 1.0
 
     def effects(self) -> dict[str, dict[str, float]]:
         """The true factor of each capability on each DORA key (1: no effect).
 
         `change_failure` multiplies the probability that a production deploy fails or is rolled
-        back; `time_to_restore` every incident's opened-to-resolved time. Failed deployment
-        recovery time is not modelled (no incident names a deploy): no truth for it.
+        back; `time_to_restore` every incident's opened-to-resolved time; `recovery_time` every
+        failed deployment's recovery time (`recovery_factor`, on incident-response adopters).
         """
-        keys = ("deployment_frequency", "lead_time", "change_failure", "time_to_restore")
+        keys = (
+            "deployment_frequency",
+            "lead_time",
+            "change_failure",
+            "time_to_restore",
+            "recovery_time",
+        )
         out = {c.name: dict.fromkeys(keys, 1.0) for c in CAPABILITIES}
         out[DEPLOY_PIPELINE].update(
             deployment_frequency=self.deploy_frequency_factor,
             lead_time=self.lead_time_factor,
             change_failure=self.change_failure_factor,
         )
-        out[INCIDENT_RESPONSE].update(time_to_restore=self.restore_factor)
+        out[INCIDENT_RESPONSE].update(
+            time_to_restore=self.restore_factor, recovery_time=self.recovery_factor
+        )
         return out
 
     def trend(self, weeks: float) -> float:
@@ -176,7 +202,12 @@ class Scenario:
         return math.exp(-self.trend_per_week * weeks)
 
     def __post_init__(self) -> None:
-        for name in ("lead_time_factor", "change_failure_factor", "restore_factor"):
+        for name in (
+            "lead_time_factor",
+            "change_failure_factor",
+            "restore_factor",
+            "recovery_factor",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
         if not 0 <= self.change_failure_rate * max(1.0, self.change_failure_factor) <= 1:
@@ -191,10 +222,36 @@ class Scenario:
             raise ValueError("weekend_deploy_factor and deploy_frequency_factor must be > 0")
         if self.no_effect_capability in (DEPLOY_PIPELINE, INCIDENT_RESPONSE):
             raise ValueError("no_effect_capability must be a capability without DORA effects")
+        for name in ("uncounted_api_share", "churn_at", "moved_at"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in 0..1")
+        if self.uncounted_api in capability_named(API_GATEWAY).apis:
+            raise ValueError(f"uncounted_api must not be one of {API_GATEWAY}'s apis")
+        if self.churn_capability in (DEPLOY_PIPELINE, INCIDENT_RESPONSE):
+            raise ValueError("churn_capability: deploys and incidents go on all window long")
+        if bool(self.moved_team) != bool(self.moved_to):
+            raise ValueError("moved_team and moved_to go together")
 
 
 DEPLOY_PIPELINE = "deploy-pipeline"
 INCIDENT_RESPONSE = "incident-response"
+API_GATEWAY = "api-gateway"
+
+
+def capability_named(name: str) -> Capability:
+    """The simulated capability of that name."""
+    return next(c for c in CAPABILITIES if c.name == name)
+
+
+def counts_as_use(capability: str, event_type: str, api: str | None) -> bool:
+    """The catalog's rule (config/capabilities.yaml mirrors CAPABILITIES): an api_call of a
+    capability with `apis` is use only when it calls one of them; undeclared: any event."""
+    known = next((c for c in CAPABILITIES if c.name == capability), None)
+    if known is None:
+        return True
+    if event_type != known.event_type:
+        return False
+    return event_type != "api_call" or not known.apis or api in known.apis
 
 
 def _parse(text: str) -> datetime:
@@ -299,7 +356,11 @@ class GroundTruth:
 
     With `detailed=True` it also records what the rollups, fact tables and views must hold:
     per-minute buckets (`rollup(grain)` sums them to hours and days), every deployment, training
-    and incident, each team's first use of each capability (`first_use`) and the scenario.
+    and incident, each team's first use of each capability (`first_use`: first event that
+    counts as use by the catalog's rule, `counts_as_use`), the events that count as use per
+    (team, capability, UTC day) (`uses`), the calls that do not (`uncounted`), the churned
+    (team, capability) with the moment they stopped (`churned`), the re-org (`moves`: team ->
+    (new parent, moment)) and the scenario.
     Times are as the events carry them (milliseconds).
     """
 
@@ -314,6 +375,10 @@ class GroundTruth:
     teams: tuple[str, ...] = ()
     planned_adoption: dict[tuple[str, str], datetime] = field(default_factory=dict)
     first_use: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    uses: Counter[tuple[str, str, date]] = field(default_factory=Counter)
+    uncounted: Counter[tuple[str, str, date]] = field(default_factory=Counter)
+    churned: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    moves: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     minutes: dict[tuple[str, str, str, datetime], Bucket] = field(default_factory=dict)
     deployments: list[dict[str, Any]] = field(default_factory=list)
     trainings: list[dict[str, Any]] = field(default_factory=list)
@@ -330,13 +395,23 @@ class GroundTruth:
         self.first_seen.setdefault(key, at)
         self.last_seen[key] = at
 
+    def use(self, event: dict[str, Any]) -> None:
+        """Record whether an event counts as use (`uses`, `first_use`) or not (`uncounted`)."""
+        at = _parse(event["occurred_at"])
+        team, capability, kind = event["team"], event["capability"], event["event_type"]
+        api = event["data"].get("api") if kind == "api_call" else None
+        if not counts_as_use(capability, kind, api):
+            self.uncounted[team, capability, at.date()] += 1
+            return
+        self.uses[team, capability, at.date()] += 1
+        first = self.first_use.get((team, capability))
+        if first is None or at < first:
+            self.first_use[team, capability] = at
+
     def record(self, event: dict[str, Any]) -> None:
         """Record an event in the detailed truth (its fields decide, as in the warehouse)."""
         at = _parse(event["occurred_at"])
         team, capability, kind = event["team"], event["capability"], event["event_type"]
-        first = self.first_use.get((team, capability))
-        if first is None or at < first:
-            self.first_use[team, capability] = at
         key = (team, capability, kind, GRAINS["minute"](at))
         bucket = self.minutes.get(key)
         if bucket is None:
@@ -383,10 +458,17 @@ class _World:
     scenario: Scenario
     lead_scale: dict[str, float]
     start: datetime
+    window: timedelta = timedelta(weeks=1)
     first_training: dict[str, datetime] = field(default_factory=dict)
 
     def weeks(self, at: datetime) -> float:
         return (at - self.start) / timedelta(weeks=1)
+
+    def recovery_scale(self, team: Team, at: datetime) -> float:
+        """The factor on a failed deployment's recovery time: `recovery_factor` once the team
+        has adopted incident-response."""
+        adopted = team.adopts_at.get(INCIDENT_RESPONSE, math.inf)
+        return self.scenario.recovery_factor if (at - self.start) / self.window >= adopted else 1.0
 
     def deploy_rate(self, at: datetime, adopted: bool) -> float:
         """A team's deploy rate at `at`, relative to a weekday at the start before adopting."""
@@ -423,6 +505,7 @@ def generate(
     steady: list[_Stream] = []  # scenario: every team's deploys and incidents, all window long
     steady_weights: list[float] = []
     steady_share = 0.0
+    churner: Team | None = None  # scenario: the team that stops using churn_capability
 
     def join(stream: _Stream, streams: list[_Stream], weights: list[float]) -> None:
         streams.append(stream)
@@ -430,7 +513,9 @@ def generate(
         weights.append((weights[-1] if weights else 0.0) + weight)
 
     if scenario is not None:
-        world = _World(scenario, {team.name: rng.uniform(0.5, 2.0) for team in org.teams}, start)
+        world = _World(
+            scenario, {team.name: rng.uniform(0.5, 2.0) for team in org.teams}, start, window
+        )
         # Deploy moments are thinned to the deploy rate: the highest rate is always kept.
         weeks = window / timedelta(weeks=1)
         top_rate = (
@@ -460,6 +545,12 @@ def generate(
         # A constant share of the events, so a team deploys at the same rate all window long
         # (the other streams' share grows with adoption).
         steady_share = scenario.deploy_share + scenario.incident_share
+        uncounted = Capability(API_GATEWAY, "api_call", "", (scenario.uncounted_api,))
+        churner = min(
+            (t for t in org.teams if scenario.churn_capability in t.adopts_at),
+            key=lambda t: t.adopts_at[scenario.churn_capability],
+            default=None,
+        )
     # Adoption moments in order; the pool of (team, capability) in use grows as time passes.
     adoptions = sorted(
         (adopted, team.name, team, by_name[cap])
@@ -475,6 +566,13 @@ def generate(
             for team in org.teams
             for cap, adopted in team.adopts_at.items()
         }
+        if scenario is not None and churner is not None:
+            stopped = max(scenario.churn_at, churner.adopts_at[scenario.churn_capability])
+            truth.churned = {(churner.name, scenario.churn_capability): start + window * stopped}
+        if scenario is not None and scenario.moved_team:
+            moved = start + window * scenario.moved_at
+            moved = moved.replace(microsecond=moved.microsecond // 1000 * 1000)  # as stored
+            truth.moves = {scenario.moved_team: (scenario.moved_to, moved)}
     next_adoption = 0
     produced = 0
     while produced < events:
@@ -500,6 +598,18 @@ def generate(
             stream = _Stream(team, in_house)
         else:
             stream = _Stream(org.teams[0], org.capabilities[0])
+        if world is not None:
+            if (
+                stream.team is churner
+                and stream.capability.name == world.scenario.churn_capability
+                and fraction >= world.scenario.churn_at
+            ):
+                stream = _Stream(stream.team, in_house)  # churned: back to the in-house API
+            if world.scenario.uncounted_api_share and (
+                rng.random() < world.scenario.uncounted_api_share
+            ):
+                team = rng.choices(org.teams, cum_weights=activity_weights)[0]
+                stream = _Stream(team, uncounted)
         adopted = fraction >= stream.adopted
         capability = stream.capability if adopted or stream.before is None else stream.before
         made = _events(rng, stream.team, capability, at, world, adopted, events - produced)
@@ -507,6 +617,7 @@ def generate(
             if truth is not None:
                 moment = at if len(made) == 1 else _parse(event["occurred_at"])
                 truth.add(stream.team.name, event["event_type"], event["capability"], moment)
+                truth.use(event)
                 if truth.detailed:
                     truth.record(event)
             yield event
@@ -549,14 +660,19 @@ def _events(
         lead_hours *= math.exp(rng.gauss(0.0, 0.5)) * (scenario.lead_time_factor if adopted else 1)
         lead_hours *= scenario.trend(world.weeks(at))
         failure = scenario.change_failure_rate * (scenario.change_failure_factor if adopted else 1)
+        deployment_id = f"dep-{_uuid(rng)[:13]}"
+        environment = "production" if rng.random() < scenario.production_share else "staging"
+        status = rng.choice(["failed", "rolled_back"]) if rng.random() < failure else "succeeded"
+        # A rollback's recovery time is its duration (started_at to the deploy event).
+        duration = rng.uniform(60, 1800)
+        if status == "rolled_back":
+            duration *= world.recovery_scale(team, at)
         event["data"] = {
-            "deployment_id": f"dep-{_uuid(rng)[:13]}",
+            "deployment_id": deployment_id,
             "service": service,
-            "environment": "production" if rng.random() < scenario.production_share else "staging",
-            "status": rng.choice(["failed", "rolled_back"])
-            if rng.random() < failure
-            else "succeeded",
-            "started_at": _iso(at - timedelta(seconds=rng.uniform(60, 1800))),
+            "environment": environment,
+            "status": status,
+            "started_at": _iso(at - timedelta(seconds=duration)),
             "commits": [
                 {
                     "sha": f"{rng.getrandbits(160):040x}",
@@ -572,7 +688,7 @@ def _events(
             and event["data"]["status"] == "succeeded"
             and rng.random() < scenario.incident_caused_share
         ):
-            return _caused_incident(rng, event, world, at)
+            return _caused_incident(rng, event, world, at, world.recovery_scale(team, at))
         return [event]
     if kind == "model_training":
         first = world.first_training.setdefault(team.name, at)
@@ -617,14 +733,16 @@ def _events(
 
 
 def _caused_incident(
-    rng: random.Random, deploy: dict[str, Any], world: _World, at: datetime
+    rng: random.Random, deploy: dict[str, Any], world: _World, at: datetime, scale: float
 ) -> list[dict[str, Any]]:
     """The deploy moved back in time, and the incident it caused: opened 5 minutes after the
-    deployment, resolved at `at` (the failed deployment recovery time is their distance)."""
+    deployment, resolved at `at` (the failed deployment recovery time is their distance); both
+    times `scale` (Scenario.recovery_factor)."""
     scenario = world.scenario
     minutes = scenario.restore_minutes * math.exp(rng.gauss(0.0, 0.7))
     minutes *= scenario.trend(world.weeks(at))
-    deployed = at - timedelta(minutes=minutes + 5)
+    recovery = (minutes + 5) * scale
+    deployed = at - timedelta(minutes=recovery)
     shift = at - deployed
     data = deploy["data"]
     data["started_at"] = _iso(_parse(data["started_at"]) - shift)
@@ -637,7 +755,7 @@ def _caused_incident(
         "service": deploy["service"],
         "severity": rng.choice(["sev1", "sev2", "sev3"]),
         "status": "resolved",
-        "opened_at": _iso(deployed + timedelta(minutes=5)),
+        "opened_at": _iso(deployed + timedelta(minutes=5 * scale)),
         "resolved_at": _iso(at),
         "caused_by_deployment": data["deployment_id"],
     }

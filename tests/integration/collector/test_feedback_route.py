@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.support.collector import Collector, Reply, metric
 from tests.integration.collector.test_collector import AUTH, collector  # noqa: F401 - the fixture
+from tests.support.collector import Collector, Reply, metric
 
 pytestmark = pytest.mark.integration
 

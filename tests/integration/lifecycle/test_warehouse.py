@@ -86,7 +86,7 @@ def test_rows_fold_retractions_hide_and_views_count_in_event_time(
 
 
 def _events(wh: Warehouse, rows: list[tuple[str, str, int]]) -> None:
-    """Insert minimal events; the materialized view fills adoption_active_days (twice: folds)."""
+    """Insert minimal events, twice (the use views count days, so a replay folds)."""
     for _ in range(2):
         for team, capability, day in rows:
             wh.command(
@@ -96,4 +96,4 @@ def _events(wh: Warehouse, rows: list[tuple[str, str, int]]) -> None:
                 f"toIntervalDay({day}) + toIntervalHour(13), 'test', '{team}', '{capability}', "
                 "'{}', 't', 0, 0)"
             )
-    assert wh.rows("SELECT count() FROM adoption_active_days FINAL")[0][0] == len(rows)
+    assert wh.rows("SELECT count() FROM capability_use_days")[0][0] == len(rows)

@@ -15,8 +15,8 @@ from pipeline.sink.clickhouse import ClickHouseSink
 from pipeline.sink.dedup import RecentIds
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
-from tests.unit.ingest.test_health import Clock
 from tests.integration.sink.test_clickhouse import batch_of, rollup_events
+from tests.unit.ingest.test_health import Clock
 
 
 def test_the_horizon_is_the_age_of_the_oldest_id_remembered() -> None:

@@ -24,8 +24,8 @@ import pytest
 from pipeline.cli.run import FEEDBACK_SQL
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
-from tests.support.views.direct import insert_events
 from tests.integration.views.test_analysts_doc import FEEDBACK_BLOCKS
+from tests.support.views.direct import insert_events
 
 pytestmark = pytest.mark.integration
 

@@ -104,7 +104,12 @@ def test_adoption_first_use_equals_truth(warehouse: Warehouse, truth: GroundTrut
     for (team, capability), at in truth.first_use.items():
         # The planned adoption moment is when use may start; the first event comes after it.
         planned = truth.planned_adoption.get((team, capability))
-        if planned is not None and not capability.startswith(("self-managed", "legacy")):
+        # An incident's first event is its opening, dated back to opened_at: before the moment.
+        if (
+            planned is not None
+            and capability != "incident-response"
+            and not capability.startswith(("self-managed", "legacy"))
+        ):
             assert at >= planned - timedelta(milliseconds=1)  # events carry milliseconds
     orders = defaultdict(list)
     for r in rows:
@@ -157,8 +162,8 @@ def test_adoption_daily_agrees_with_weekly(warehouse: Warehouse) -> None:
 
 def test_breadth_depth_and_retention_equal_truth(warehouse: Warehouse, truth: GroundTruth) -> None:
     events: dict[tuple[str, str, str], int] = defaultdict(int)
-    for (team, capability, _kind, minute), bucket in truth.minutes.items():
-        events[team, capability, monday(minute)] += bucket.events
+    for (team, capability, day), n in truth.uses.items():  # calls of unlisted APIs left out
+        events[team, capability, (day - timedelta(days=day.weekday())).isoformat()] += n
     depth = warehouse.rows("SELECT team, capability, week, events FROM team_depth_weekly")
     assert {(r["team"], r["capability"], str(r["week"])): r["events"] for r in depth} == events
     breadth = warehouse.rows("SELECT team, week, capabilities FROM team_breadth_weekly")
@@ -195,7 +200,9 @@ def test_impact_recovers_the_lead_time_factor(warehouse: Warehouse, truth: Groun
         "AND deployments_before > 0 AND deployments_after > 0 AND lead_time_ratio > 0"
     )
     logs = [math.log(r["lead_time_ratio"]) for r in teams]
-    assert len(logs) >= 8 and summary["teams"] == len(logs)
+    # The geometric mean is over the teams with a positive ratio (the view's own N).
+    assert len(logs) >= 8
+    assert summary["lead_time_ratios"] - summary["lead_time_zero_ratios"] == len(logs)
     tolerance = _log_ratio_bound(logs)
     assert tolerance < 0.25, f"too little data to judge: ±{tolerance:.2f} in log"
     error = math.log(summary["lead_time_ratio_geomean"]) - math.log(truth.scenario.lead_time_factor)
@@ -216,13 +223,21 @@ def test_impact_recovers_the_change_failure_factor(
         (1 - s["change_failure_rate_before"]) / failures[0]
         + (1 - s["change_failure_rate_after"]) / failures[1]
     )
-    # Since 0011 a failed attempt is no change failure: about half of the simulated failures
-    # (status failed) are out, so the bound is wider than the 0.4 it was (about 0.50 here).
-    assert 4 * se < 0.55, f"too little data to judge: ±{4 * se:.2f} in log"
+    # The bound, and why: the test must (a) find the truth within Z standard errors of the
+    # estimate and (b) tell the true factor from no effect. (b) holds for any estimate that
+    # passes (a) when Z·se is less than half the distance between log(factor) and log(1): then
+    # the estimate is more than Z·se from 1 too. So the precondition is stated from the
+    # scenario, not tuned to one run (it was `4·se < 0.55`, met as 0.50 against the 0.51 of
+    # |log 0.6|: any change of the simulated mix could break it). Z = 3.29 leaves a two-sided
+    # 0.1 % chance that sampling noise alone fails (a). The session's scenario gives the data
+    # this needs with more deploys and failures than the default (conftest.SCENARIO).
+    z = 3.29
+    distance = abs(math.log(truth.scenario.change_failure_factor))
+    assert z * se < distance / 2, f"too little data to judge: ±{z * se:.2f} in log"
     error = math.log(s["change_failure_ratio"]) - math.log(truth.scenario.change_failure_factor)
-    assert abs(error) <= 4 * se, (s["change_failure_ratio"], 4 * se)
-    # Had adoption changed nothing, the ratio would be 1: the test tells the two apart.
-    assert abs(math.log(1.0) - math.log(truth.scenario.change_failure_factor)) > 4 * se
+    assert abs(error) <= z * se, (s["change_failure_ratio"], z * se)
+    # Had adoption changed nothing, the ratio would be 1: the estimate is clear of it.
+    assert abs(math.log(s["change_failure_ratio"])) > z * se
 
 
 def test_adopters_beat_non_adopters_week_by_week(warehouse: Warehouse) -> None:

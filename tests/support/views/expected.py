@@ -238,10 +238,10 @@ def ml_team_summary(truth: GroundTruth) -> dict[str, dict[str, Any]]:
 
 
 def weeks_used(truth: GroundTruth) -> dict[tuple[str, str], set[str]]:
-    """(team, capability) -> the Mondays of the weeks it was used."""
+    """(team, capability) -> the Mondays of the weeks it was used (events that count as use)."""
     used: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for team, capability, _kind, minute in truth.minutes:
-        used[team, capability].add(monday(minute))
+    for team, capability, day in truth.uses:
+        used[team, capability].add((day - timedelta(days=day.weekday())).isoformat())
     return used
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from pipeline.config.safety import KNOWN_DEMO_TOKEN_DIGESTS, is_demo_secret
-from tests.unit.deploy.conftest import COMPOSE_FILE, DEPLOY, REPO
 from tests.support.secret_scan import literal_secrets
+from tests.unit.deploy.conftest import COMPOSE_FILE, DEPLOY, REPO
 
 GRAFANA_COMPOSE = DEPLOY / "grafana" / "docker-compose.yml"
 COMPOSE_FILES = (COMPOSE_FILE, GRAFANA_COMPOSE)

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import statistics
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.devtools.simulate.org import GroundTruth, Organisation, Scenario, generate
+from pipeline.catalog.sources import load_team_catalog
+from pipeline.devtools.simulate.catalog import write_team_catalog
+from pipeline.devtools.simulate.org import (
+    API_GATEWAY,
+    GroundTruth,
+    Organisation,
+    Scenario,
+    generate,
+)
+from tests.conftest import REPO
 
 END = datetime(2026, 3, 2, tzinfo=UTC)
 WINDOW = timedelta(weeks=8)
@@ -118,3 +128,111 @@ def test_scenario_events_with_linked_incidents_pass_the_contract() -> None:
     batch = test_org._decode(events)
     assert [(r.reason, r.detail) for r in batch.rejections][:5] == []
     assert len(batch.events) == len(events)
+
+
+def test_calls_of_an_unlisted_api_are_recorded_as_no_use() -> None:
+    scenario = Scenario(uncounted_api_share=0.05)
+    truth, made = _run(scenario, events=20_000)
+    unlisted = [
+        e for e in made if e["event_type"] == "api_call" and e["data"]["api"] == "orders-legacy"
+    ]
+    assert unlisted and {e["capability"] for e in unlisted} == {API_GATEWAY}
+    assert sum(truth.uncounted.values()) == len(unlisted)
+    assert sum(truth.uses.values()) + len(unlisted) == len(made)
+    # first_use is the first call of a listed API, never an unlisted one.
+    for (team, capability), at in truth.first_use.items():
+        if capability == API_GATEWAY:
+            first = min(
+                datetime.fromisoformat(e["occurred_at"])
+                for e in made
+                if e["team"] == team
+                and e["capability"] == API_GATEWAY
+                and e["data"]["api"] != "orders-legacy"
+            )
+            assert at == first
+
+
+def test_the_churned_team_stops_using_the_capability() -> None:
+    truth, made = _run(Scenario(churn_capability="api-gateway", churn_at=0.5), events=20_000)
+    (((team, capability), stopped),) = truth.churned.items()
+    uses = [
+        datetime.fromisoformat(e["occurred_at"])
+        for e in made
+        if e["team"] == team and e["capability"] == capability
+    ]
+    assert uses and max(uses) < stopped <= END
+    # Negative control: without churn the same team goes on using it after that moment.
+    _, kept = _run(Scenario(), events=20_000)
+    assert any(
+        e["team"] == team
+        and e["capability"] == capability
+        and datetime.fromisoformat(e["occurred_at"]) > stopped
+        for e in kept
+    )
+
+
+def test_recovery_factor_shortens_the_adopters_rollbacks() -> None:
+    """Rollbacks of teams that adopted incident-response last recovery_factor as long."""
+    scenario = Scenario(recovery_factor=0.01, change_failure_rate=0.5)
+    truth, _ = _run(scenario, events=20_000)
+    assert truth.start is not None
+    org = Organisation.synthetic(5, teams=12)
+    adopts = {t.name: t.adopts_at.get("incident-response") for t in org.teams}
+    short, long = [], []
+    for d in truth.deployments:
+        if d["status"] != "rolled_back":
+            continue
+        duration = (d["at"] - datetime.fromisoformat(d["started_at"])).total_seconds()
+        fraction = (d["at"] - truth.start) / WINDOW
+        adopted = adopts[d["team"]] is not None and fraction >= adopts[d["team"]]
+        (short if adopted else long).append(duration)
+    assert short and long
+    assert max(short) <= 1800 * 0.01 + 0.001 < 60 <= min(long)
+    assert scenario.effects()["incident-response"]["recovery_time"] == 0.01
+
+
+def test_the_team_catalog_of_a_reorg(tmp_path: Path) -> None:
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+    old = write_team_catalog(REPO / "config" / "teams", tmp_path / "t", "growth", "experience", at)
+    assert old == "discovery"
+    catalog = load_team_catalog([tmp_path / "t"], at)  # undated facts hold from `at`
+    assert catalog.parent_of("growth", at - timedelta(days=1)) == "discovery"
+    assert catalog.parent_of("growth", at) == "experience"
+    with pytest.raises(ValueError, match="already under"):
+        write_team_catalog(REPO / "config" / "teams", tmp_path / "u", "growth", "discovery", at)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"uncounted_api": "orders"},
+        {"uncounted_api_share": 1.5},
+        {"churn_capability": "deploy-pipeline"},
+        {"moved_team": "growth"},
+        {"recovery_factor": 0.0},
+    ],
+)
+def test_scenario_refuses_inconsistent_options(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Scenario(**bad)
+
+
+def test_the_truth_file_names_the_churn_the_unlisted_calls_and_the_recovery_effect(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from pipeline.cli.run import write_truth
+
+    scenario = Scenario(
+        uncounted_api_share=0.05, churn_capability="api-gateway", recovery_factor=0.5
+    )
+    truth = GroundTruth()  # what `uptake simulate` keeps: not detailed
+    org = Organisation.synthetic(5, teams=12)
+    list(generate(org, 10_000, 5, end=END, window=WINDOW, truth=truth, scenario=scenario))
+    write_truth(tmp_path / "truth.json", truth)
+    out = json.loads((tmp_path / "truth.json").read_text())
+    assert out["effects"]["incident-response"]["recovery_time"] == 0.5
+    assert out["scenario"]["uncounted_api"] == "orders-legacy"
+    assert [c["capability"] for c in out["churned"]] == ["api-gateway"]
+    assert sum(r["events"] for r in out["uncounted_calls"]) == sum(truth.uncounted.values()) > 0
