@@ -2,7 +2,7 @@
 
 Every secret value that appears in this repository's documentation, examples, Compose files or
 Kubernetes manifests is public: a process that starts with one is as open as one without a
-secret. `KNOWN_DEMO_SECRETS` lists them, in one place (`tests/config/test_safety.py` scans the
+secret. `KNOWN_DEMO_SECRETS` lists them, in one place (`tests/unit/config/test_safety.py` scans the
 repository and fails when a new one appears that is not listed); `refuse_demo_secrets` raises
 `SettingsError` naming the setting and what to do. Components call it where they start (worker,
 writer, collector, migrate), not in `Settings.validate`, so `uptake settings` still shows a

@@ -3,7 +3,7 @@ rebuilt from the events table, not started empty.
 
 The worker runs a simulated organisation's first 50 days; then the changelog topic is deleted
 and the worker is started again on the last 10 days. Milestones and lifecycle rows must equal
-the rules applied to all 60 days (tests/lifecycle/brute.py). A lifecycle started empty would
+the rules applied to all 60 days (tests/support/lifecycle_brute.py). A lifecycle started empty would
 take each team's next use for a first use.
 """
 
