@@ -1,4 +1,5 @@
-"""Find secret values written out literally in text: the scan of tests/unit/deploy and tests/unit/config.
+"""Find secret values written out literally in text: the scan of tests/unit/deploy and
+tests/unit/config.
 
 A literal secret is a value (not `${VAR}`, `$VAR`, `<...>`, `...`/`…` or empty) given to a name
 ending in PASSWORD, TOKEN, _KEY or SECRET (`NAME: value`, `NAME=value`, `password = "value"`),

@@ -1,5 +1,6 @@
 """The report's "Developer feedback" part: the adoption dashboard's feedback row, drawn from the
-hand-computed warehouse of tests/integration/views/test_feedback.py, shows the numbers computed by hand."""
+hand-computed warehouse of tests/integration/views/test_feedback.py, shows the numbers computed
+by hand."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Webhook replay protection, the 64 KiB body limit and the in-flight cap (issue #16, hole 7),
-through aiohttp's test client, with the real GitHub and GitLab payloads of tests/unit/collector/adapters
-and the session's real Kafka broker for what lands.
+through aiohttp's test client, with the real GitHub and GitLab payloads of
+tests/unit/collector/adapters and the session's real Kafka broker for what lands.
 """
 
 from __future__ import annotations
