@@ -51,6 +51,7 @@ LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "action": ("publish", "retract"),
     "topic": ("uptake.events",),
     "kind": WARNING_KINDS[:2],
+    "step": ("decode", "pseudonymise"),
 }
 
 needs_promtool = pytest.mark.skipif(

@@ -105,6 +105,7 @@ def test_the_collector_logs_only_json_lines_also_third_party_debug(tmp_path: Pat
     env = _cli_env(tmp_path, UPTAKE_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
     env["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"  # nothing there: the collector warns
     args = ["-v", "collector", "--tokens", str(tokens), "--port", str(free_port())]
+    args += ["--metrics-port", str(free_port())]
     with subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", *args],
         env=env,
@@ -114,7 +115,8 @@ def test_the_collector_logs_only_json_lines_also_third_party_debug(tmp_path: Pat
         cwd=REPO,
     ) as collector:
         assert collector.stdout is not None
-        assert "uptake collector on" in collector.stdout.readline()  # serving
+        started = [collector.stdout.readline() for _ in range(2)]  # metrics port, then serving
+        assert any("uptake collector on" in line for line in started), started
         collector.send_signal(signal.SIGTERM)
         _, stderr = collector.communicate(timeout=60)
     lines = _json_lines(stderr, component="collector")
@@ -130,6 +132,8 @@ def test_the_scale_out_worker_and_the_writer_log_only_json_lines(pipeline_env: P
     pipeline_env.env.update(
         UPTAKE_WRITER="kafka",
         UPTAKE_WRITER_TOPIC=f"test.enriched.{pipeline_env.env['UPTAKE_CONSUMER_GROUP']}",
+        UPTAKE_LIFECYCLE="false",  # not run with UPTAKE_WRITER=kafka (docs/lifecycle.md)
+        UPTAKE_PSEUDONYM_KEY="log-test-" + "0f" * 16,  # required with UPTAKE_WRITER=kafka
         UPTAKE_LOG_FORMAT="json",
         UPTAKE_LOG_LEVEL="info",
     )
