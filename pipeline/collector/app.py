@@ -1,28 +1,11 @@
 """The HTTP collector: an aiohttp application in front of the events topic.
 
-Endpoints (docs/collector.md has the formats, examples and the full status table):
-
-- `POST /v1/events` — one event (JSON object), a JSON array of events, or NDJSON
-  (`Content-Type: application/x-ndjson`), authenticated with `Authorization: Bearer <token>`;
-  CloudEvents 1.0 in structured mode (`application/cloudevents+json`, and the batch format
-  `application/cloudevents-batch+json`) or HTTP binary mode (`ce-*` headers), kept in
-  structured form on Kafka and mapped by the worker's decoder like any CloudEvent.
-  Each event is judged with the worker's decoder; the accepted ones are produced to Kafka as
-  JSON-array messages keyed by team (else service), and the answer is sent only after Kafka
-  acknowledged them (acks=all). 200: every event accepted; 207: some rejected; 422: all
-  rejected; 503: Kafka did not acknowledge (nothing is ever 200 that Kafka did not take).
-- `POST /v1/webhooks/<name>` — one delivery of a third-party webhook (GitHub, GitLab, a CD
-  tool) for each adapter of the webhooks file, authenticated by the adapter (signature or
-  token); the events it maps to are judged and produced like those of `/v1/events` (see
-  `pipeline.collector.webhooks` and docs/webhooks.md). 202 once Kafka acknowledged them.
-- `POST /v1/feedback` — one developer's rating of a capability as a flat JSON object
-  (`pipeline.collector.feedback`); 202 once Kafka acknowledged the `feedback` event it makes.
-- `GET /healthz` (the process answers), `GET /readyz` (a Kafka broker answers).
-- `GET /metrics` (Prometheus text of `pipeline.observability.metrics.REGISTRY`) on its own port,
-  `UPTAKE_COLLECTOR_METRICS_PORT` (`create_metrics_app`): the public port answers 404 for it.
-
-Every error is JSON: `{"error": "<code>", "message": "<for a person>"}`.
-Blocking Kafka calls run in a thread pool; the event loop only parses, validates and answers.
+Routes: `POST /v1/events`, `POST /v1/webhooks/<name>` (`pipeline.collector.webhooks`),
+`POST /v1/feedback` (`pipeline.collector.feedback`), `GET /healthz`, `GET /readyz`, and
+`GET /metrics` on its own port only (`create_metrics_app`). Accepted events are answered only
+after Kafka acknowledged them (acks=all), 503 otherwise. Every error is JSON:
+`{"error": "<code>", "message": "<for a person>"}`. Blocking Kafka calls run in a thread pool;
+the event loop only parses, validates and answers. Formats and statuses: docs/collector.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """`POST /v1/feedback`: one developer's rating of a capability, from a survey tool or a portal.
 
-The body is the feedback alone, flat, without an envelope to fill in::
-
-    {"capability": "feature-store", "scale": "csat", "score": 4, "user": "ana",
-     "team": "search", "comment": "fast joins, thin docs"}
-
-`scale` and `score` are required (csat 1-5, nps 0-10; docs/events.md, feedback), `capability`
-too, and one of `team` / `service`; `comment` (at most 1,000 characters), `user` (the
-respondent, pseudonymised by the worker like every user), `occurred_at` (default: now) and
-`event_id` (default: a new UUID; send the same one to retry safely) are optional. The collector
-builds the `feedback` event with the token's source, judges it with the worker's decoder and
-produces it like `POST /v1/events`.
-
-Answers: 202 `{"event_id": ...}` once Kafka acknowledged it; 422 `{"error": "feedback_rejected",
-"reason", "detail"}` (the field path names the body's field, e.g. `$.score`); 400 for a body
-that is not a JSON object or has an unknown field; 401, 413, 429 and 503 as for `/v1/events`.
-The comment is never logged and never in a metric.
+The body is one flat JSON object (fields: docs/collector.md, "Developer feedback"). The collector
+builds a `feedback` event with the token's source, judges it with the worker's decoder and
+produces it like `POST /v1/events`: 202 `{"event_id": ...}` once Kafka acknowledged it, 422
+`feedback_rejected` with the body's field path, 400 for a body that is not one JSON object or
+has an unknown field. The comment is never logged and never in a metric.
 """
 
 from __future__ import annotations

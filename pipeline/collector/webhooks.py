@@ -1,35 +1,11 @@
 """Webhook routes of the collector: `POST /v1/webhooks/<name>` for each configured adapter.
 
-The webhooks file (TOML or JSON; `--webhooks FILE` or `UPTAKE_COLLECTOR_WEBHOOKS`) says which
-adapters of `collector.adapters` to mount and how to map repositories to teams. It never holds a
-secret: each section names the *environment variable* that holds its secret or token, and
-`load_webhooks` reads those variables from the mapping it is given (the CLI passes
-`os.environ`), so the file can live in version control::
-
-    [github]                                   # POST /v1/webhooks/github
-    secret_env = "UPTAKE_GITHUB_WEBHOOK_SECRET"
-    teams = { "acme/checkout-api" = "checkout", "acme" = "platform" }
-    services = { "acme/monolith" = "shop" }
-    deploy_workflows = { ".github/workflows/deploy.yml" = "production" }
-
-    [gitlab]                                   # POST /v1/webhooks/gitlab
-    token_env = "UPTAKE_GITLAB_WEBHOOK_TOKEN"
-    teams = { "acme/payments" = "payments" }
-
-    [[generic]]                                # POST /v1/webhooks/argo-cd
-    name = "argo-cd"
-    token_env = "UPTAKE_ARGOCD_WEBHOOK_TOKEN"  # and/or secret_env (HMAC of the body)
-    teams = { "checkout-api" = "checkout" }
-
-A `*_env` value may also be a list of variable names: every secret they hold is accepted, for a
-rotation without downtime. docs/webhooks.md has the whole format.
-
-Per delivery the handler reads the raw body within `webhook_max_body_bytes` (64 KiB by default;
-`Content-Length` checked before reading, the size counted while reading: 413), lets the adapter
-verify it, answers a delivery id it handled before with 200 without producing
-(`pipeline.collector.replay`), lets the adapter convert it, judges the resulting events with the
-decoder of `POST /v1/events` (source: the adapter's name, which the adapters already put in the
-events) and answers 202 only after Kafka acknowledged them (503 otherwise).
+`load_webhooks` reads the webhooks file (docs/webhooks.md, "The webhooks file"): it names the
+environment variables that hold secrets, never a secret, and a bad file raises
+`WebhooksFileError`. Per delivery the handler reads the raw body within the size limit (413),
+lets the adapter verify it, answers a delivery id handled before with 200 without producing,
+lets the adapter convert it, judges the events with the decoder of `POST /v1/events` and answers
+202 only after Kafka acknowledged them, 503 otherwise (docs/webhooks.md, "Routes and answers").
 """
 
 from __future__ import annotations

@@ -1,27 +1,11 @@
 """Pseudonymise the `user` inside a rejected event's raw bytes before they are stored.
 
-A rejection keeps the event's original bytes (`Rejection.raw`) for `rejected_events.raw` and the
-dead-letter topic, both readable by reader roles for 90 days; the user identifier in them
-(a login, an e-mail) must not be. `pseudonymise_raw` replaces every `"user": "<identifier>"`
-with `"user": "uptake-pseudonym:<key>"`, where `<key>` is the same keyed hash accepted events
-get (`Pseudonymizer.key_of`), and keeps every other byte as it was sent:
-
-1. every complete `"user"` string member is rewritten in place (a regular expression over the
-   bytes; in JSON an unescaped `"user"` followed by `:` can only be a key), wherever it is
-   nested, also in bytes that are not JSON (a truncated array, a syntax error elsewhere);
-2. if the result parses as JSON and still holds a `user` key with an identifier (spelled
-   with escapes, e.g. `"\\u0075ser"`), it is re-encoded with that value replaced: the bytes
-   change, the identifier is gone;
-3. if it does not parse and a `"user": "` string starts that does not end (a body cut inside
-   the identifier), the raw bytes are cut before it, with a marker saying so.
-
-The bound (docs/guarantees.md, "Personal data in rejects"): a rejected body that is not JSON
-and spells the key with escapes keeps its identifier; no emitter or adapter of Uptake writes
-one. A value already marked is kept as it is, so a dead letter that fails again is not hashed
-twice, and `Pseudonymizer.key_of` reads a marked value back as its key, so a replayed dead
-letter counts for the same user.
-
-Contract of the step: pure CPU, never blocks, never raises for bad input.
+`pseudonymise_raw` rewrites every `"user": "<identifier>"` in `Rejection.raw` to
+`"user": "uptake-pseudonym:<key>"` (the keyed hash of `Pseudonymizer.key_of`) and keeps every
+other byte. A key spelled with escapes is caught when the bytes parse as JSON; a user string cut
+off in bytes that do not is removed with the rest. A value already marked is kept. The method and
+its bound: docs/guarantees.md, "Personal data, names and webhook deliveries".
+Pure CPU, never blocks, never raises for bad input.
 """
 
 from __future__ import annotations

@@ -1,25 +1,10 @@
 """Staggered-adoption difference-in-differences of DORA keys (Callaway & Sant'Anna, 2021).
 
-Input: a weekly team panel (`Panel`): per team and week the DORA figures of dora_metrics, and
-per capability the week each team first used it. Output: one `Estimate` per capability and
-metric, with the naive before/after beside it.
-
-Method (docs/analysts.md, "Impact estimates"): the `differences` library's ATTgt with
-not-yet-adopted teams as controls, universal base period (the week before adoption), outcome
-regression; the group-time effects are aggregated to one overall effect ("simple") and per
-week relative to adoption ("event"). Standard errors come from the per-team influence
-functions, i.e. they are clustered by team (the library clusters on the panel's entity; a
-separate cluster_var equal to the entity is what it does anyway). The pre-trend check is a
-Wald test that the event-study effects before adoption are all 0 (their covariances are not
-reported by the library: the test treats them as independent, so read it as a screen).
-
-Scales: lead time and recovery time are modelled in logs, so exp(effect) is a factor (0.5:
-halved); deployment frequency in deploys per week, reported as a factor of the adopting
-teams' pre-adoption mean; change failure rate as a difference in the rate.
-
-The library is imported only when an estimate is computed (it takes seconds to import).
-Contract: pure; never touches the warehouse; raises nothing for thin data (status
-`insufficient_data` with the reason), and reports a library failure as status `failed`.
+Input: a weekly team panel (`Panel`); output: one `Estimate` per capability and metric, with the
+naive before/after beside it. Method, scales and the pre-trend screen: docs/analysts.md, "Impact
+estimates". The `differences` library is imported only when an estimate is computed (it takes
+seconds). Pure; never touches the warehouse; raises nothing for thin data (status
+`insufficient_data` with the reason) and reports a library failure as status `failed`.
 """
 
 from __future__ import annotations

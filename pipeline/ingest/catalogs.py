@@ -1,23 +1,11 @@
 """The catalogs in force in a worker: loaded at start, reloaded without a restart, stored.
 
-Contract:
-
-- `WorkerCatalogs.load()` reads the team files (UPTAKE_TEAM_CATALOG, plus the Backstage API of
-  UPTAKE_BACKSTAGE_URL when set) on top of the history in `team_catalog`, and the capability
-  file (UPTAKE_CAPABILITIES), then writes both to the warehouse, on the caller's thread before
-  the stream starts. A broken file raises SettingsError naming the variable and the file's
-  line: the worker does not start. What the team catalog leaves out (`CatalogWarning`s) is
-  logged and counted in `uptake_catalog_warnings_total` at every load and reload.
-- `enrich(batch)` runs on the event loop, never blocks and does no I/O: it sets `batch.teams`
-  (`pipeline.enrich.teams.TeamResolver`, after the pseudonymiser) and notes capabilities the
-  catalog does not declare. Their events are kept and counted under their own name; each new
-  name is logged once and stored in `capability_catalog` with `declared = 0`.
-- `start(submit)` polls the files every UPTAKE_CATALOG_RELOAD_S seconds on watcher threads
-  (never when 0). A changed catalog is in force from the next batch (a reference swap). Its rows
-  are written by a job given to `submit`: the sink's single thread, so catalog writes never run
-  on the event loop nor beside a batch insert. A write that fails is tried again with the next
-  batch. A broken file on reload is logged once and the last good catalog stays in force.
-- `stop()` stops the watchers.
+`load()` reads and stores the catalogs on the caller's thread before the stream starts; a broken
+file raises SettingsError naming the variable and the line. `enrich(batch)` runs on the event
+loop, never blocks, does no I/O: it sets `batch.teams` and notes undeclared capabilities.
+`start(submit)` polls the files every UPTAKE_CATALOG_RELOAD_S seconds (never when 0); a broken
+file on reload keeps the last good catalog; writes run as jobs given to `submit` (the sink's
+thread). `stop()` stops the watchers. docs/catalogs.md, "How the worker uses the catalogs".
 """
 
 from __future__ import annotations

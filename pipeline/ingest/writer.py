@@ -1,20 +1,11 @@
 """`uptake writer`: the one process that writes to the warehouse when UPTAKE_WRITER=kafka.
 
-    writer topic ──poll──► merge records (each source offset once) ──► resolve teams
-                 ──► ClickHouseSink (offset watermarks, recent ids, dead letters) ──► commit
-
-Workers publish decoded, pseudonymised batches to UPTAKE_WRITER_TOPIC
-(pipeline/ingest/remote.py explains why and the ordering argument). The writer reads that
-topic's single partition in its own consumer group (`<UPTAKE_CONSUMER_GROUP>-writer`), merges
-what one poll returned into one batch, resolves teams with the catalogs (loaded, reloaded and
-stored exactly as the worker does in direct mode), writes it with the same `ClickHouseSink`,
-and commits the writer topic's offsets only after ClickHouse acknowledged. A crash replays
-records from the last commit; the sink's watermarks skip what is stored.
-
-Contract: one writer per warehouse (the embedded engine's folder lock enforces it there). A
-failing insert is retried by the sink; on SIGTERM while it still fails the writer exits 75
-without committing. Serves /metrics, /healthz and /readyz on UPTAKE_METRICS_PORT, and the
-adoption gauges (it has the warehouse; the workers do not).
+Reads the writer topic in its own group (`<UPTAKE_CONSUMER_GROUP>-writer`), merges each poll
+into one batch, resolves teams with the worker's catalogs, writes with `ClickHouseSink` and
+commits only after ClickHouse acknowledged (a crash replays; the watermarks skip what is stored).
+One writer per warehouse. A failing insert is retried; on SIGTERM while it still fails the
+writer exits 75 without committing. Serves /metrics, /healthz, /readyz and the adoption gauges.
+Why it is exact: docs/guarantees.md, "Scale-out"; docs/design.md, "Scale-out with one writer".
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
 """The ClickHouse sink: one column-oriented insert per table per batch, each row written once.
 
-Contract of the step:
-- `write(batch)` blocks until every table acknowledged its insert. A failed insert is retried
-  with exponential backoff, forever, until it succeeds or `stop()` was called; then it raises
-  `SinkStopped` and the caller must exit *without* committing offsets (the batch is replayed).
-- Exactly-once effect under at-least-once delivery: every row carries its source
-  (topic, partition, offset). For each table the sink knows the highest offset per partition
-  already stored (its watermark, read from ClickHouse the first time a partition is seen and
-  again for the batch after a failed insert) and skips rows at or below it. A replay after a
-  crash, a restart or a rebalance therefore writes nothing twice (offsets grow within a
-  partition).
-- A failed insert may have landed in part (the table but not a materialized view's target, or
-  one month partition of two). Its retries send the identical block with the same
-  `insert_deduplication_token` and dependent-view deduplication (`dedup_settings`, migration
-  0014): ClickHouse folds what landed and writes the rest, in the table and in every view.
-- An event whose id the sink wrote recently (the same event sent twice as two Kafka records)
-  is skipped (`RecentIds`, pipeline/sink/dedup.py): materialized views on `events` count what
-  is inserted, so a duplicate must not reach the insert.
-- Rejections go to the dead-letter topic (when a publisher is given) right before their insert
-  into `rejected_events`, inside the same retry loop.
-- Not thread-safe: one thread calls `write`; `stop()` may be called from any thread.
+`write(batch)` blocks until every table acknowledged its insert. A failed insert is retried with
+backoff (the identical block, same deduplication token) until it succeeds or `stop()` was called;
+then it raises `SinkStopped` and the caller must exit without committing offsets. Rows at or
+below a partition's offset watermark, and event ids written recently (`RecentIds`), are skipped;
+rejections go to the dead-letter topic right before their insert. Not thread-safe: one thread
+calls `write`; `stop()` may be called from any. Why: docs/guarantees.md, "How" (points 2-4).
 """
 
 from __future__ import annotations

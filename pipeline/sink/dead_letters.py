@@ -1,22 +1,10 @@
 """The dead-letter path: every rejected event goes to the DLQ topic with why and where it came from.
 
-A dead-letter message is the rejected event's original bytes, keyed by its source coordinates
-(`topic:partition:offset:index`, so duplicates from a replay are recognisable), with headers:
-
-| header | value |
-|---|---|
-| `uptake-reason` | the reason code (pipeline/contract/reasons.py) |
-| `uptake-detail` | human-readable detail, with the field path for schema violations |
-| `uptake-event-type` | the event type when it was known |
-| `uptake-source-topic` / `-partition` / `-offset` / `-index` | where the event was consumed |
-| `uptake-rejected-at` | when, RFC 3339 UTC |
-| `uptake-replayed` | `1` when `uptake dlq replay` put it back after it failed again |
-
-Contract of the step: `publish()` blocks until Kafka acknowledged every message (acks=all) and
-raises `DeadLetterError` otherwise; the sink calls it before it writes the same rejections to
-ClickHouse, inside its retry loop, so a batch's offsets never move before its rejects are
-safely in the DLQ. Delivery to the DLQ is at-least-once: a crash between the DLQ write and the
-ClickHouse write publishes those rejects again on replay (same key).
+A message is the event's original bytes, keyed `topic:partition:offset:index`, with `uptake-*`
+headers (docs/guarantees.md, "Dead letters"). `publish()` blocks until Kafka acknowledged every
+message (acks=all) and raises `DeadLetterError` otherwise. The sink calls it before it writes the
+same rejections, inside its retry loop: delivery is at-least-once (a replay publishes again,
+same key).
 """
 
 from __future__ import annotations

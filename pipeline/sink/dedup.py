@@ -1,21 +1,10 @@
 """The event ids a worker wrote most recently, so that an event sent twice is written once.
 
-Offset watermarks (pipeline/sink/clickhouse.py) stop a *replay* of the same Kafka records from being
-written twice. They cannot see the same event arriving as two different records: an emitter that
-re-sends after a timeout, a producer retry after a broker outage. `events` folds those by
-`event_id` (ReplacingMergeTree), but its materialized views (rollups, facts) count what is
-inserted, so the sink drops an event whose id is among the last `capacity` ids it wrote.
-
-Contract:
-- Bounded: at most `capacity` ids (128-bit ints, ~90 bytes each with the set and the queue),
-  oldest forgotten first. An id re-sent after that many newer events is not caught here; it still
-  folds in `events` and would count twice in the rollups — docs/guarantees.md says so, and
-  `horizon_s()` (exported as `uptake_sink_dedup_horizon_seconds`, alerted on below the documented
-  re-send horizon) tells how old a re-send can be and still be caught.
-- Ids enter only after their insert was acknowledged (`remember`), so a retried insert never
-  mistakes its own rows for duplicates.
-- Seeded from the warehouse (the newest ids of `events`) when the sink (re)reads its watermarks:
-  at start and after a rebalance, when another worker may have written.
+Bounded: at most `capacity` ids (about 90 bytes each), oldest forgotten first; `horizon_s()` is
+how old a re-send can be and still be caught. Ids enter only after their insert was acknowledged
+(`remember`); the sink seeds the set from the newest ids of `events` when it (re)reads its
+watermarks. In memory: never blocks. Why offsets are not enough, and the bound:
+docs/guarantees.md, "How" (point 4) and "Re-sends and the id window".
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """What every webhook adapter shares: the result and error types, the protocol and helpers.
 
-An adapter turns one HTTP delivery of a third-party webhook (GitHub, GitLab, a CD tool) into
-zero or more contract events (plain dicts that follow `docs/events.md`). Adapters are pure and
-framework-free: they see the request headers and the raw body and nothing else, so the HTTP
-collector can mount them under any web framework. The collector calls `verify` and then
-`convert` (or `process`, which does both) and answers from the outcome:
-
-- `WebhookRejected` -> its `status` (401 bad or missing signature/token, 400 malformed payload,
-  422 a delivery the adapter does not map) with its `reason`;
-- an `AdapterResult` with events -> produce them to Kafka, answer 202;
-- an `AdapterResult` with no events and `ignored` set -> nothing to produce, answer 202 with
-  the explanation (a valid delivery that carries no finished deployment, such as a GitHub
-  `ping`).
-
-Every event an adapter returns has already been checked against the contract structs
-(`pipeline.contract.events`); only the worker's clock rules (`occurred_at` not too old, not in
-the future) are left, because they depend on when the worker reads the event.
+An adapter turns one HTTP delivery (its headers and raw body, nothing else) into zero or more
+contract events; it is pure: it never blocks and does no I/O. `verify` then `convert` (or
+`process`) raise `WebhookRejected` (its `status` and `reason` are the answer) or return an
+`AdapterResult`: events to produce, or none with `ignored` set. The events already passed the
+contract structs; the decoder's clock rules are left to the collector (docs/webhooks.md,
+"What the collector does with a delivery").
 """
 
 from __future__ import annotations

@@ -1,28 +1,10 @@
 """A generic deploy webhook for CD tools without a dedicated adapter (Argo CD, Spinnaker, Jenkins).
 
-The tool sends one small JSON object when a deployment ends (docs/webhooks.md shows how to
-configure Argo CD notifications and a Jenkins step to send it)::
-
-    {
-      "deployment_id": "checkout-api-2025-06-01-3",      # string or integer, required
-      "service": "checkout-api",                         # required
-      "environment": "production",                       # required
-      "status": "succeeded",                             # succeeded | failed | rolled_back
-      "finished_at": "2025-06-01T14:05:31Z",             # RFC 3339 with offset, required
-      "commits": [{"sha": "9fceb02", "committed_at": "2025-05-31T16:20:11Z"}],   # optional
-      "started_at": "2025-06-01T13:58:02Z",              # optional
-      "team": "checkout",                                # optional
-      "user": "checkout.eng1"                            # optional
-    }
-
-Other fields are ignored. A status that says the deployment has not ended (`started`,
-`running`, `pending`, `queued`, `in_progress`) is accepted and ignored, so a tool that also
-notifies on start can use the same endpoint.
-
-Authenticated by a bearer token (`Authorization: Bearer <token>`), an HMAC-SHA256 signature of
-the raw body (`X-Uptake-Signature-256: sha256=<hex>`), or both: every one that is configured
-must be present and valid. A delivery may name itself in `X-Uptake-Delivery` (any string, the
-same on a redelivery) for replay protection.
+The tool sends one small JSON object when a deployment ends; its fields, and the statuses that
+are accepted and ignored (a deployment not ended yet), are in docs/webhooks.md, "Generic deploy
+webhook". Authenticated by a bearer token, an HMAC-SHA256 signature of the raw body
+(`X-Uptake-Signature-256`), or both: every one configured must be present and valid. A delivery
+may name itself in `X-Uptake-Delivery` for replay protection. Pure: never blocks, no I/O.
 """
 
 from __future__ import annotations

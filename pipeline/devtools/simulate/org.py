@@ -1,26 +1,11 @@
 """A synthetic organisation and the platform usage it generates, deterministic per seed.
 
-Teams own services and have engineers; each team adopts each platform capability at its own
-moment (or never), so adoption grows over the simulated window. The generator yields contract
-events in time order together with the ground truth the tests compare the warehouse against.
-
-Two worlds:
-- without a `Scenario` (the default of `generate`), a team uses a capability only from the
-  moment it adopted it: the flat, fast stream the pipeline and reliability tests use;
-- with a `Scenario` (what `uptake simulate` sends), every team also deploys and has incidents
-  during the whole window. Before it adopts `deploy-pipeline` (`incident-response`) those events
-  name the tool it used before, an undeclared capability; from adoption on they name the
-  platform capability, and lead time, change failure rate and time to restore change by the
-  scenario's factors. That is what lets DORA before/after adoption and adopters against
-  non-adopters be measured, and the scenario says what the analyst views must recover.
-  Deploys and incidents keep the same share of the events all window long (before anything is
-  adopted the other moments are calls to an in-house API), so no team looks busier before its
-  adoption than after. Optional: an organisation-wide trend (`trend_per_week`: every team gets
-  faster and deploys more, adopters or not), weekly seasonality of deploys
-  (`weekend_deploy_factor`), a deploy-rate effect of deploy-pipeline, and a capability adopted
-  without any effect (`no_effect_capability`), and deploys that cause an incident naming them
-  (`incident_caused_share`; the incident carries the deploy's capability);
-  `Scenario.effects()` is the ground truth.
+Teams own services, have engineers and adopt each capability at their own moment (or never).
+`generate` yields contract events in time order with the ground truth the tests compare the
+warehouse against. Without a `Scenario`, a team uses a capability only once it adopted it (the
+fast stream of the pipeline tests); with one (`uptake simulate`), teams also deploy and have
+incidents all window long and adopting changes their DORA figures by the scenario's factors
+(`Scenario.effects()`; docs/analysts.md, "Impact estimates" and "Trying it"). Pure CPU.
 """
 
 from __future__ import annotations
