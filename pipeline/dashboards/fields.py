@@ -16,7 +16,7 @@ from pipeline.dashboards.navigation import team_link
 LABELS = frozenset({"capability", "series", "kind", "team", "status", "cohort", "metric"})
 """String columns of time-series queries: the plugin turns them into series labels."""
 
-DATES = frozenset({"first_use", "last_active", "day", "month", "cohort", "adopted_at"})
+DATES = frozenset({"first_use", "last_active", "day", "month", "adopted_at"})
 WORDS = {
     "n": "",
     "28d": "(28 days)",
@@ -86,8 +86,11 @@ def unit(column: str) -> str | None:
     return None
 
 
-def link(column: str, label: bool = False) -> list[dict[str, str]]:
-    """The team drill-down link of a `team` field (a column, or a series label)."""
+def link(column: str, *, label: bool = False, matrix: bool = False) -> list[dict[str, str]]:
+    """The team drill-down link of a `team` field: a column (the row's team), a series label,
+    or the row header of a matrix (the cell's own value)."""
     if column != "team":
         return []
-    return [team_link("__field.labels.team" if label else "__data.fields.team")]
+    if label:
+        return [team_link("__field.labels.team")]
+    return [team_link("__value.raw" if matrix else "__data.fields.team")]

@@ -52,8 +52,24 @@ def _value(key: str, value: object) -> model.DynamicConfigValue:
     return model.DynamicConfigValue(id_val=key, value=value)
 
 
-def _name_columns(panel: Named, targets: Sequence[Target], skip_units: Sequence[str]) -> None:
-    """Tables and bar charts: a display name, a unit and the team link per column."""
+def _name_columns(
+    panel: Named,
+    targets: Sequence[Target],
+    skip_units: Sequence[str],
+    transformations: Sequence[model.DataTransformerConfig],
+) -> None:
+    """Tables and bar charts: a display name, a unit and the team link per column. After a
+    `groupingToMatrix` the fields are its row header (`row\\column`, named after the row
+    field) and one field per value of the column field (named by the data)."""
+    for matrix in transformations:
+        if matrix.id_val == "groupingToMatrix":
+            options = matrix.options
+            row, column = str(options["rowField"]), str(options["columnField"])
+            properties = [_value("displayName", fields.display_name(row))]
+            if fields.link(row):
+                properties.append(_value("links", fields.link(row, matrix=True)))
+            panel.override_by_name(f"{row}\\{column}", properties)
+            return
     for column in _columns(targets):
         properties = [_value("displayName", fields.display_name(column))]
         column_unit = fields.unit(column)
@@ -223,7 +239,7 @@ def table(
     panel.unit(unit or "short")  # numbers; time columns get a date unit (fields.unit)
     if decimals is not None:
         panel.decimals(decimals)
-    _name_columns(panel, targets, skip_units=list(column_units or {}))
+    _name_columns(panel, targets, list(column_units or {}), transformations)
     if heat:
         panel.color_scheme(sdk.FieldColor().mode(model.FieldColorModeId.CONTINUOUS_GREENS))
         panel.cell_options(
@@ -271,7 +287,7 @@ def barchart(
         panel.with_transformation(transformation)
     if decimals is not None:
         panel.decimals(decimals)
-    _name_columns(panel, targets, skip_units=())
+    _name_columns(panel, targets, (), transformations)
     if "team" in _columns(targets):  # a bar of a team: the whole row's team
         panel.override_by_field_type("number", [_value("links", fields.link("team"))])
     return panel
