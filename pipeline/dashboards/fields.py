@@ -51,9 +51,13 @@ def columns(sql: str) -> list[str]:
 
 
 def _split(text: str) -> list[str]:
-    items, depth, current = [], 0, ""
+    items: list[str] = []
+    depth, current = 0, ""
     for char in text:
-        depth += char in "([" and 1 or (char in ")]" and -1 or 0)
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
         if char == "," and depth == 0:
             items.append(current)
             current = ""

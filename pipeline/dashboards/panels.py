@@ -10,6 +10,7 @@ a table or a bar chart wants columns; a stat wants a number.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from grafana_foundation_sdk.builders import barchart as sdk_barchart
 from grafana_foundation_sdk.builders import common as sdk_common
@@ -31,11 +32,7 @@ from pipeline.dashboards.board import CLICKHOUSE, PROMETHEUS, ClickHouseQuery, C
 
 Target = cogbuilder.Builder[cogvariants.Dataquery]
 Named = (
-    sdk_table.Panel
-    | sdk_barchart.Panel
-    | sdk_timeseries.Panel
-    | sdk_heatmap.Panel
-    | sdk_stat.Panel
+    sdk_table.Panel | sdk_barchart.Panel | sdk_timeseries.Panel | sdk_heatmap.Panel | sdk_stat.Panel
 )
 
 
@@ -63,7 +60,7 @@ def _name_columns(
     field) and one field per value of the column field (named by the data)."""
     for matrix in transformations:
         if matrix.id_val == "groupingToMatrix":
-            options = matrix.options
+            options = cast(dict[str, object], matrix.options)
             row, column = str(options["rowField"]), str(options["columnField"])
             properties = [_value("displayName", fields.display_name(row))]
             if fields.link(row):

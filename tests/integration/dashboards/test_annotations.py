@@ -146,8 +146,11 @@ def test_team_milestones_are_the_chosen_teams_current_ones(warehouse: Warehouse)
 def test_deploy_markers_are_production_deployments(warehouse: Warehouse) -> None:
     team_sql = _annotations("team-drilldown.json")["Production deploys"]
     assert _markers(warehouse, team_sql, team="a") == [
-        ("2026-12-01 09:00", "a-api deployed to production: rolled_back",
-         ["deploy", "rolled_back", "a"]),
+        (
+            "2026-12-01 09:00",
+            "a-api deployed to production: rolled_back",
+            ["deploy", "rolled_back", "a"],
+        ),
     ]
     every_sql = _annotations("platform-impact.json")["Production deploys"]
     assert [m[1] for m in _markers(warehouse, every_sql)] == [

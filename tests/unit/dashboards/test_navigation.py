@@ -115,11 +115,7 @@ def team_link_problems(dashboard: dict[str, Any]) -> list[str]:
         shows_team = "team" in _sql_columns(panel) or (matrix or {}).get("rowField") == "team"
         if not shows_team:
             continue
-        urls = [
-            link["url"]
-            for _, props in _overrides(panel)
-            for link in props.get("links", [])
-        ]
+        urls = [link["url"] for _, props in _overrides(panel) for link in props.get("links", [])]
         good = [u for u in urls if (m := TEAM_LINK.fullmatch(u)) and m["uid"] in team_boards]
         if not good:
             problems.append(f"{panel['title']}: shows a team but links to no team drill-down")
@@ -217,8 +213,10 @@ def test_a_fixed_datasource_uid_is_caught() -> None:
 def test_a_broken_annotation_is_caught() -> None:
     broken = copy.deepcopy(BOARDS["team-drilldown.json"])
     target = broken["annotations"]["list"][1]["target"]
-    target["rawSql"] = target["rawSql"].replace(" AS text", " AS label").replace(
-        "decodeURLComponent('${team:percentencode}')", "'${team}'"
+    target["rawSql"] = (
+        target["rawSql"]
+        .replace(" AS text", " AS label")
+        .replace("decodeURLComponent('${team:percentencode}')", "'${team}'")
     )
     assert annotation_problems(broken) == [
         "Team milestones: SQL must return time, text, tags",
@@ -240,9 +238,7 @@ def test_a_team_table_without_its_link_is_caught() -> None:
     for _, props in _overrides(panel):
         for link in props.get("links", []):
             link["url"] = link["url"].replace("${__url_time_range}&", "")
-    assert team_link_problems(broken) == [
-        "Per team: shows a team but links to no team drill-down"
-    ]
+    assert team_link_problems(broken) == ["Per team: shows a team but links to no team drill-down"]
 
 
 def test_a_field_without_name_or_unit_is_caught() -> None:
