@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class CatalogError(ValueError):
@@ -58,20 +59,12 @@ class CatalogWarning:
 
     __slots__ = ("kind", "text")
 
-    def __init__(
-        self,
-        kind: str,
-        message: str,
-        *,
-        source: str,
-        line: int | None = None,
-        entry: str | None = None,
-        field: str | None = None,
-    ) -> None:
+    def __init__(self, kind: str, message: str, **where: Any) -> None:
+        """`where`: `CatalogError`'s keywords (source, and line, entry, field where known)."""
         if kind not in WARNING_KINDS:
             raise ValueError(f"unknown catalog warning kind {kind!r}")
         self.kind = kind
-        self.text = str(CatalogError(message, source=source, line=line, entry=entry, field=field))
+        self.text = str(CatalogError(message, **where))
 
     def __str__(self) -> str:
         return self.text

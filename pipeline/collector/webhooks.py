@@ -236,16 +236,28 @@ def _kind(value: object) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _github(section: _Section, environ: Mapping[str, str]) -> GitHubAdapter:
-    section.check_keys(SECTION_KEYS["github"])
-    secrets = section.secrets("secret_env", environ)
+_REQUIRED_SECRET = {
+    "github": ("secret_env", "the webhook secret", "UPTAKE_GITHUB_WEBHOOK_SECRET"),
+    "gitlab": ("token_env", "the webhook secret token", "UPTAKE_GITLAB_WEBHOOK_TOKEN"),
+}
+"""Adapter kind -> (key naming its secret variable, what the secret is, an example variable)."""
+
+
+def _required_secrets(section: _Section, kind: str, environ: Mapping[str, str]) -> list[str]:
+    """The section's keys checked and the secrets of `_REQUIRED_SECRET[kind]`, which it needs."""
+    section.check_keys(SECTION_KEYS[kind])
+    key, what, example = _REQUIRED_SECRET[kind]
+    secrets = section.secrets(key, environ)
     if secrets is None:
         raise section.error(
-            "needs secret_env, the environment variable holding the webhook secret (e.g. "
-            'secret_env = "UPTAKE_GITHUB_WEBHOOK_SECRET")'
+            f'needs {key}, the environment variable holding {what} (e.g. {key} = "{example}")'
         )
+    return secrets
+
+
+def _github(section: _Section, environ: Mapping[str, str]) -> GitHubAdapter:
     return GitHubAdapter(
-        secrets,
+        _required_secrets(section, "github", environ),
         teams=section.table("teams"),
         services=section.table("services"),
         deploy_workflows=section.table("deploy_workflows"),
@@ -253,14 +265,11 @@ def _github(section: _Section, environ: Mapping[str, str]) -> GitHubAdapter:
 
 
 def _gitlab(section: _Section, environ: Mapping[str, str]) -> GitLabAdapter:
-    section.check_keys(SECTION_KEYS["gitlab"])
-    tokens = section.secrets("token_env", environ)
-    if tokens is None:
-        raise section.error(
-            "needs token_env, the environment variable holding the webhook secret token (e.g. "
-            'token_env = "UPTAKE_GITLAB_WEBHOOK_TOKEN")'
-        )
-    return GitLabAdapter(tokens, teams=section.table("teams"), services=section.table("services"))
+    return GitLabAdapter(
+        _required_secrets(section, "gitlab", environ),
+        teams=section.table("teams"),
+        services=section.table("services"),
+    )
 
 
 def _generic(origin: str, number: int, entry: object, environ: Mapping[str, str]) -> GenericAdapter:

@@ -31,6 +31,8 @@ from .events import (
 )
 from .reasons import Reason
 
+_Window = tuple[datetime, datetime]
+
 
 class SourceMessage(NamedTuple):
     """A Kafka message as the decoder sees it: where it came from, its raw bytes and its
@@ -227,7 +229,7 @@ class BatchDecoder:
         """
         marks = (len(batch.events), len(batch.rejections))
         try:
-            self._decode_slowly(batch, message, value, newest, oldest)
+            self._decode_slowly(batch, message, value, (newest, oldest))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             del batch.events[marks[0] :], batch.partitions[marks[0] :]
             del batch.offsets[marks[0] :], batch.topics[marks[0] :]
@@ -239,14 +241,12 @@ class BatchDecoder:
             self._reject(batch, message, 0, value, reason, detail)
 
     def _decode_slowly(
-        self,
-        batch: DecodedBatch,
-        message: SourceMessage,
-        value: bytes,
-        newest: datetime,
-        oldest: datetime,
+        self, batch: DecodedBatch, message: SourceMessage, value: bytes, window: _Window
     ) -> None:
-        """Some event of the message is invalid: split it and judge each event on its own."""
+        """Some event of the message is invalid: split it and judge each event on its own.
+
+        `window`: (newest, oldest) occurred_at the batch accepts."""
+        newest, oldest = window
         items: list[bytes]
         if value.lstrip()[:1] == b"[":
             items = [bytes(raw) for raw in self._raw_items.decode(value)]
@@ -334,24 +334,21 @@ class BatchDecoder:
         integral floats written as integers (JSON Schema counts `201.0` as an integer); a
         second failure is then reported for the rewritten bytes (e.g. 201.5 stays a float).
         """
+        result = self._typed(item)
+        if not isinstance(result, tuple) or not result[1].startswith(_INT_GOT_FLOAT):
+            return result
+        rewritten = self._integral_floats_as_ints(item)
+        return result if rewritten is None else self._typed(rewritten)
+
+    def _typed(self, item: bytes) -> Envelope | tuple[bytes, str]:
+        """The typed event in `item`, or `item` and msgspec's error (a name's as the name rule)."""
         try:
             return self._event.decode(item)
         except msgspec.ValidationError as exc:
             error = str(exc)
         if error.startswith(_NAME_ERROR):
             return item, self._name_detail(item, error)
-        if not error.startswith(_INT_GOT_FLOAT):
-            return item, error
-        rewritten = self._integral_floats_as_ints(item)
-        if rewritten is None:
-            return item, error
-        try:
-            return self._event.decode(rewritten)
-        except msgspec.ValidationError as exc:
-            error = str(exc)
-        if error.startswith(_NAME_ERROR):
-            return rewritten, self._name_detail(rewritten, error)
-        return rewritten, error
+        return item, error
 
     def _name_detail(self, item: bytes, error: str) -> str:
         """msgspec's "does not match <pattern>" as the name rule, with the character found."""
