@@ -20,9 +20,9 @@ DATES = frozenset({"first_use", "last_active", "day", "month", "adopted_at"})
 WORDS = {
     "n": "",
     "28d": "(28 days)",
-    "28": "(28 days)",
+    "28": "(last 28)",
     "s": "",
-    "h": "(hours)",
+    "h": "",
     "ci": "CI",
     "p90": "p90",
     "nps": "NPS",
@@ -31,6 +31,15 @@ WORDS = {
     "dora": "DORA",
     "pretrend": "pre-trend",
 }
+NAMES = {
+    "year_month": "Month",
+    "group_name": "Organisation unit",
+    "team_metric": "Team and metric",
+    "n_treated": "Treated teams",
+    "n_control": "Control teams",
+    "pretrend_p": "Pre-trend p-value",
+}
+"""Columns whose words alone would not say it (the rest: `display_name`)."""
 _TOKENS = re.compile(r"\(|\)|'(?:[^'\\]|\\.)*'|\bSELECT\b|\bFROM\b", re.IGNORECASE)
 
 
@@ -72,7 +81,10 @@ def _name(item: str) -> str:
 
 
 def display_name(column: str) -> str:
-    """`active_target_teams_28d` -> `Active target teams (28 days)`."""
+    """`active_target_teams_28d` -> `Active target teams (28 days)`; a unit suffix (`_s`,
+    `_h`) is left to the unit."""
+    if column in NAMES:
+        return NAMES[column]
     words = [WORDS.get(word, word) for word in column.split("_")]
     text = " ".join(word for word in words if word)
     return text[:1].upper() + text[1:]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pipeline.dashboards.board import CLICKHOUSE_TYPE, PROMETHEUS_TYPE
-from pipeline.dashboards.fields import LABELS, columns
+from pipeline.dashboards.fields import LABELS, columns, display_name, unit
 from tests.support.dashboards import dashboard_files, panels_of
 
 BOARDS = {path.name: json.loads(path.read_text()) for path in dashboard_files()}
@@ -252,3 +252,25 @@ def test_a_field_without_name_or_unit_is_caught() -> None:
         "Recent incidents: no unit for its numbers",
         "Recent incidents: field severity has no display name",
     ]
+
+
+def test_columns_are_the_outer_select_list() -> None:
+    sql = """
+        SELECT toDate(bucket) AS time, concat(a, ', ', b) AS text, t.team,
+            (SELECT max(x) FROM y) AS top
+        FROM t WHERE x IN (SELECT 1)
+    """
+    assert columns(sql) == ["time", "text", "team", "top"]
+    with pytest.raises(ValueError, match="no top-level SELECT"):
+        columns("WITH 1 AS x")
+
+
+def test_display_names_read_as_words() -> None:
+    assert display_name("active_target_teams_28d") == "Active target teams (28 days)"
+    assert display_name("lead_time_median_s") == "Lead time median"  # seconds: the unit
+    assert display_name("year_month") == "Month"
+    assert (unit("lead_time_s"), unit("deployed_at"), unit("first_use")) == (
+        "s",
+        "dateTimeAsIso",
+        "time:YYYY-MM-DD",
+    )
