@@ -77,10 +77,10 @@ MILESTONES = [  # team, capability, milestone, occurred_at, episode, retracted
 ]
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
-    folder = tmp_path_factory.mktemp("annotations")
-    with connect(f"chdb://{folder}?database=annotations", create_database=True) as wh:
+@pytest.fixture
+def warehouse(inprocess_warehouse_url: str) -> Iterator[Warehouse]:
+    # The process's one embedded folder (chdb opens one per process), a fresh database.
+    with connect(inprocess_warehouse_url, create_database=True) as wh:
         migrate(wh, progress=lambda line: None)
         insert_events(wh, EVENTS)
         wh.insert_columns(
