@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
 
-from pipeline.dashboards import panels
+from pipeline.dashboards import navigation, panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
 from pipeline.dashboards.names import name_in
 
@@ -36,6 +36,7 @@ def build() -> Board:
         ),
         tags=("uptake", "adoption"),
     )
+    board.annotation(navigation.launches())
     board.variable(
         query_variable(
             "capability",

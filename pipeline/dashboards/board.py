@@ -21,12 +21,17 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
-# Fixed uids: deploy/grafana/provisioning/datasources/uptake.yml provisions them, every panel
-# refers to them, so imported dashboards work without a datasource prompt.
-CLICKHOUSE_UID = "uptake-clickhouse"
+# Panels, annotations and query variables refer to a datasource *variable* per datasource type,
+# so the JSON imports into any Grafana (the variable lists the datasources of its type). Its
+# default is the uid deploy/grafana/provisioning/datasources/uptake.yml provisions.
+CLICKHOUSE_VARIABLE = "ds_clickhouse"
+CLICKHOUSE_UID = "${ds_clickhouse}"
 CLICKHOUSE_TYPE = "grafana-clickhouse-datasource"
-PROMETHEUS_UID = "uptake-prometheus"
+PROVISIONED_CLICKHOUSE_UID = "uptake-clickhouse"
+PROMETHEUS_VARIABLE = "ds_prometheus"
+PROMETHEUS_UID = "${ds_prometheus}"
 PROMETHEUS_TYPE = "prometheus"
+PROVISIONED_PROMETHEUS_UID = "uptake-prometheus"
 
 CLICKHOUSE = model.DataSourceRef(type_val=CLICKHOUSE_TYPE, uid=CLICKHOUSE_UID)
 PROMETHEUS = model.DataSourceRef(type_val=PROMETHEUS_TYPE, uid=PROMETHEUS_UID)
@@ -161,6 +166,10 @@ class Board:
         self._builder.with_variable(variable)
         return self
 
+    def annotation(self, annotation: sdk.AnnotationQuery) -> Board:
+        self._builder.annotation(annotation)
+        return self
+
     def row(self, title: str) -> Board:
         """Start a new line with a (non-collapsible) row header."""
         if self._cursor.x or self._cursor.line_height:
@@ -181,12 +190,65 @@ class Board:
         """The dashboard as Grafana's classic JSON model (a fresh dict on every call)."""
         text = json.dumps(self._builder.build(), cls=JSONEncoder, sort_keys=True)
         data: dict[str, Any] = json.loads(text)
+        # One datasource variable per datasource type the dashboard uses, first in the list
+        # (the query variables read from it).
+        used = [
+            datasource_variable(name, label, kind, default)
+            for name, label, kind, default in _DATASOURCE_VARIABLES
+            if "${" + name + "}" in text
+        ]
+        templating = data.setdefault("templating", {})
+        templating["list"] = [
+            json.loads(json.dumps(variable.build(), cls=JSONEncoder, sort_keys=True))
+            for variable in used
+        ] + templating.get("list", [])
         return data
 
     def _take_id(self) -> int:
         taken = self._next_id
         self._next_id += 1
         return taken
+
+
+_DATASOURCE_VARIABLES = (
+    (CLICKHOUSE_VARIABLE, "ClickHouse", CLICKHOUSE_TYPE, PROVISIONED_CLICKHOUSE_UID),
+    (PROMETHEUS_VARIABLE, "Prometheus", PROMETHEUS_TYPE, PROVISIONED_PROMETHEUS_UID),
+)
+
+
+def datasource_variable(name: str, label: str, kind: str, default: str) -> sdk.DatasourceVariable:
+    """A variable listing the datasources of plugin type `kind`; `default` is the provisioned
+    uid (Grafana falls back to the first datasource of the type when it does not exist)."""
+    return (
+        sdk.DatasourceVariable(name)
+        .label(label)
+        .type(kind)
+        .current(model.VariableOption(text=default, value=default, selected=True))
+        .description(f"The {label} datasource the panels and annotations query.")
+    )
+
+
+class ClickHouseAnnotation(cogbuilder.Builder[model.AnnotationTarget]):
+    """An annotation query's target: ClickHouse SQL returning `time`, `text` and `tags`."""
+
+    def __init__(self, sql: str) -> None:
+        self._query = ClickHouseQuery(sql, "table", "Anno")
+
+    def build(self) -> model.AnnotationTarget:
+        return self._query  # type: ignore[return-value]  # the encoder calls to_json()
+
+
+def annotation(name: str, sql: str, color: str, *, enabled: bool = True) -> sdk.AnnotationQuery:
+    """A ClickHouse annotation: one marker per row, at `time`, with `text` and `tags`."""
+    return (
+        sdk.AnnotationQuery()
+        .name(name)
+        .datasource(CLICKHOUSE)
+        .enable(enabled)
+        .hide(False)
+        .icon_color(color)
+        .target(ClickHouseAnnotation(sql))
+    )
 
 
 def query_variable(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import barchart, timeseries
 from grafana_foundation_sdk.models import dashboard as model
 
-from pipeline.dashboards import panels
+from pipeline.dashboards import navigation, panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
 from pipeline.dashboards.names import name_is
 
@@ -92,6 +92,8 @@ def build() -> Board:
     variable.current(
         model.VariableOption(text=DEFAULT_CAPABILITY, value=DEFAULT_CAPABILITY, selected=True)
     )
+    board.annotation(navigation.launches())
+    board.annotation(navigation.all_deploys())
     board.variable(variable)
 
     board.row("Impact estimates: staggered difference-in-differences (uptake impact)")

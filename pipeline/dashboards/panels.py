@@ -10,6 +10,7 @@ a table or a bar chart wants columns; a stat wants a number.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from grafana_foundation_sdk.builders import barchart as sdk_barchart
 from grafana_foundation_sdk.builders import common as sdk_common
@@ -26,9 +27,76 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import heatmap as heatmap_model
 from grafana_foundation_sdk.models import text as text_model
 
-from pipeline.dashboards.board import CLICKHOUSE, PROMETHEUS, ClickHouseTarget
+from pipeline.dashboards import fields
+from pipeline.dashboards.board import CLICKHOUSE, PROMETHEUS, ClickHouseQuery, ClickHouseTarget
 
 Target = cogbuilder.Builder[cogvariants.Dataquery]
+Named = (
+    sdk_table.Panel | sdk_barchart.Panel | sdk_timeseries.Panel | sdk_heatmap.Panel | sdk_stat.Panel
+)
+
+
+def _columns(targets: Sequence[Target]) -> list[str]:
+    found: list[str] = []
+    for target in targets:
+        query = target.build()
+        if isinstance(query, ClickHouseQuery):
+            found += [c for c in fields.columns(query.sql) if c not in found]
+    return found
+
+
+def _value(key: str, value: object) -> model.DynamicConfigValue:
+    return model.DynamicConfigValue(id_val=key, value=value)
+
+
+def _name_columns(
+    panel: Named,
+    targets: Sequence[Target],
+    skip_units: Sequence[str],
+    transformations: Sequence[model.DataTransformerConfig],
+) -> None:
+    """Tables and bar charts: a display name, a unit and the team link per column. After a
+    `groupingToMatrix` the fields are its row header (`row\\column`, named after the row
+    field) and one field per value of the column field (named by the data)."""
+    for matrix in transformations:
+        if matrix.id_val == "groupingToMatrix":
+            options = cast(dict[str, object], matrix.options)
+            row, column = str(options["rowField"]), str(options["columnField"])
+            properties = [_value("displayName", fields.display_name(row))]
+            if fields.link(row):
+                properties.append(_value("links", fields.link(row, matrix=True)))
+            panel.override_by_name(f"{row}\\{column}", properties)
+            return
+    for column in _columns(targets):
+        properties = [_value("displayName", fields.display_name(column))]
+        column_unit = fields.unit(column)
+        if column_unit and column not in skip_units:
+            properties.append(_value("unit", column_unit))
+        if fields.link(column):
+            properties.append(_value("links", fields.link(column)))
+        panel.override_by_name(column, properties)
+
+
+def _name_series(panel: Named, targets: Sequence[Target]) -> None:
+    """Time series and heatmaps: series named by their label columns, or each value column."""
+    names = [c for c in _columns(targets) if c != "time"]
+    labels = [c for c in names if c in fields.LABELS]
+    values = [c for c in names if c not in fields.LABELS]
+    if not labels:
+        for column in values:
+            properties = [_value("displayName", fields.display_name(column))]
+            column_unit = fields.unit(column)
+            if column_unit:
+                properties.append(_value("unit", column_unit))
+            panel.override_by_name(column, properties)
+        return
+    by_labels = " ".join(f"${{__field.labels.{label}}}" for label in labels)
+    for column in values:
+        prefix = f"{fields.display_name(column)}: " if len(values) > 1 else ""
+        properties = [_value("displayName", prefix + by_labels)]
+        if "team" in labels:
+            properties.append(_value("links", fields.link("team", label=True)))
+        panel.override_by_name(column, properties)
 
 
 def _datasource(targets: Sequence[Target]) -> model.DataSourceRef:
@@ -101,6 +169,7 @@ def timeseries(
         panel.decimals(decimals)
     if min_interval:
         panel.interval(min_interval)
+    _name_series(panel, targets)
     return panel
 
 
@@ -135,6 +204,7 @@ def stat(
     )
     if decimals is not None:
         panel.decimals(decimals)
+    panel.display_name(title)
     return panel
 
 
@@ -163,10 +233,10 @@ def table(
     )
     for transformation in transformations:
         panel.with_transformation(transformation)
-    if unit:
-        panel.unit(unit)
+    panel.unit(unit or "short")  # numbers; time columns get a date unit (fields.unit)
     if decimals is not None:
         panel.decimals(decimals)
+    _name_columns(panel, targets, list(column_units or {}), transformations)
     if heat:
         panel.color_scheme(sdk.FieldColor().mode(model.FieldColorModeId.CONTINUOUS_GREENS))
         panel.cell_options(
@@ -214,6 +284,9 @@ def barchart(
         panel.with_transformation(transformation)
     if decimals is not None:
         panel.decimals(decimals)
+    _name_columns(panel, targets, (), transformations)
+    if "team" in _columns(targets):  # a bar of a team: the whole row's team
+        panel.override_by_field_type("number", [_value("links", fields.link("team"))])
     return panel
 
 
@@ -252,6 +325,7 @@ def heatmap(
     )
     if min_interval:
         panel.interval(min_interval)
+    _name_series(panel, targets)
     return panel
 
 

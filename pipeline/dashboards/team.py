@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
 
-from pipeline.dashboards import panels
+from pipeline.dashboards import navigation, panels
 from pipeline.dashboards.board import Board, clickhouse, query_variable
 from pipeline.dashboards.names import name_is
 
@@ -28,6 +28,9 @@ def build() -> Board:
         ),
         tags=("uptake", "team"),
     )
+    board.annotation(navigation.launches())
+    board.annotation(navigation.team_milestones())
+    board.annotation(navigation.team_deploys())
     board.variable(
         query_variable(
             "team",

@@ -11,7 +11,13 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.dashboards import generate
-from pipeline.dashboards.board import CLICKHOUSE_UID, GRID_COLUMNS, PROMETHEUS_UID
+from pipeline.dashboards.board import (
+    CLICKHOUSE_UID,
+    GRID_COLUMNS,
+    PROMETHEUS_UID,
+    PROVISIONED_CLICKHOUSE_UID,
+    PROVISIONED_PROMETHEUS_UID,
+)
 from tests.conftest import REPO
 from tests.support.dashboards import DASHBOARDS, dashboard_files, panels_of
 
@@ -87,15 +93,20 @@ def test_every_panel_is_explained_and_queries_a_provisioned_datasource(
         assert len(refs) == len(set(refs)), panel["title"]
 
 
-def test_the_provisioned_datasources_have_the_uids_the_dashboards_use() -> None:
+def test_the_datasource_variables_default_to_the_provisioned_datasources() -> None:
     config = yaml.safe_load((PROVISIONED / "datasources" / "uptake.yml").read_text())
     by_uid = {source["uid"]: source for source in config["datasources"]}
-    assert by_uid[CLICKHOUSE_UID]["type"] == "grafana-clickhouse-datasource"
-    assert by_uid[PROMETHEUS_UID]["type"] == "prometheus"
-    used = {
-        target["datasource"]["uid"]
+    assert by_uid[PROVISIONED_CLICKHOUSE_UID]["type"] == "grafana-clickhouse-datasource"
+    assert by_uid[PROVISIONED_PROMETHEUS_UID]["type"] == "prometheus"
+    defaults = {
+        variable["current"]["value"]: variable["query"]
         for dashboard in DASHBOARD_JSON
-        for panel in panels_of(dashboard)
-        for target in panel.get("targets", [])
+        for variable in dashboard["templating"]["list"]
+        if variable["type"] == "datasource"
     }
-    assert used <= set(by_uid)
+    assert defaults == {
+        PROVISIONED_CLICKHOUSE_UID: "grafana-clickhouse-datasource",
+        PROVISIONED_PROMETHEUS_UID: "prometheus",
+    }
+    for uid, kind in defaults.items():
+        assert by_uid[uid]["type"] == kind
