@@ -50,8 +50,10 @@ def _time_label(at: datetime, span_days: float) -> str:
     return at.strftime("%b %d") if span_days >= 2 else at.strftime("%H:%M")
 
 
-def _legend(names: Sequence[str]) -> str:
-    items = "".join(
+def _legend(names: Sequence[str], title: str = "") -> str:
+    """The colour keys; `title` is what every name shares (a metric and its unit), said once."""
+    head = f"<strong>{escape(title)}:</strong> " if title else ""
+    items = head + "".join(
         f'<span class="key"><i style="background:{PALETTE[i % len(PALETTE)]}"></i>'
         f"{escape(name)}</span>"
         for i, name in enumerate(names)
@@ -59,7 +61,9 @@ def _legend(names: Sequence[str]) -> str:
     return f'<div class="legend">{items}</div>'
 
 
-def time_series(frame: Wide, unit: str, *, bars: bool = False, stacked: bool = False) -> str:
+def time_series(
+    frame: Wide, unit: str, *, bars: bool = False, stacked: bool = False, legend_title: str = ""
+) -> str:
     """A line (or bar) chart of `frame`: one colour per series, a point per value."""
     times = frame.times
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -126,7 +130,7 @@ def time_series(frame: Wide, unit: str, *, bars: bool = False, stacked: bool = F
         if not bars and len(points) > 1:
             marks.append(_polyline(points, colour))
         parts.append(f'<g class="series" data-name="{escape(series.name)}">{"".join(marks)}</g>')
-    return _svg("".join(parts)) + _legend([s.name for s in frame.series])
+    return _svg("".join(parts)) + _legend([s.name for s in frame.series], legend_title)
 
 
 def _polyline(points: Sequence[tuple[float, float]], colour: str) -> str:
