@@ -255,7 +255,7 @@ def _table_html(table: Table, panel: dict[str, Any], header: tuple[str, ...]) ->
                     else ""
                 )
                 cells.append(
-                    f'<td class="num" data-value="{float(value):g}"{style}>'
+                    f'<td class="num" data-value="{float(value):.12g}"{style}>'
                     f"{html.escape(text)}</td>"
                 )
             else:
@@ -292,7 +292,8 @@ def _render(panel: dict[str, Any], tables: list[Table]) -> Shaped:
         full = [series_label(s.name) for s in frame.series]
         title, names = _shared_label(full)
         frame = Wide(
-            frame.times, tuple(Series(n, s.values) for n, s in zip(names, frame.series, strict=True))
+            frame.times,
+            tuple(Series(n, s.values) for n, s in zip(names, frame.series, strict=True)),
         )
         header, rows = _wide_export(frame, full)
         if kind == "heatmap":
@@ -313,7 +314,7 @@ def _render(panel: dict[str, Any], tables: list[Table]) -> Shaped:
     if kind == "stat":
         value = _stat_value(table)
         text = format_value(value, unit, _decimals(panel))
-        chart = f'<div class="stat" data-value="{value:g}">{html.escape(text)}</div>'
+        chart = f'<div class="stat" data-value="{value:.12g}">{html.escape(text)}</div>'
         return chart, (panel["title"],), [(value,)]
     if kind == "barchart":
         x_field = panel["options"]["xField"]
@@ -364,7 +365,7 @@ def _change(value: float, previous: float | None, unit: str, decimals: int | Non
         if previous:
             moved += f" ({delta / abs(previous):+.0%})"
     return (
-        f'<p class="change" data-previous="{previous:g}" data-delta="{delta:g}">'
+        f'<p class="change" data-previous="{previous:.12g}" data-delta="{delta:.12g}">'
         f"Previous period: {html.escape(format_value(previous, unit, decimals))} · "
         f"change {html.escape(moved)}</p>"
     )
@@ -473,7 +474,9 @@ def build_sections(
             taken.add(name)
             description = plain_description(panel.get("description", ""), settings or {})
             if missed:
-                description += f" Not narrowed to {' or '.join(missed)}: the panel has no such breakdown."
+                description += (
+                    f" Not narrowed to {' or '.join(missed)}: the panel has no such breakdown."
+                )
             try:
                 body, header, rows = _render(panel, tables)
                 if panel["type"] == "stat":

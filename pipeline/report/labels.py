@@ -69,7 +69,7 @@ def column_unit(name: str, unit: str) -> str:
 
 def series_label(name: str) -> str:
     """A chart series: a column name becomes its label, label values get plain words."""
-    if re.fullmatch(r"[a-z0-9_]+", name) and "_" in name or name in LABELS:
+    if (re.fullmatch(r"[a-z0-9_]+", name) and "_" in name) or name in LABELS:
         return column_label(name)
     for raw, plain in PHRASES.items():
         name = name.replace(raw, plain)
@@ -86,7 +86,7 @@ def time_text(value: date | datetime) -> str:
 
 
 def plain_description(text: str, settings: Mapping[str, object]) -> str:
-    """`text` with each `UPTAKE_*` setting name replaced by its value (`settings`: name -> value)."""
+    """`text` with each `UPTAKE_*` setting replaced by its value (`settings`: name -> value)."""
 
     def value(match: re.Match[str]) -> str:
         found = settings.get(match[0])

@@ -115,7 +115,7 @@ def time_series(
                 offset = 0 if stacked else s_index * bar_w
                 x = x_of(at) - slot * 0.4 + offset
                 marks.append(
-                    f'<rect class="point" data-value="{value:g}" x="{x:.1f}" '
+                    f'<rect class="point" data-value="{value:.12g}" x="{x:.1f}" '
                     f'y="{y_of(high):.1f}" width="{bar_w:.1f}" '
                     f'height="{max(y_of(low) - y_of(high), 0.5):.1f}" fill="{colour}">'
                     f"<title>{tip}</title></rect>"
@@ -124,7 +124,7 @@ def time_series(
                 x, y = x_of(at), y_of(high)
                 points.append((x, y))
                 marks.append(
-                    f'<circle class="point" data-value="{value:g}" cx="{x:.1f}" cy="{y:.1f}" '
+                    f'<circle class="point" data-value="{value:.12g}" cx="{x:.1f}" cy="{y:.1f}" '
                     f'r="2.5" fill="{colour}"><title>{tip}</title></circle>'
                 )
         if not bars and len(points) > 1:
@@ -185,7 +185,7 @@ def bar_chart(categories: Sequence[str], series: Sequence[Series], unit: str) ->
             bar_y = y + 3 + s_index * bar_h
             text = escape(format_value(value, unit))
             parts.append(
-                f'<rect class="point" data-value="{value:g}" x="{label_w}" y="{bar_y:.1f}" '
+                f'<rect class="point" data-value="{value:.12g}" x="{label_w}" y="{bar_y:.1f}" '
                 f'width="{w:.1f}" height="{bar_h:.1f}" fill="{colour}">'
                 f"<title>{escape(line.name)} · {escape(category)}: {text}</title></rect>"
                 f'<text class="value" x="{label_w + w + 4:.1f}" y="{bar_y + bar_h - 2:.1f}">'
@@ -217,7 +217,7 @@ def heat_grid(
             shade = 0.12 + 0.88 * math.sqrt(max(value, 0.0) / top)
             tip = escape(f"{name} · {columns[c_index]}: {format_value(value, unit)}")
             parts.append(
-                f'<rect class="point" data-value="{value:g}" x="{x:.1f}" y="{y}" '
+                f'<rect class="point" data-value="{value:.12g}" x="{x:.1f}" y="{y}" '
                 f'width="{max(cell_w - 1, 0.5):.1f}" height="{cell_h - 1}" '
                 f'fill="#37872d" fill-opacity="{shade:.2f}"><title>{tip}</title></rect>'
             )
