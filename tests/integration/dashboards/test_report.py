@@ -12,8 +12,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,11 @@ import pytest
 
 from pipeline.dashboards import adoption, impact, ml_platform
 from pipeline.dashboards.board import CLICKHOUSE_UID
+from tests.support.chromium import chromium, needs_chromium
 from tests.support.dashboards import FilledWarehouse, panels_of
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium not installed: `make test` (target system-deps) installs Debian's chromium",
-)
 
 MEASURE = """<!DOCTYPE html>
 <html><body><pre id="out">pending</pre>
@@ -106,27 +100,11 @@ def test_the_report_is_one_self_contained_file(report: Path) -> None:
 def test_every_chart_renders_in_chromium(report: Path) -> None:
     page = report.parent / "measure.html"
     page.write_text(MEASURE)
-    done = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--allow-file-access-from-files",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = chromium("--virtual-time-budget=15000", "--dump-dom", page.as_uri())
     assert done.returncode == 0, done.stderr[-3000:]
-    found = re.search(r'<pre id="out">(.*?)</pre>', done.stdout, re.S)
-    assert found and found[1] != "pending", f"the measuring script did not run:\n{done.stdout}"
+    dumped = done.stdout.decode()
+    found = re.search(r'<pre id="out">(.*?)</pre>', dumped, re.S)
+    assert found and found[1] != "pending", f"the measuring script did not run:\n{dumped}"
     measured: dict[str, Any] = json.loads(html.unescape(found[1]))
 
     assert measured["nodata"] == [], f"panels without data: {measured['nodata']}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import html
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -30,11 +29,11 @@ import pytest
 from pipeline.report import Export, FilterError, Filters, build_report
 from pipeline.warehouse.connection import Warehouse, connect
 from pipeline.warehouse.migrations import migrate
+from tests.support.chromium import chromium, needs_chromium
 from tests.support.views.direct import insert_events
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 START = datetime(2026, 12, 1, tzinfo=UTC)
 END = datetime(2026, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
 NOV, DEC = date(2026, 11, 10), date(2026, 12, 8)
@@ -259,34 +258,14 @@ document.getElementById('r').addEventListener('load', () => {
 """
 
 
-def _chromium(*args: str) -> subprocess.CompletedProcess[bytes]:
-    assert CHROMIUM
-    return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--allow-file-access-from-files",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--hide-scrollbars",
-            *args,
-        ],
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package chromium)")
+@needs_chromium
 def test_chromium_shows_the_warehouse_figures(warehouse: Warehouse, tmp_path: Path) -> None:
     import json
 
     page, _ = _build(warehouse, capability="fs")
     (tmp_path / "report.html").write_text(page)
     (tmp_path / "measure.html").write_text(MEASURE)
-    done = _chromium(
+    done = chromium(
         "--virtual-time-budget=15000", "--dump-dom", (tmp_path / "measure.html").as_uri()
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -301,7 +280,7 @@ def test_chromium_shows_the_warehouse_figures(warehouse: Warehouse, tmp_path: Pa
     assert not re.search(r"active_28d|non_adopters|_median_s", measured["text"])
 
     shot = tmp_path / "report.png"
-    done = _chromium(
+    done = chromium(
         f"--screenshot={shot}", "--window-size=1280,2000", (tmp_path / "report.html").as_uri()
     )
     assert done.returncode == 0 and shot.exists(), done.stderr[-3000:]
