@@ -113,31 +113,39 @@ def _known(warehouse: Warehouse, sql: str, params: dict[str, Any] | None = None)
     return [str(row[0]) for row in warehouse.query(sql, params or {})[1]]
 
 
-def _check(value: str, known: list[str], option: str, kind: str) -> None:
+def _check(value: str, known: list[str], option: str, kind: tuple[str, str]) -> None:
+    """Raise FilterError unless `value` is `known`; `kind` is (singular, plural)."""
     if value in known:
         return
     near = difflib.get_close_matches(value, known, n=5, cutoff=0.5)
+    more = f" and {len(known) - 20:,} more" if len(known) > 20 else ""
     hint = (
         f"did you mean {', '.join(near)}?"
         if near
-        else f"known {kind}: {', '.join(known[:20]) or 'none'}"
-        + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+        else f"known {kind[1]}: {', '.join(known[:20]) or 'none'}{more}"
     )
-    raise FilterError(f"{option} {value!r} is not a {kind[:-1]} in the warehouse; {hint}")
+    raise FilterError(f"{option} {value!r} is not a {kind[0]} in the warehouse; {hint}")
 
 
 def resolve(warehouse: Warehouse, filters: Filters) -> Scope:
     """Check each filter against the warehouse; raise FilterError naming the nearest names."""
     captions, teams = [], None
     if filters.capability is not None:
-        _check(filters.capability, _known(warehouse, CAPABILITIES), "--capability", "capabilities")
+        _check(
+            filters.capability,
+            _known(warehouse, CAPABILITIES),
+            "--capability",
+            ("capability", "capabilities"),
+        )
         captions.append(f"capability {filters.capability}")
     if filters.team is not None:
-        _check(filters.team, _known(warehouse, TEAMS), "--team", "teams")
+        _check(filters.team, _known(warehouse, TEAMS), "--team", ("team", "teams"))
         teams = frozenset([filters.team])
         captions.append(f"team {filters.team}")
     if filters.org_unit is not None:
-        _check(filters.org_unit, _known(warehouse, ORG_UNITS), "--org-unit", "org units")
+        _check(
+            filters.org_unit, _known(warehouse, ORG_UNITS), "--org-unit", ("org unit", "org units")
+        )
         under = frozenset(_known(warehouse, TEAMS_OF_UNIT, {"org_unit": filters.org_unit}))
         teams = under if teams is None else teams & under
         captions.append(f"org unit {filters.org_unit} ({len(under):,} teams)")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -119,3 +121,49 @@ def test_every_chart_renders_in_chromium(report: Path) -> None:
     assert all(re.search(r"\d", text) for text in measured["stats"]), measured["stats"]
     assert len(measured["tables"]) == expected.get("table", 0)
     assert all(rows > 1 for rows in measured["tables"]), measured["tables"]
+
+
+def test_the_cli_writes_a_csv_per_panel_and_refuses_an_unknown_name(
+    filled_warehouse: FilledWarehouse, tmp_path: Path
+) -> None:
+    output, folder = tmp_path / "report.html", tmp_path / "csv"
+    start = filled_warehouse.start.date().isoformat()
+    end = filled_warehouse.end.date().isoformat()
+    done = filled_warehouse.uptake(
+        "report",
+        "--from",
+        start,
+        "--to",
+        end,
+        "--output",
+        str(output),
+        "--csv-dir",
+        str(folder),
+        timeout=300,
+    )
+    written = sorted(p.name for p in folder.iterdir())
+    assert f"wrote {len(written)} CSV files in {folder}" in done.stdout
+    links = sorted(re.findall(r'<a class="csv" href="csv/([^"]+)"', output.read_text()))
+    assert links == written and len(written) > 20
+
+    refused = tmp_path / "refused.html"
+    wrong = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "report",
+            "--capability",
+            "zzzz-nope",
+            "--output",
+            str(refused),
+        ],
+        env=filled_warehouse.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert wrong.returncode == 2, wrong.stderr
+    assert "error: --capability 'zzzz-nope' is not a capability in the warehouse" in wrong.stderr
+    assert not refused.exists()

@@ -190,7 +190,7 @@ def test_filters_narrow_the_panels_through_bound_parameters(warehouse: Warehouse
 @pytest.mark.parametrize(
     ("filters", "message"),
     [
-        ({"capability": "fz"}, "--capability 'fz' is not a capabilitie"),
+        ({"capability": "fz"}, "--capability 'fz' is not a capability in the warehouse; did"),
         ({"team": "t11"}, "did you mean t1"),
         ({"org_unit": "payment"}, "did you mean payments"),
         ({"team": "x' OR 1=1 --"}, "known teams: "),
