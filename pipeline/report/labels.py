@@ -69,6 +69,8 @@ def column_unit(name: str, unit: str) -> str:
 
 def series_label(name: str) -> str:
     """A chart series: a column name becomes its label, label values get plain words."""
+    if name in PHRASES:
+        return PHRASES[name]
     if (re.fullmatch(r"[a-z0-9_]+", name) and "_" in name) or name in LABELS:
         return column_label(name)
     for raw, plain in PHRASES.items():
