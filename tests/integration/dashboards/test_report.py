@@ -12,8 +12,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -147,22 +145,8 @@ def test_the_cli_writes_a_csv_per_panel_and_refuses_an_unknown_name(
     assert links == written and len(written) > 20
 
     refused = tmp_path / "refused.html"
-    wrong = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "report",
-            "--capability",
-            "zzzz-nope",
-            "--output",
-            str(refused),
-        ],
-        env=filled_warehouse.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    wrong = filled_warehouse.uptake(
+        "report", "--capability", "zzzz-nope", "--output", str(refused), check=False
     )
     assert wrong.returncode == 2, wrong.stderr
     assert "error: --capability 'zzzz-nope' is not a capability in the warehouse" in wrong.stderr
