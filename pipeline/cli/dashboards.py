@@ -40,7 +40,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "and ML platform dashboards for a period, computed from the warehouse "
             "(UPTAKE_CLICKHOUSE_URL). No network access is needed to open it."
         ),
-        epilog="example: uptake report --from 2025-01-01 --to 2025-03-31 --output report.html",
+        epilog=(
+            "Headline figures show the previous period of the same length and the change. "
+            "Panels without a per-team or per-capability breakdown say so when a filter "
+            "cannot narrow them. Filter values reach SQL as bound parameters.\n"
+            "example: uptake report --from 2025-01-01 --to 2025-03-31 --capability "
+            "feature-store --csv-dir report-csv --output report.html"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     report.add_argument(
         "--from",
@@ -60,6 +67,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--output", type=Path, default=Path("report.html"), help="file to write (report.html)"
     )
     report.add_argument("--title", default="Platform adoption report", help="the report's title")
+    report.add_argument(
+        "--capability",
+        default=None,
+        help="only this declared capability (an unknown name is an error naming the nearest)",
+    )
+    report.add_argument("--team", default=None, help="only this team")
+    report.add_argument(
+        "--org-unit",
+        default=None,
+        help="only the teams under this group of the team hierarchy, at any depth",
+    )
+    report.add_argument(
+        "--csv-dir",
+        type=Path,
+        default=None,
+        help="also write each table's and chart's data as a CSV file (header: the page's "
+        "column names) into this folder; the page links to them",
+    )
     report.set_defaults(func=_report)
 
 
@@ -103,7 +128,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from pipeline.report import write_report
+    from pipeline.report import FilterError, Filters, settings_values, write_report
 
     end = args.end or datetime.now(UTC)
     start = args.start or end - timedelta(days=90)
@@ -111,6 +136,22 @@ def _report(args: argparse.Namespace) -> int:
         print("error: --from must be before --to", file=sys.stderr)
         return 2
     settings = Settings.from_env()
-    path = write_report(settings.warehouse.url, start, end, args.output, title=args.title)
-    print(f"wrote {path}")
+    filters = Filters(args.capability, args.team, args.org_unit)
+    try:
+        paths = write_report(
+            settings.warehouse.url,
+            start,
+            end,
+            args.output,
+            title=args.title,
+            filters=filters,
+            settings=settings_values(settings),
+            csv_dir=args.csv_dir,
+        )
+    except FilterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {paths[0]}")
+    if args.csv_dir is not None:
+        print(f"wrote {len(paths) - 1} CSV files in {args.csv_dir}")
     return 0

@@ -37,6 +37,9 @@ svg .value { font-size: 10px; fill: #24292f; }
 .legend .key { margin-right: 12px; white-space: nowrap; }
 .legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px;
             border-radius: 2px; vertical-align: -1px; }
+.change { text-align: center; color: #57606a; font-size: 12px; margin: 0; }
+a.csv { float: right; font-size: 12px; color: #1f60c4; }
+.legend strong { font-weight: 600; margin-right: 8px; }
 .stat { font-size: 36px; font-weight: 600; text-align: center; padding: 12px 0; color: #1f60c4; }
 table.data { border-collapse: collapse; width: 100%; font-size: 12px; }
 table.data th, table.data td { border-bottom: 1px solid #eaeef2; padding: 3px 6px;
@@ -60,9 +63,12 @@ def page(
     generated: datetime,
     source: str,
     sections: Sequence[tuple[str, str, Sequence[str]]],
+    scope: str = "",
 ) -> str:
     """The whole document; `sections` are (title, description, HTML blocks)."""
     period = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+    if scope:
+        period += f" · {scope}"
     nav = "".join(f'<a href="#{_anchor(name)}">{html.escape(name)}</a>' for name, _, _ in sections)
     body = []
     for name, description, blocks in sections:

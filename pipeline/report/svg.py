@@ -50,8 +50,10 @@ def _time_label(at: datetime, span_days: float) -> str:
     return at.strftime("%b %d") if span_days >= 2 else at.strftime("%H:%M")
 
 
-def _legend(names: Sequence[str]) -> str:
-    items = "".join(
+def _legend(names: Sequence[str], title: str = "") -> str:
+    """The colour keys; `title` is what every name shares (a metric and its unit), said once."""
+    head = f"<strong>{escape(title)}:</strong> " if title else ""
+    items = head + "".join(
         f'<span class="key"><i style="background:{PALETTE[i % len(PALETTE)]}"></i>'
         f"{escape(name)}</span>"
         for i, name in enumerate(names)
@@ -59,7 +61,9 @@ def _legend(names: Sequence[str]) -> str:
     return f'<div class="legend">{items}</div>'
 
 
-def time_series(frame: Wide, unit: str, *, bars: bool = False, stacked: bool = False) -> str:
+def time_series(
+    frame: Wide, unit: str, *, bars: bool = False, stacked: bool = False, legend_title: str = ""
+) -> str:
     """A line (or bar) chart of `frame`: one colour per series, a point per value."""
     times = frame.times
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -111,7 +115,7 @@ def time_series(frame: Wide, unit: str, *, bars: bool = False, stacked: bool = F
                 offset = 0 if stacked else s_index * bar_w
                 x = x_of(at) - slot * 0.4 + offset
                 marks.append(
-                    f'<rect class="point" data-value="{value:g}" x="{x:.1f}" '
+                    f'<rect class="point" data-value="{value:.12g}" x="{x:.1f}" '
                     f'y="{y_of(high):.1f}" width="{bar_w:.1f}" '
                     f'height="{max(y_of(low) - y_of(high), 0.5):.1f}" fill="{colour}">'
                     f"<title>{tip}</title></rect>"
@@ -120,13 +124,13 @@ def time_series(frame: Wide, unit: str, *, bars: bool = False, stacked: bool = F
                 x, y = x_of(at), y_of(high)
                 points.append((x, y))
                 marks.append(
-                    f'<circle class="point" data-value="{value:g}" cx="{x:.1f}" cy="{y:.1f}" '
+                    f'<circle class="point" data-value="{value:.12g}" cx="{x:.1f}" cy="{y:.1f}" '
                     f'r="2.5" fill="{colour}"><title>{tip}</title></circle>'
                 )
         if not bars and len(points) > 1:
             marks.append(_polyline(points, colour))
         parts.append(f'<g class="series" data-name="{escape(series.name)}">{"".join(marks)}</g>')
-    return _svg("".join(parts)) + _legend([s.name for s in frame.series])
+    return _svg("".join(parts)) + _legend([s.name for s in frame.series], legend_title)
 
 
 def _polyline(points: Sequence[tuple[float, float]], colour: str) -> str:
@@ -181,7 +185,7 @@ def bar_chart(categories: Sequence[str], series: Sequence[Series], unit: str) ->
             bar_y = y + 3 + s_index * bar_h
             text = escape(format_value(value, unit))
             parts.append(
-                f'<rect class="point" data-value="{value:g}" x="{label_w}" y="{bar_y:.1f}" '
+                f'<rect class="point" data-value="{value:.12g}" x="{label_w}" y="{bar_y:.1f}" '
                 f'width="{w:.1f}" height="{bar_h:.1f}" fill="{colour}">'
                 f"<title>{escape(line.name)} · {escape(category)}: {text}</title></rect>"
                 f'<text class="value" x="{label_w + w + 4:.1f}" y="{bar_y + bar_h - 2:.1f}">'
@@ -213,7 +217,7 @@ def heat_grid(
             shade = 0.12 + 0.88 * math.sqrt(max(value, 0.0) / top)
             tip = escape(f"{name} · {columns[c_index]}: {format_value(value, unit)}")
             parts.append(
-                f'<rect class="point" data-value="{value:g}" x="{x:.1f}" y="{y}" '
+                f'<rect class="point" data-value="{value:.12g}" x="{x:.1f}" y="{y}" '
                 f'width="{max(cell_w - 1, 0.5):.1f}" height="{cell_h - 1}" '
                 f'fill="#37872d" fill-opacity="{shade:.2f}"><title>{tip}</title></rect>'
             )

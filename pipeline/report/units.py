@@ -6,15 +6,16 @@ import math
 
 
 def _short(value: float, decimals: int | None = None) -> str:
+    """Exact below a million, with thousands separators (3,000, not 3 K); M and B above."""
     size = abs(value)
-    for limit, suffix in ((1e9, " B"), (1e6, " M"), (1e3, " K")):
+    for limit, suffix in ((1e9, " B"), (1e6, " M")):
         if size >= limit:
             return f"{value / limit:.{1 if decimals is None else decimals}f}{suffix}"
     if decimals is not None:
-        return f"{value:.{decimals}f}"
+        return f"{value:,.{decimals}f}"
     if value == int(value):
-        return f"{int(value)}"
-    return f"{value:.2f}" if size < 10 else f"{value:.1f}"
+        return f"{int(value):,}"
+    return f"{value:.2f}" if size < 10 else f"{value:,.1f}"
 
 
 def _duration(seconds: float) -> str:

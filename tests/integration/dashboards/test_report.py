@@ -12,8 +12,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,11 @@ import pytest
 
 from pipeline.dashboards import adoption, impact, ml_platform
 from pipeline.dashboards.board import CLICKHOUSE_UID
+from tests.support.chromium import chromium, needs_chromium
 from tests.support.dashboards import FilledWarehouse, panels_of
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium not installed: `make test` (target system-deps) installs Debian's chromium",
-)
 
 MEASURE = """<!DOCTYPE html>
 <html><body><pre id="out">pending</pre>
@@ -106,27 +100,11 @@ def test_the_report_is_one_self_contained_file(report: Path) -> None:
 def test_every_chart_renders_in_chromium(report: Path) -> None:
     page = report.parent / "measure.html"
     page.write_text(MEASURE)
-    done = subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--allow-file-access-from-files",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = chromium("--virtual-time-budget=15000", "--dump-dom", page.as_uri())
     assert done.returncode == 0, done.stderr[-3000:]
-    found = re.search(r'<pre id="out">(.*?)</pre>', done.stdout, re.S)
-    assert found and found[1] != "pending", f"the measuring script did not run:\n{done.stdout}"
+    dumped = done.stdout.decode()
+    found = re.search(r'<pre id="out">(.*?)</pre>', dumped, re.S)
+    assert found and found[1] != "pending", f"the measuring script did not run:\n{dumped}"
     measured: dict[str, Any] = json.loads(html.unescape(found[1]))
 
     assert measured["nodata"] == [], f"panels without data: {measured['nodata']}"
@@ -141,3 +119,35 @@ def test_every_chart_renders_in_chromium(report: Path) -> None:
     assert all(re.search(r"\d", text) for text in measured["stats"]), measured["stats"]
     assert len(measured["tables"]) == expected.get("table", 0)
     assert all(rows > 1 for rows in measured["tables"]), measured["tables"]
+
+
+def test_the_cli_writes_a_csv_per_panel_and_refuses_an_unknown_name(
+    filled_warehouse: FilledWarehouse, tmp_path: Path
+) -> None:
+    output, folder = tmp_path / "report.html", tmp_path / "csv"
+    start = filled_warehouse.start.date().isoformat()
+    end = filled_warehouse.end.date().isoformat()
+    done = filled_warehouse.uptake(
+        "report",
+        "--from",
+        start,
+        "--to",
+        end,
+        "--output",
+        str(output),
+        "--csv-dir",
+        str(folder),
+        timeout=300,
+    )
+    written = sorted(p.name for p in folder.iterdir())
+    assert f"wrote {len(written)} CSV files in {folder}" in done.stdout
+    links = sorted(re.findall(r'<a class="csv" href="csv/([^"]+)"', output.read_text()))
+    assert links == written and len(written) > 20
+
+    refused = tmp_path / "refused.html"
+    wrong = filled_warehouse.uptake(
+        "report", "--capability", "zzzz-nope", "--output", str(refused), check=False
+    )
+    assert wrong.returncode == 2, wrong.stderr
+    assert "error: --capability 'zzzz-nope' is not a capability in the warehouse" in wrong.stderr
+    assert not refused.exists()

@@ -32,7 +32,7 @@ def test_the_report_shows_csat_nps_and_response_rate(warehouse: Warehouse) -> No
     csat = _figure(adoption.blocks, "CSAT by month")
     assert re.findall(r'data-value="([^"]+)"', csat) == ["0.4", "0"], "Nov 40 %, Dec 0 %"
     nps = _figure(adoption.blocks, "NPS by month")
-    assert "<td>2026-11</td>" in nps and '<td class="num">25</td>' in nps
+    assert "<td>2026-11</td>" in nps and '<td class="num" data-value="25">25</td>' in nps
     rates = _figure(adoption.blocks, "Feedback responses and response rate")
     rows = re.findall(r"<tr>(.*?)</tr>", rates)
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows[1:]]
