@@ -143,10 +143,10 @@ def _report(args: argparse.Namespace) -> int:
             start,
             end,
             args.output,
+            args.csv_dir,
             title=args.title,
             filters=filters,
             settings=settings_values(settings),
-            csv_dir=args.csv_dir,
         )
     except FilterError as exc:
         print(f"error: {exc}", file=sys.stderr)

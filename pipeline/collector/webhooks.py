@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from pipeline.collector import handling
 from pipeline.collector import metrics as m
 from pipeline.collector.adapters import (
     ROUTE_PREFIX,
@@ -31,17 +32,6 @@ from pipeline.collector.adapters import (
     WebhookRejected,
 )
 from pipeline.collector.config import read_json_or_toml
-from pipeline.collector.handling import (
-    MESSAGE_EVENTS,
-    STATE,
-    CollectorState,
-    Handler,
-    dumps,
-    hand_to_kafka,
-    json_error,
-    kafka_unavailable,
-    read_body,
-)
 from pipeline.collector.ingest import judge
 from pipeline.collector.producer import ProduceFailed
 from pipeline.config.settings import SettingsError
@@ -273,7 +263,7 @@ def _generic(origin: str, number: int, entry: object, environ: Mapping[str, str]
 # ----------------------------------------------------------------------------- requests
 
 
-def webhook_handler(adapter: WebhookAdapter) -> Handler:
+def webhook_handler(adapter: WebhookAdapter) -> handling.Handler:
     """The aiohttp handler of `POST /v1/webhooks/<adapter.name>`."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -294,9 +284,11 @@ async def post_webhook(request: web.Request, adapter: WebhookAdapter) -> web.Res
     for a body over `webhook_max_body_bytes`; 503 when Kafka did not acknowledge. Neither the
     secrets nor the signature headers are ever logged.
     """
-    state = request.app[STATE]
+    state = request.app[handling.STATE]
     limit = state.config.webhook_max_body_bytes
-    body = await read_body(request, limit, "a webhook delivery is a few tens of KB at most")
+    body = await handling.read_body(
+        request, limit, "a webhook delivery is a few tens of KB at most"
+    )
     if isinstance(body, web.Response):
         return body
     try:
@@ -310,7 +302,9 @@ async def post_webhook(request: web.Request, adapter: WebhookAdapter) -> web.Res
     except WebhookRejected as exc:
         # The reason never contains a secret or an expected signature (pipeline.collector.adapters).
         log.info("collector: webhook %s answered %d: %s", adapter.name, exc.status, exc.reason)
-        return json_error(exc.status, REJECTED_CODES.get(exc.status, "rejected"), exc.reason)
+        return handling.json_error(
+            exc.status, REJECTED_CODES.get(exc.status, "rejected"), exc.reason
+        )
     response = await _produce(state, adapter, result)
     if delivery is not None and response.status < 300:
         state.replays.remember(delivery.key)
@@ -318,7 +312,7 @@ async def post_webhook(request: web.Request, adapter: WebhookAdapter) -> web.Res
 
 
 def _replay_answer(
-    handled_at: float | None, delivery: DeliveryId, state: CollectorState
+    handled_at: float | None, delivery: DeliveryId, state: handling.CollectorState
 ) -> web.Response | None:
     """200 for a delivery id handled before (its events are on Kafka already); else None."""
     if handled_at is None:
@@ -330,22 +324,24 @@ def _replay_answer(
         f"produced again (delivery ids are remembered for {ttl:g} s)"
     )
     payload = {"accepted": 0, "replay_of": delivery.shown, "message": message}
-    return web.json_response(payload, status=200, dumps=dumps)
+    return web.json_response(payload, status=200, dumps=handling.dumps)
 
 
 async def _produce(
-    state: CollectorState, adapter: WebhookAdapter, result: AdapterResult
+    state: handling.CollectorState, adapter: WebhookAdapter, result: AdapterResult
 ) -> web.Response:
     """Judge the events of an accepted delivery and hand them to Kafka; the answer."""
     if not result.events:
         ignored = result.ignored or "the delivery maps to no event"
-        return web.json_response({"accepted": 0, "ignored": ignored}, status=202, dumps=dumps)
+        return web.json_response(
+            {"accepted": 0, "ignored": ignored}, status=202, dumps=handling.dumps
+        )
 
     items = [msgspec.json.encode(event) for event in result.events]
     try:
-        judgement = judge(items, adapter.name, state.decoder, MESSAGE_EVENTS)
+        judgement = judge(items, adapter.name, state.decoder, handling.MESSAGE_EVENTS)
     except RecursionError:
-        return json_error(400, "too_deep", "an event is nested too deeply")
+        return handling.json_error(400, "too_deep", "an event is nested too deeply")
     accepted, rejected = judgement.accepted, judgement.rejected
     m.EVENTS.labels("webhook", "rejected").inc(rejected)
     payload: dict[str, Any] = {
@@ -362,16 +358,16 @@ async def _produce(
         return web.json_response(
             {"error": "events_rejected", "message": message, **payload},
             status=422,
-            dumps=dumps,
+            dumps=handling.dumps,
         )
     try:
-        await hand_to_kafka(state, judgement.messages)
+        await handling.hand_to_kafka(state, judgement.messages)
     except (KafkaUnavailable, ProduceFailed) as exc:
         m.EVENTS.labels("webhook", "undelivered").inc(accepted)
-        return kafka_unavailable(
+        return handling.kafka_unavailable(
             state.config,
             exc,
             "Redeliver the webhook soon (same event ids): recent re-sends are not counted twice.",
         )
     m.EVENTS.labels("webhook", "accepted").inc(accepted)
-    return web.json_response(payload, status=202, dumps=dumps)
+    return web.json_response(payload, status=202, dumps=handling.dumps)

@@ -546,11 +546,11 @@ def write_report(
     start: datetime,
     end: datetime,
     output: Path,
+    csv_dir: Path | None,
     *,
     title: str,
     filters: Filters | None = None,
     settings: Mapping[str, object] | None = None,
-    csv_dir: Path | None = None,
 ) -> list[Path]:
     """Build the report for [start, end] into `output` (and a CSV per panel into `csv_dir`)."""
     output.parent.mkdir(parents=True, exist_ok=True)
