@@ -42,6 +42,9 @@ def test_record_counts_messages_dead_letters_and_rows_per_insert() -> None:
     ]
     batch = BatchDecoder().decode(messages)
     assert (len(batch.events), len(batch.rejections)) == (1, 2)
+    # The newest occurred_at is a process-wide maximum: an earlier test's newer event would hide
+    # this one, so the gauge starts from nothing here.
+    metrics.NEWEST_EVENT.set(0)
     before = {
         "messages": value(metrics.MESSAGES_CONSUMED),
         "dead": value(metrics.DEAD_LETTERS),
