@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.collector import metrics as m
 from pipeline.collector.adapters import ROUTE_PREFIX, WebhookAdapter, routes
 from pipeline.collector.auth import TokenTable
+from pipeline.collector.coalesce import Coalescer
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.feedback import FEEDBACK_PATH, post_feedback
 from pipeline.collector.handling import (
@@ -258,19 +259,28 @@ def create_app(
     """
     table = routes(webhooks)
     app = web.Application(middlewares=[_errors_and_metrics], client_max_size=config.max_body_bytes)
+    gateway = KafkaGateway(
+        config.kafka_bootstrap,
+        config.events_topic,
+        config.kafka_timeout_s,
+        security=config.kafka_security,
+        compression=config.kafka_compression,
+    )
+    executor = ThreadPoolExecutor(kafka_threads, thread_name_prefix="uptake-collector-kafka")
     app[STATE] = CollectorState(
         config=config,
         tokens=tokens,
         limiter=RateLimiter(config.rate, config.bucket_size, clock),
         decoder=BatchDecoder(config.limits),
-        gateway=KafkaGateway(
-            config.kafka_bootstrap,
-            config.events_topic,
-            config.kafka_timeout_s,
-            security=config.kafka_security,
-            compression=config.kafka_compression,
+        gateway=gateway,
+        executor=executor,
+        coalescer=Coalescer(
+            gateway,
+            executor,
+            linger_s=config.coalesce_linger_ms / 1000,
+            max_events=config.coalesce_max_events,
+            max_bytes=min(config.coalesce_max_bytes, config.limits.max_message_bytes),
         ),
-        executor=ThreadPoolExecutor(kafka_threads, thread_name_prefix="uptake-collector-kafka"),
         replays=DeliveryCache(config.replay_ttl_s, config.replay_entries, clock),
         webhooks=table,
     )

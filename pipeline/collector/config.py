@@ -20,7 +20,15 @@ _OPTIONS = dataclasses.fields(CollectorSettings)
 ENV: dict[str, str] = {f.name: f.metadata["env"].name for f in _OPTIONS}
 """CollectorConfig field -> environment variable of its default (`UPTAKE_COLLECTOR_*`)."""
 
-_NO_FLAG = ("webhook_max_body_bytes", "max_in_flight", "replay_ttl_s", "replay_entries")
+_NO_FLAG = (
+    "webhook_max_body_bytes",
+    "max_in_flight",
+    "replay_ttl_s",
+    "replay_entries",
+    "coalesce_linger_ms",
+    "coalesce_max_events",
+    "coalesce_max_bytes",
+)
 FLAGS = {name: "--" + name.replace("_", "-") for name in ENV if name not in _NO_FLAG} | {
     "kafka_timeout_s": "--kafka-timeout",
     "scrape_port": "--metrics-port",
@@ -67,6 +75,12 @@ class CollectorConfig:
     """How long a webhook delivery id is remembered, to answer its replay without producing."""
     replay_entries: int = _DEFAULTS.replay_entries
     """Most delivery ids remembered; the oldest is forgotten first."""
+    coalesce_linger_ms: float = _DEFAULTS.coalesce_linger_ms
+    """How long concurrent requests' events are gathered into one Kafka message per key (0: off)."""
+    coalesce_max_events: int = _DEFAULTS.coalesce_max_events
+    """Most events in one coalesced message; a window holding this many is sent at once."""
+    coalesce_max_bytes: int = _DEFAULTS.coalesce_max_bytes
+    """Largest coalesced message (bytes, capped by the worker's max_message_bytes)."""
     kafka_bootstrap: str = _KAFKA.bootstrap
     events_topic: str = _KAFKA.events_topic
     kafka_security: Mapping[str, Any] = field(default_factory=dict, repr=False)

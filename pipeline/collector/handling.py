@@ -7,7 +7,6 @@ application, so the import graph has no cycle (checked by import-linter in `make
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from pipeline.collector.adapters import WebhookAdapter
 from pipeline.collector.auth import TokenTable
+from pipeline.collector.coalesce import Coalescer
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.producer import KafkaGateway
 from pipeline.collector.ratelimit import RateLimiter
@@ -38,7 +38,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass
 class CollectorState:
     """What the handlers share: configuration, tokens, limiter, decoder, Kafka, threads, the
-    mounted webhook adapters (route path -> adapter), the webhook delivery ids already handled
+    coalescer in front of Kafka, the mounted webhook adapters (route path -> adapter), the webhook delivery ids already handled
     and the number of ingestion requests being handled."""
 
     config: CollectorConfig
@@ -47,6 +47,7 @@ class CollectorState:
     decoder: BatchDecoder
     gateway: KafkaGateway
     executor: ThreadPoolExecutor
+    coalescer: Coalescer
     replays: DeliveryCache
     webhooks: dict[str, WebhookAdapter] = field(default_factory=dict)
     in_flight: int = 0
@@ -72,11 +73,12 @@ def json_error(
 async def hand_to_kafka(state: CollectorState, messages: list[tuple[str, bytes]]) -> None:
     """Produce (key, JSON array) messages and return once Kafka acknowledged all of them.
 
-    Runs the blocking producer in the collector's thread pool. Raises `KafkaUnavailable` or
-    `ProduceFailed`; the caller must then answer 503, never 2xx.
+    Goes through the coalescer (`pipeline.collector.coalesce`), which may merge them with other
+    requests' messages of the same key, and runs the blocking producer in the collector's
+    thread pool. Raises `KafkaUnavailable` or `ProduceFailed`; the caller must then answer
+    503, never 2xx.
     """
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(state.executor, state.gateway.produce, messages)
+    await state.coalescer.produce(messages)
 
 
 async def read_body(request: web.Request, limit: int, advice: str) -> bytes | web.Response:

@@ -83,20 +83,45 @@ class KafkaGateway:
         Raises `KafkaUnavailable` when no broker answers and `ProduceFailed` when a message was
         refused or not acknowledged within `timeout_s`. Blocking: call it from a worker thread.
         """
+        for outcome in self.send_each(messages):
+            if outcome is not None:
+                raise outcome
+
+    def send_each(self, messages: Sequence[tuple[str, bytes]]) -> list[ProduceFailed | None]:
+        """Send the messages and wait (up to `timeout_s` in all) for each one's acknowledgement.
+
+        One outcome per message, in order: None once Kafka acknowledged it, else the
+        `ProduceFailed` saying why. Raises `KafkaUnavailable` (nothing sent) when no broker
+        answers. Blocking: call it from a worker thread.
+        """
         producer = self._connected()
         deadline = time.monotonic() + self.timeout_s
-        try:
-            futures = [
-                producer.send(self.topic, key=key.encode("utf-8"), value=value)
-                for key, value in messages
-            ]
-            for future in futures:
+        futures: list[Any] = []
+        outcomes: list[ProduceFailed | None] = []
+        refused: KafkaError | None = None
+        for key, value in messages:
+            if refused is not None:  # e.g. no metadata within max_block_ms: don't wait again
+                futures.append(refused)
+                continue
+            try:
+                futures.append(producer.send(self.topic, key=key.encode("utf-8"), value=value))
+            except KafkaError as exc:
+                refused = exc
+                futures.append(exc)
+        for future in futures:
+            try:
+                if isinstance(future, KafkaError):
+                    raise future
                 future.get(timeout=max(0.0, deadline - time.monotonic()))
-        except KafkaError as exc:
-            raise ProduceFailed(
-                f"Kafka at {self.bootstrap} did not acknowledge the events within "
-                f"{self.timeout_s:g} s: {exc}"
-            ) from exc
+                outcomes.append(None)
+            except KafkaError as exc:
+                failed = ProduceFailed(
+                    f"Kafka at {self.bootstrap} did not acknowledge the events within "
+                    f"{self.timeout_s:g} s: {exc}"
+                )
+                failed.__cause__ = exc
+                outcomes.append(failed)
+        return outcomes
 
     def ready(self, cache_s: float = 2.0) -> bool:
         """True if a broker answers a metadata request (result cached for `cache_s`)."""

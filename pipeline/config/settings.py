@@ -627,6 +627,23 @@ class CollectorSettings:
         100_000,
         "collector: most delivery ids remembered (oldest forgotten first)",
     )
+    # --- coalescing concurrent requests into fewer Kafka messages (issue #15, item 4) ---------
+    coalesce_linger_ms: float = _setting(
+        "UPTAKE_COLLECTOR_COALESCE_LINGER_MS",
+        3.0,
+        "collector: gather concurrent requests' events this long into one message per key "
+        "(milliseconds; 0: each request produced alone)",
+    )
+    coalesce_max_events: int = _setting(
+        "UPTAKE_COLLECTOR_COALESCE_MAX_EVENTS",
+        500,
+        "collector: most events in one coalesced message (a window closes at this many)",
+    )
+    coalesce_max_bytes: int = _setting(
+        "UPTAKE_COLLECTOR_COALESCE_MAX_BYTES",
+        512 * 1024,  # the SDK's MESSAGE_TARGET_BYTES; capped by UPTAKE_MAX_MESSAGE_BYTES
+        "collector: largest coalesced message (bytes; a window closes at this many)",
+    )
 
     def validate(self, flags: Mapping[str, str] | None = None) -> None:
         """Raise SettingsError naming the variable (and its flag from `flags`, field -> flag)."""
@@ -669,6 +686,13 @@ class CollectorSettings:
                 f"{name('replay_ttl_s')} must be a finite number of seconds > 0, "
                 f"not {self.replay_ttl_s:g}"
             )
+        if not math.isfinite(self.coalesce_linger_ms) or not 0 <= self.coalesce_linger_ms <= 1000:
+            raise SettingsError(
+                f"{name('coalesce_linger_ms')} must be 0 (no coalescing) to 1000 milliseconds, "
+                f"not {self.coalesce_linger_ms:g}"
+            )
+        for option in ("coalesce_max_events", "coalesce_max_bytes"):
+            _at_least(name(option), getattr(self, option), 1)
 
 
 _COLLECTOR_ENV = {f.name: f.metadata["env"].name for f in fields(CollectorSettings)}
