@@ -89,9 +89,7 @@ def merge(parts: Sequence[Part], max_events: int, max_bytes: int) -> list[Merged
         alone = part.events == 0 or part.events > max_events or size + 1 > max_bytes
         current = open_.get(part.key)
         if current is not None and (
-            alone
-            or current.events + part.events > max_events
-            or current.size + size > max_bytes
+            alone or current.events + part.events > max_events or current.size + size > max_bytes
         ):
             done.append(open_.pop(part.key))
             current = None
@@ -204,7 +202,8 @@ class Coalescer:
                 self.max_events,
                 self.max_bytes,
             )
-        except (Exception, asyncio.CancelledError) as exc:  # e.g. the pool shut down: no request may pass as acknowledged
+        except (Exception, asyncio.CancelledError) as exc:  # e.g. the pool shut down
+            # No request may pass as acknowledged.
             outcomes = [ProduceFailed(f"the collector could not produce: {exc!r}")] * len(
                 window.waiters
             )

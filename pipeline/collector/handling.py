@@ -38,8 +38,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @dataclass
 class CollectorState:
     """What the handlers share: configuration, tokens, limiter, decoder, Kafka, threads, the
-    coalescer in front of Kafka, the mounted webhook adapters (route path -> adapter), the webhook delivery ids already handled
-    and the number of ingestion requests being handled."""
+    coalescer in front of Kafka, the mounted webhook adapters (route path -> adapter), the
+    webhook delivery ids already handled and the number of ingestion requests being handled."""
 
     config: CollectorConfig
     tokens: TokenTable
