@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-latest lock lint unit reliability bench soak broker-start broker-stop clean help system-deps dashboards
+.PHONY: demo test test-latest lock lint unit reliability bench bench-collector soak broker-start broker-stop clean help system-deps dashboards
 .DEFAULT_GOAL := help
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make unit    only the tests that need no services"
 	@echo "make reliability  the fault suite with soak-sized iteration counts"
 	@echo "make bench   uptake bench: pipeline throughput vs a raw baseline, one JSON line"
+	@echo "make bench-collector  the collector under hey: requests/s, p99, coalescing on vs off"
 	@echo "make soak    uptake soak: 5 min at 80 % of the calibrated throughput, a 10x burst, a verdict"
 	@echo "make lint    ruff, mypy and the layer contract (import-linter)"
 	@echo "make lock    update uv.lock to the newest releases in pyproject.toml's ranges (on purpose)"
@@ -110,6 +111,11 @@ dashboards: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/uptake broker start
 	$(BIN)/uptake bench
+
+# hey (built into .uptake/tools if missing) against `uptake collector`; docs/benchmarks.md.
+bench-collector: $(STAMP)
+	$(BIN)/uptake broker start
+	$(BIN)/python -m pipeline.devtools.bench_collector
 
 # Sustained load, RSS and lag samples, a burst, lost/double counted (docs/reliability.md).
 # UPTAKE_SOAK_DURATION=30m make soak for a longer one.
