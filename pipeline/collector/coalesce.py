@@ -9,7 +9,9 @@ produces one message per key for them all. The contract of `Coalescer.produce`:
   acknowledged: the same errors, hence answers, as producing the request alone. A request never
   learns the outcome of a message that carries none of its events.
 - A window opens with the first request after the previous one was sent and is sent after
-  `linger_s`, or at once when it holds `max_events` events or `max_bytes` bytes.
+  `linger_s`, or at once when it holds `max_events` events or `max_bytes` bytes, or when no
+  earlier window is still waiting for Kafka (an idle collector adds no delay: requests gather
+  only while Kafka is busy with earlier ones, and never longer than `linger_s`).
 - A coalesced message keeps the key of its events (team, else service), so each event lands on
   the partition it would have alone; events keep their order of arrival within a key; a message
   holds at most `max_events` events and `max_bytes` bytes (a single request's message larger
@@ -175,7 +177,8 @@ class Coalescer:
             window.parts.append(part)
             window.events += part.events
             window.size += len(value)
-        if window.events >= self.max_events or window.size >= self.max_bytes:
+        idle = not self._sending  # nothing in flight to gather with: waiting would only delay
+        if idle or window.events >= self.max_events or window.size >= self.max_bytes:
             self._send(window)
         # A cancelled request must not cancel the delivery of the others: shield the waiter.
         await asyncio.shield(waiter)

@@ -140,10 +140,11 @@ def test_concurrent_one_event_requests_become_one_message_per_key() -> None:
     gateway = RecordingGateway()
     requests = [request("checkout" if i % 3 else "search", i) for i in range(30)]
     assert run_concurrently(coalescer(gateway), requests) == [None] * 30
-    [sent] = gateway.sent
-    assert sorted(key for key, _ in sent) == ["checkout", "search"]
-    for key, value in sent:
-        expected = [decoded_ids(v)[0] for r in requests for k, v in r if k == key]
+    first, rest = gateway.sent  # the first went at once (idle), the others gathered meanwhile
+    assert first == requests[0]
+    assert sorted(key for key, _ in rest) == ["checkout", "search"]
+    for key, value in rest:
+        expected = [decoded_ids(v)[0] for r in requests[1:] for k, v in r if k == key]
         assert decoded_ids(value) == expected
 
 
@@ -152,19 +153,36 @@ def test_a_window_is_sent_once_it_holds_max_events_the_rest_after_the_linger() -
     started = time.monotonic()
     requests = [request("checkout", i) for i in range(12)]
     assert run_concurrently(coalescer(gateway, linger_s=0.5, max_events=5), requests) == [None] * 12
-    assert [[event_count(v) for _, v in s] for s in gateway.sent] == [[5], [5], [2]]
+    # The first finds the collector idle and goes at once; the others gather meanwhile.
+    assert [[event_count(v) for _, v in s] for s in gateway.sent] == [[1], [5], [5], [1]]
     waited = [t - started for t in gateway.acked_at]
-    assert waited[0] < 0.4 and waited[1] < 0.4  # full: sent without waiting the linger
-    assert waited[2] >= 0.5  # the remainder waited for its linger
+    assert max(waited[:3]) < 0.4  # alone while idle, or full: sent without waiting the linger
+    assert waited[3] >= 0.5  # the remainder waited for its linger
 
 
-def test_a_lone_request_waits_the_linger_and_no_longer() -> None:
+def test_an_idle_collector_sends_at_once_a_busy_one_within_the_linger() -> None:
     gateway = RecordingGateway()
+    subject = coalescer(gateway, linger_s=0.05)
     started = time.monotonic()
-    assert run_concurrently(coalescer(gateway, linger_s=0.05), [request("k", 1)]) == [None]
-    elapsed = time.monotonic() - started
-    assert 0.05 <= elapsed < 1.0
-    assert len(gateway.sent) == 1
+    assert run_concurrently(subject, [request("k", 1)]) == [None]
+    assert time.monotonic() - started < 0.04  # idle: no linger
+    gateway.acks.clear()
+
+    async def busy() -> float:
+        first = asyncio.create_task(subject.produce(request("k", 2)))
+        await asyncio.sleep(0.01)  # the first is in flight, its ack held
+        began = time.monotonic()
+        second = asyncio.create_task(subject.produce(request("k", 3)))
+        while len(gateway.sent) < 3 and time.monotonic() - began < 5:
+            await asyncio.sleep(0.002)
+        waited = time.monotonic() - began
+        gateway.acks.set()
+        await asyncio.gather(first, second)
+        return waited
+
+    waited = asyncio.run(busy())
+    assert 0.05 <= waited < 1.0  # gathered for the linger, no longer
+    assert len(gateway.sent) == 3
 
 
 def test_each_request_gets_the_outcome_of_its_own_messages() -> None:
