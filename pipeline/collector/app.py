@@ -265,6 +265,9 @@ def create_app(
         config.kafka_timeout_s,
         security=config.kafka_security,
         compression=config.kafka_compression,
+        # The coalescer gathers concurrent requests itself: the producer's own wait would only
+        # add to each window's latency. Without coalescing it is what batches their records.
+        linger_ms=0 if config.coalesce_linger_ms > 0 else 5,
     )
     executor = ThreadPoolExecutor(kafka_threads, thread_name_prefix="uptake-collector-kafka")
     app[STATE] = CollectorState(

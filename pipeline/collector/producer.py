@@ -41,8 +41,10 @@ class KafkaGateway:
         *,
         security: Mapping[str, Any] | None = None,
         compression: str = DEFAULT_KAFKA_COMPRESSION,
+        linger_ms: float = 5,
     ) -> None:
         self.bootstrap = bootstrap
+        self.linger_ms = linger_ms
         self.security = dict(security or {})
         self.compression = compression
         self.topic = topic
@@ -61,7 +63,7 @@ class KafkaGateway:
             ms = int(self.timeout_s * 1000)
             config: dict[str, Any] = {
                 "client_id": "uptake-collector",
-                "linger_ms": 5,
+                "linger_ms": self.linger_ms,
                 "bootstrap_timeout_ms": ms,
                 "max_block_ms": ms,
                 "request_timeout_ms": ms,
