@@ -67,6 +67,11 @@ class Collector:
     """Headers `post` sends when given none (the test's bearer token)."""
     _stopped: bool = field(default=False)
 
+    @property
+    def app(self) -> web.Application:
+        """The application served (its state, e.g. to wrap its Kafka gateway in a test)."""
+        return self._runner.app
+
     def request(
         self,
         method: str,

@@ -8,21 +8,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 import msgspec
 import pytest
 
-from pipeline.collector.app import create_app
-from pipeline.collector.config import CollectorConfig
 from pipeline.collector.handling import STATE
 from pipeline.collector.producer import KafkaGateway, ProduceFailed
-from pipeline.kafka.topics import ensure_topics
-from pipeline.sdk import api_call
-from tests.integration.collector.test_collector import AUTH, TOKENS
-from tests.support.collector import Collector, FakeClock, serve_in_thread
+from tests.integration.collector import test_collector
+from tests.integration.collector.test_collector import AUTH, event
+from tests.support.collector import Collector
 
 pytestmark = pytest.mark.integration
 
@@ -56,40 +52,24 @@ class AckClock:
         self._record(messages, [None] * len(messages))
 
 
+collector = test_collector.collector  # the fixture: a collector on its own topic
+
+
 @pytest.fixture
 def served(
-    kafka_bootstrap: str, request: pytest.FixtureRequest
-) -> Iterator[tuple[Collector, AckClock, float]]:
-    """A collector (own topic, 3 partitions) with the linger of the test's parameter (ms)."""
-    topic = f"test.coalesce.{uuid.uuid4().hex[:10]}"
-    ensure_topics(kafka_bootstrap, {topic: 3})
-    config = CollectorConfig(
-        host="127.0.0.1",
-        port=0,
-        kafka_bootstrap=kafka_bootstrap,
-        events_topic=topic,
-        coalesce_linger_ms=request.param,
-    )
-    clock = FakeClock()
-    app = create_app(config, TOKENS, clock=clock, kafka_threads=4)
-    coalescer = app[STATE].coalescer
-    acks = AckClock(app[STATE].gateway)
-    coalescer.gateway = acks
-    server = serve_in_thread(app, topic, kafka_bootstrap, clock, AUTH)
-    yield server, acks, request.param
-    server.stop()
+    collector: Callable[..., Collector], request: pytest.FixtureRequest
+) -> tuple[Collector, AckClock, float]:
+    """A collector (own topic, 3 partitions) with the linger of the test's parameter (ms),
+    its Kafka gateway wrapped in an `AckClock`."""
+    server = collector(coalesce_linger_ms=request.param)
+    state = server.app[STATE]
+    acks = AckClock(state.gateway)
+    state.coalescer.gateway = acks
+    return server, acks, request.param
 
 
 def one_event(i: int) -> dict[str, object]:
-    return api_call(
-        capability="api-gateway",
-        team=TEAMS[i % len(TEAMS)],
-        service="checkout-api",
-        api="orders",
-        operation="POST /v1/orders",
-        status_code=201,
-        latency_ms=float(i),
-    )
+    return event(TEAMS[i % len(TEAMS)], latency_ms=float(i))
 
 
 async def post_all(url: str, events: list[dict[str, object]]) -> dict[str, tuple[int, float]]:

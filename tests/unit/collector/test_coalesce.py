@@ -19,21 +19,12 @@ from pipeline.collector.coalesce import Coalescer, Part, event_count, merge
 from pipeline.collector.producer import ProduceFailed
 from pipeline.contract.decode import BatchDecoder, SourceMessage
 from pipeline.kafka.topics import KafkaUnavailable
-from pipeline.sdk import api_call, pack_messages
+from pipeline.sdk import pack_messages
+from tests.integration.collector.test_collector import event as api_event
 
 
 def event(team: str, n: int) -> bytes:
-    built = api_call(
-        capability="api-gateway",
-        team=team,
-        service="checkout-api",
-        api="orders",
-        operation="POST /v1/orders",
-        status_code=201,
-        latency_ms=float(n),
-        source="api-gateway",
-    )
-    return msgspec.json.encode(built)
+    return msgspec.json.encode(api_event(team, latency_ms=float(n), source="api-gateway"))
 
 
 def request(team: str, n: int) -> list[tuple[str, bytes]]:
