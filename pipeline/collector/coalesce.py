@@ -127,6 +127,11 @@ def deliver(
     return outcomes
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass
 class _Window:
     parts: list[Part] = field(default_factory=list)
@@ -170,6 +175,7 @@ class Coalescer:
             window = self._window = _Window()
             window.timer = loop.call_later(self.linger_s, self._send, window)
         waiter: asyncio.Future[None] = loop.create_future()
+        waiter.add_done_callback(_retrieve)  # a cancelled request's failure is not "unretrieved"
         request = len(window.waiters)
         window.waiters.append(waiter)
         for key, value in messages:
