@@ -145,6 +145,28 @@ def build() -> Board:
 
     board.row("Organisation DORA keys (dora_metrics_org; levels per the DORA 2024 report)")
     board.add(
+        panels.stat(
+            "Deploys per week",
+            "Production deployments that went live (succeeded or rolled back) per week over the "
+            "period, of the chosen teams (dora_deployments).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        countIf(deployed) / greatest(dateDiff('day', $__fromTime, $__toTime) / 7, 1)
+                            AS deploys_per_week
+                    FROM dora_deployments
+                    WHERE $__timeFilter(deployed_at) AND {TEAMS}
+                    """
+                )
+            ],
+            decimals=1,
+            thresholds=((None, "green"),),
+        ),
+        4,
+        4,
+    )
+    board.add(
         panels.table(
             "DORA keys and performance levels per month",
             "Deployments that went live per week, median lead time per commit, change failure "

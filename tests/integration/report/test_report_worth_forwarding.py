@@ -11,7 +11,10 @@ So teams using the platform: 3 in December against 1 in November (+2); with --ca
 2 against 1; with --team t1: 1 against 1; with --org-unit payments (t1, t2): 2 against 1. ML
 training runs: 3 against 1, with --team t1 or --org-unit payments: 2 against 1. New adopters
 (first uses in December): t2 of fs and t3 of fx, so 2; none for t1 (its first use of fs was in
-November); 1 for payments.
+November); 1 for payments. Production deploys (capability dp, not declared: no adoption): t1
+once in November; t1 twice and t3 once (rolled back) in December, plus a staging deploy of t1.
+Deploys per week: 3 over the 30 days of December (the panel's dateDiff) = 0.7, against 1 over
+the previous 31 days = 7/31; with --team t1: 2 / (30 / 7), against the same 7/31.
 """
 
 from __future__ import annotations
@@ -72,8 +75,24 @@ def _training(day: date, team: str, status: str) -> dict[str, Any]:
     return _event("model_training", day, team, "ml-training", data)
 
 
+def _deploy(day: date, team: str, environment: str, status: str) -> dict[str, Any]:
+    data = {
+        "deployment_id": f"{team}-{uuid.uuid4().hex[:8]}",
+        "service": f"{team}-svc",
+        "environment": environment,
+        "status": status,
+        "commits": [{"sha": "a" * 40, "committed_at": f"{day.isoformat()}T08:00:00.000Z"}],
+    }
+    return _event("deploy", day, team, "dp", data)
+
+
 EVENTS = [
     _call(NOV, "t1", "fs"),
+    _deploy(NOV, "t1", "production", "succeeded"),
+    _deploy(DEC, "t1", "production", "succeeded"),
+    _deploy(date(2026, 12, 9), "t1", "production", "succeeded"),
+    _deploy(DEC, "t1", "staging", "succeeded"),
+    _deploy(DEC, "t3", "production", "rolled_back"),
     _training(NOV, "t1", "succeeded"),
     _call(DEC, "t1", "fs"),
     *(_call(DEC, "t2", "fs") for _ in range(1_234)),
@@ -177,12 +196,17 @@ def test_filters_narrow_the_panels_through_bound_parameters(warehouse: Warehouse
 
     page, _ = _build(warehouse)
     assert _stat(page, "New adopters")[0] == "2"
+    deploys = [float(v) for v in _stat(page, "Deploys per week")]
+    assert deploys == pytest.approx([0.7, 7 / 31, 0.7 - 7 / 31])
+    assert "Previous period: 0.2 · change +0.5 (+210%)" in _figure(page, "Deploys per week")
 
     page, _ = _build(warehouse, team="t1")
     assert _stat(page, "Training runs") == ("2", "1", "1")
     # The organisation-wide panels are narrowed in their SQL (the dashboards' `team` variable).
     assert _stat(page, "Teams using the platform") == ("1", "1", "0")
     assert _stat(page, "New adopters")[0] == "0"
+    deploys = [float(v) for v in _stat(page, "Deploys per week")]
+    assert deploys == pytest.approx([2 * 7 / 30, 7 / 31, 2 * 7 / 30 - 7 / 31])
     for title in ("Teams using the platform", "Adoption rate and 28-day active rate"):
         assert "Not narrowed" not in _figure(page, title), title
     assert "Not narrowed to team" in _figure(page, "Cohort retention"), "no team breakdown"
