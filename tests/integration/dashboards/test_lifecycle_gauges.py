@@ -12,8 +12,6 @@ worker's default rules and lateness.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
 
@@ -21,7 +19,6 @@ import pytest
 
 from pipeline.lifecycle.rules import as_date, summarize
 from pipeline.observability.adoption import STAGES, STALLED_AFTER_DAYS
-from tests.conftest import REPO
 from tests.support.dashboards import FilledWarehouse, Result
 from tests.support.lifecycle_brute import RULES, brute_force
 
@@ -41,25 +38,18 @@ print(json.dumps({"stages": figures.stages, "stalled": figures.stalled}))
 
 def test_stage_gauges_equal_the_brute_force_lifecycle(filled_warehouse: FilledWarehouse) -> None:
     now = filled_warehouse.end
-    done = subprocess.run(
-        [sys.executable, "-c", READ, filled_warehouse.url, str(now.timestamp())],
-        env=filled_warehouse.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
+    done = filled_warehouse.python("-c", READ, filled_warehouse.url, str(now.timestamp()))
     gauges = json.loads(done.stdout)
 
     used = filled_warehouse.query_many(
         {
-            "days": "SELECT team, capability, groupArray(toUInt32(day)) FROM capability_use_days "
+            "days": "SELECT team, capability, "
+            "arrayStringConcat(groupArray(toString(toUInt32(day))), ',') FROM capability_use_days "
             "WHERE team NOT IN ('', 'unowned') GROUP BY team, capability"
         }
     )["days"]
     assert isinstance(used, Result), used
-    days = {(team, capability): [int(d) for d in found] for team, capability, found in used.rows}
+    days = {(t, c): [int(d) for d in found.split(",")] for t, c, found in used.rows}
     watermark = max(max(d) for d in days.values()) - LATENESS_DAYS - 1
     stalled_before = (now - timedelta(days=STALLED_AFTER_DAYS)).date()
     stage_of = {state: stage for stage, states in STAGES.items() for state in states}

@@ -141,11 +141,12 @@ def test_adoption_rates_follow_the_chosen_teams(
     assert everyone == pytest.approx(_rates(pairs, None, by))
     # All is what the dashboard showed before the variables: the view's own figures.
     series = ("capability", "platform")[by]
+    denominator = ("target_teams", "target_pairs")[by]
     start, end = filled_warehouse.start.date(), filled_warehouse.end.date()
     before = _rows(
         filled_warehouse,
         f"SELECT toString(day), {series}, adoption_rate, active_rate_28d FROM {view} "
-        f"WHERE day >= '{start}' AND day <= '{end}' AND target_{'teams' if by == 0 else 'pairs'} > 0"
+        f"WHERE day >= '{start}' AND day <= '{end}' AND {denominator} > 0"
         + (
             " AND capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)"
             if by == 0
