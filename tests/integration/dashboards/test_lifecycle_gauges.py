@@ -65,8 +65,9 @@ def test_stage_gauges_equal_the_brute_force_lifecycle(filled_warehouse: FilledWa
         c: dict(by) for c, by in expected.items()
     }
     assert {c: n for c, n in gauges["stalled"].items() if n} == dict(expected_stalled)
-    # The simulated organisation has every stage: the comparison is not of empty counters.
+    # The comparison is not of empty counters. The simulated organisation has no team trying a
+    # capability now (nor stalled): tests/integration/observability/test_adoption.py has them.
     every: Counter[str] = Counter()
     for by in expected.values():
         every.update(by)
-    assert set(every) == set(STAGES), every
+    assert every["activated"] > 0 and every["churned"] > 0, every
