@@ -12,14 +12,16 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import timeseries as sdk_timeseries
 
 from pipeline.dashboards import navigation, panels
-from pipeline.dashboards.board import Board, clickhouse, query_variable
-from pipeline.dashboards.names import name_in
+from pipeline.dashboards.board import Board, clickhouse, query_variable, team_variables
+from pipeline.dashboards.names import chosen_teams, name_in
 
 UID = "uptake-adoption"
 
 DECLARED = "capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)"
 CHOSEN = name_in("capability", "capability")
 CAPABILITIES = f"{DECLARED} AND {CHOSEN}"
+# The chosen teams and organisation units (All: every team, the whole organisation).
+TEAMS = chosen_teams("team")
 # Whole weeks (Monday) that overlap the time range.
 WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
 
@@ -47,6 +49,11 @@ def build() -> Board:
             description="Declared platform capabilities (config/capabilities.yaml).",
         )
     )
+    team_variables(
+        board,
+        "SELECT DISTINCT team FROM usage_day ORDER BY team",
+        "Teams with events in the warehouse (resolved team, events.team).",
+    )
 
     board.row("In the selected period")
     board.add(
@@ -58,7 +65,7 @@ def build() -> Board:
                     f"""
                     SELECT uniqExact(team) AS teams
                     FROM usage_day_counted
-                    WHERE $__dateFilter(bucket) AND {CAPABILITIES}
+                    WHERE $__dateFilter(bucket) AND {CAPABILITIES} AND {TEAMS}
                     """
                 )
             ],
@@ -82,7 +89,7 @@ def build() -> Board:
                     WHERE day = (
                         SELECT max(day) FROM capability_targets_daily
                         WHERE day <= toDate($__toTime)
-                    ) AND {CAPABILITIES}
+                    ) AND {CAPABILITIES} AND {TEAMS}
                     """
                 )
             ],
@@ -102,6 +109,7 @@ def build() -> Board:
                     SELECT count() AS new_adopters
                     FROM adoption_first_use
                     WHERE $__timeFilter(first_used_at) AND {CAPABILITIES}
+                        AND {TEAMS}
                     """
                 )
             ],
@@ -121,7 +129,7 @@ def build() -> Board:
                     SELECT count() AS activated
                     FROM adoption_milestones_current
                     WHERE milestone = 'activated' AND $__dateFilter(occurred_at)
-                        AND {CAPABILITIES}
+                        AND {CAPABILITIES} AND {TEAMS}
                     """
                 )
             ],
@@ -140,6 +148,7 @@ def build() -> Board:
                     SELECT count() AS churned
                     FROM adoption_milestones_current
                     WHERE milestone = 'churned' AND $__dateFilter(occurred_at) AND {CAPABILITIES}
+                        AND {TEAMS}
                     """
                 )
             ],
@@ -159,6 +168,7 @@ def build() -> Board:
                     SELECT quantileExactInclusive(0.5)(days_since_launch) AS days
                     FROM adoption_first_use
                     WHERE adoption_order > 1 AND $__timeFilter(first_used_at) AND {CAPABILITIES}
+                        AND {TEAMS}
                     """
                 )
             ],
@@ -195,11 +205,12 @@ def build() -> Board:
         _adopted_beside_active(
             "Adoption rate and 28-day active rate",
             "Per capability and day, over its target teams as they were that day "
-            "(adoption_rates_daily): cumulative adoption (had used it by the day; never falls) "
-            "beside the active rate (used it in the 28 days ending that day; falls after "
-            "churn). Use as the capability catalog defines it (event types and APIs).",
+            "(adoption_target_days; with every team, adoption_rates_daily): cumulative "
+            "adoption (had used it by the day; never falls) beside the active rate (used it in "
+            "the 28 days ending that day; falls after churn). Use as the capability catalog "
+            "defines it (event types and APIs).",
             series="capability",
-            table="adoption_rates_daily",
+            pairs="adoption_target_days",
             where=f"$__dateFilter(day) AND {CAPABILITIES}",
         ),
         12,
@@ -218,12 +229,12 @@ def build() -> Board:
                     (
                         SELECT toMonday(first_use_day) AS week, 'new adopters' AS kind
                         FROM adoption_first_use
-                        WHERE {CAPABILITIES}
+                        WHERE {CAPABILITIES} AND {TEAMS}
                         UNION ALL
                         SELECT toMonday(occurred_at) AS week, milestone AS kind
                         FROM adoption_milestones_current
                         WHERE milestone IN ('activated', 'churned', 'reactivated')
-                            AND {CAPABILITIES}
+                            AND {CAPABILITIES} AND {TEAMS}
                     )
                     WHERE {WEEKS}
                     GROUP BY time, kind
@@ -246,9 +257,13 @@ def build() -> Board:
             "Adoption by platform type",
             "Per platform type of the capability catalog and day: the share of target "
             "(team, capability) pairs of its capabilities that had adopted (cumulative) and "
-            "that were active in the 28 days ending that day (adoption_by_platform).",
+            "that were active in the 28 days ending that day (adoption_target_days; with every "
+            "team, adoption_by_platform).",
             series="platform",
-            table="adoption_by_platform",
+            pairs=(
+                "adoption_target_days AS d INNER JOIN (SELECT name, platform "
+                "FROM capability_catalog FINAL WHERE declared = 1) AS c ON c.name = d.capability"
+            ),
             where="$__dateFilter(day)",
         ),
         12,
@@ -304,7 +319,7 @@ def build() -> Board:
                     WHERE week = (
                         SELECT max(week) FROM developer_adoption_weekly
                         WHERE week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)
-                    ) AND {CAPABILITIES}
+                    ) AND {CAPABILITIES} AND {TEAMS}
                     ORDER BY team, capability
                     """
                 )
@@ -327,7 +342,7 @@ def build() -> Board:
                     f"""
                     SELECT team, capability, sum(events) AS events
                     FROM team_depth_weekly
-                    WHERE {WEEKS} AND {CAPABILITIES}
+                    WHERE {WEEKS} AND {CAPABILITIES} AND {TEAMS}
                     GROUP BY team, capability
                     ORDER BY team, capability
                     """
@@ -356,7 +371,7 @@ def build() -> Board:
                     f"""
                     SELECT week AS time, team, declared_capabilities AS capabilities
                     FROM team_breadth_weekly
-                    WHERE {WEEKS}
+                    WHERE {WEEKS} AND {TEAMS}
                     ORDER BY time, team
                     """,
                     "timeseries",
@@ -383,6 +398,7 @@ def build() -> Board:
                         max(days_since_launch) AS slowest
                     FROM adoption_first_use
                     WHERE adoption_order > 1 AND first_used_at <= $__toTime AND {CAPABILITIES}
+                        AND {TEAMS}
                     GROUP BY capability
                     ORDER BY capability
                     """
@@ -550,9 +566,11 @@ def _feedback_row(board: Board) -> None:
 
 
 def _adopted_beside_active(
-    title: str, description: str, *, series: str, table: str, where: str
+    title: str, description: str, *, series: str, pairs: str, where: str
 ) -> sdk_timeseries.Panel:
-    """Cumulative adoption rate beside the 28-day active rate, one pair of lines per `series`."""
+    """Cumulative adoption rate beside the 28-day active rate, one pair of lines per `series`,
+    over the target (team, capability) pairs of `pairs` (adoption_target_days) of the chosen
+    teams: with every team, the figures of adoption_rates_daily / adoption_by_platform."""
     return panels.timeseries(
         title,
         description,
@@ -560,11 +578,20 @@ def _adopted_beside_active(
             clickhouse(
                 f"""
                     SELECT day AS time, concat({series}, ' · ', k.1) AS series, k.2 AS rate
-                    FROM {table}
+                    FROM
+                    (
+                        SELECT
+                            {series},
+                            day,
+                            countIf(adopted) / count() AS adoption_rate,
+                            countIf(active_28d) / count() AS active_rate_28d
+                        FROM {pairs}
+                        WHERE {where} AND {TEAMS}
+                        GROUP BY {series}, day
+                    )
                     ARRAY JOIN [
                         ('adopted', adoption_rate), ('active 28d', active_rate_28d)
                     ] AS k
-                    WHERE {where}
                     ORDER BY time, series
                     """,
                 "timeseries",

@@ -21,6 +21,8 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
+from pipeline.dashboards.names import ORG_UNIT_VARIABLE, TEAM_VARIABLE
+
 # Panels, annotations and query variables refer to a datasource *variable* per datasource type,
 # so the JSON imports into any Grafana (the variable lists the datasources of its type). Its
 # default is the uid deploy/grafana/provisioning/datasources/uptake.yml provisions.
@@ -277,3 +279,31 @@ def query_variable(
     if include_all:
         variable.current(model.VariableOption(text="All", value=["$__all"], selected=True))
     return variable
+
+
+def team_variables(board: Board, teams_sql: str, teams_description: str) -> Board:
+    """The team and organisation-unit filters (`names.chosen_teams`): multi-value, All by
+    default, so the dashboard shows the whole organisation until someone narrows it."""
+    board.variable(
+        query_variable(
+            TEAM_VARIABLE,
+            "Team",
+            teams_sql,
+            multi=True,
+            include_all=True,
+            description=teams_description,
+        )
+    )
+    return board.variable(
+        query_variable(
+            ORG_UNIT_VARIABLE,
+            "Organisation unit",
+            "SELECT DISTINCT arrayJoin(groups) AS unit FROM team_groups ORDER BY unit",
+            multi=True,
+            include_all=True,
+            description=(
+                "Groups of today's team hierarchy (team catalog: department, group, ...): "
+                "the teams under the chosen ones, at any depth."
+            ),
+        )
+    )

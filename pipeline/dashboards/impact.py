@@ -15,13 +15,14 @@ from grafana_foundation_sdk.builders import barchart, timeseries
 from grafana_foundation_sdk.models import dashboard as model
 
 from pipeline.dashboards import navigation, panels
-from pipeline.dashboards.board import Board, clickhouse, query_variable
-from pipeline.dashboards.names import name_is
+from pipeline.dashboards.board import Board, clickhouse, query_variable, team_variables
+from pipeline.dashboards.names import chosen_teams, name_is
 
 UID = "uptake-impact"
 DEFAULT_CAPABILITY = "deploy-pipeline"
 DECLARED = "capability IN (SELECT name FROM capability_catalog FINAL WHERE declared = 1)"
 CHOSEN = name_is("capability", "capability")
+TEAMS = chosen_teams("team")
 DORA_WEEKS = (
     "period = 'week' AND period_start >= toMonday(toDate($__fromTime)) "
     "AND period_start <= toDate($__toTime)"
@@ -95,6 +96,12 @@ def build() -> Board:
     board.annotation(navigation.launches())
     board.annotation(navigation.all_deploys())
     board.variable(variable)
+    team_variables(
+        board,
+        "SELECT DISTINCT team FROM usage_day ORDER BY team",
+        "Teams with events in the warehouse: narrows the per-team panels (north star, per-team "
+        "before/after); the organisation's DORA keys and the cohorts stay organisation-wide.",
+    )
 
     board.row("Impact estimates: staggered difference-in-differences (uptake impact)")
     board.add(
@@ -137,6 +144,28 @@ def build() -> Board:
     )
 
     board.row("Organisation DORA keys (dora_metrics_org; levels per the DORA 2024 report)")
+    board.add(
+        panels.stat(
+            "Deploys per week",
+            "Production deployments that went live (succeeded or rolled back) per week over the "
+            "period, of the chosen teams (dora_deployments).",
+            [
+                clickhouse(
+                    f"""
+                    SELECT
+                        countIf(deployed) / greatest(dateDiff('day', $__fromTime, $__toTime) / 7, 1)
+                            AS deploys_per_week
+                    FROM dora_deployments
+                    WHERE $__timeFilter(deployed_at) AND {TEAMS}
+                    """
+                )
+            ],
+            decimals=1,
+            thresholds=((None, "green"),),
+        ),
+        4,
+        4,
+    )
     board.add(
         panels.table(
             "DORA keys and performance levels per month",
@@ -237,7 +266,7 @@ def build() -> Board:
                         time_to_restore_median_s_before,
                         time_to_restore_median_s_after
                     FROM impact_before_after
-                    WHERE {CHOSEN} AND deployments_before > 0 AND deployments_after > 0
+                    WHERE {CHOSEN} AND {TEAMS} AND deployments_before > 0 AND deployments_after > 0
                     ORDER BY lead_time_ratio
                     """
                 )
@@ -310,10 +339,10 @@ def build() -> Board:
             "approved. Measures: count, value_sum (in the declared unit), decision_rate (0-1).",
             [
                 clickhouse(
-                    """
+                    f"""
                     SELECT day AS time, concat(north_star, ' (', unit, ')') AS metric, team, value
                     FROM north_star_daily
-                    WHERE $__dateFilter(day)
+                    WHERE $__dateFilter(day) AND {TEAMS}
                     ORDER BY time, metric, team
                     """,
                     "timeseries",
@@ -332,12 +361,12 @@ def build() -> Board:
             "value_sum measure, the mean of a daily decision_rate.",
             [
                 clickhouse(
-                    """
+                    f"""
                     SELECT
                         concat(team, ' · ', north_star) AS team_metric,
                         if(any(measure) = 'decision_rate', avg(value), sum(value)) AS value
                     FROM north_star_daily
-                    WHERE $__dateFilter(day)
+                    WHERE $__dateFilter(day) AND {TEAMS}
                     GROUP BY team, north_star
                     ORDER BY value DESC
                     """

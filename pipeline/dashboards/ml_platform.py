@@ -7,11 +7,11 @@ ml_training_weekly and ml_team_summary of schemas/clickhouse/0004_views.sql.
 from __future__ import annotations
 
 from pipeline.dashboards import panels
-from pipeline.dashboards.board import Board, clickhouse, query_variable
-from pipeline.dashboards.names import name_in
+from pipeline.dashboards.board import Board, clickhouse, team_variables
+from pipeline.dashboards.names import chosen_teams
 
 UID = "uptake-ml-platform"
-TEAMS = name_in("team", "team")
+TEAMS = chosen_teams("team")
 WEEKS = "week >= toMonday(toDate($__fromTime)) AND week <= toDate($__toTime)"
 
 
@@ -26,15 +26,10 @@ def build() -> Board:
         ),
         tags=("uptake", "ml-platform"),
     )
-    board.variable(
-        query_variable(
-            "team",
-            "Team",
-            "SELECT DISTINCT team FROM model_trainings ORDER BY team",
-            multi=True,
-            include_all=True,
-            description="Teams that ran trainings.",
-        )
+    team_variables(
+        board,
+        "SELECT DISTINCT team FROM model_trainings ORDER BY team",
+        "Teams that ran trainings.",
     )
 
     board.row("In the selected period")

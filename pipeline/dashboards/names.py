@@ -27,3 +27,16 @@ def name_in(column: str, variable: str) -> str:
     row (`$__conditionalAll`)."""
     chosen = f"splitByChar(',', trim(BOTH '{{}}' FROM {decoded(variable)}))"
     return f"$__conditionalAll(has({chosen}, {column}), ${variable})"
+
+
+ORG_UNIT_VARIABLE = "org_unit"
+TEAM_VARIABLE = "team"
+
+
+def chosen_teams(column: str = "team") -> str:
+    """`column` holds one of the chosen teams (multi-value `$team`) and a team under one of the
+    chosen organisation units (multi-value `$org_unit`: a group of today's hierarchy, at any
+    depth, as `team_groups` has it). Each variable at All matches every row."""
+    units = f"splitByChar(',', trim(BOTH '{{}}' FROM {decoded(ORG_UNIT_VARIABLE)}))"
+    under = f"{column} IN (SELECT team FROM team_groups WHERE hasAny(groups, {units}))"
+    return f"{name_in(column, TEAM_VARIABLE)} AND $__conditionalAll({under}, ${ORG_UNIT_VARIABLE})"

@@ -9,6 +9,8 @@ at any scrape interval; every query is scoped to the worker (or collector) job a
 
 from __future__ import annotations
 
+import re
+
 from grafana_foundation_sdk.builders import dashboard as sdk
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prometheus_model
@@ -525,6 +527,24 @@ def _adoption_row(board: Board) -> None:
             "percentunit",
         ),
         (
+            "Teams per lifecycle stage",
+            "Teams per capability now trying it (used, not activated), activated, churned "
+            "(docs/lifecycle.md).",
+            "uptake_adoption_teams",
+            "",
+            "{{capability}} · {{stage}}",
+            "short",
+        ),
+        (
+            "Stalled teams per capability",
+            "Teams that first used the capability over 28 days ago and never activated it. "
+            "Alert UptakeAdoptionStalled: at least 3 and a quarter of its teams.",
+            "uptake_adoption_stalled_teams",
+            "",
+            "{{capability}}",
+            "short",
+        ),
+        (
             "DORA: median lead time, 28 days",
             "Commit to production; alert UptakeDoraLevelDropped when its DORA level falls.",
             "uptake_dora_lead_time_seconds",
@@ -550,10 +570,11 @@ def _adoption_row(board: Board) -> None:
         ),
     )
     for i, (title, description, metric, matcher, legend, unit) in enumerate(gauges):
-        by = " by (capability)" if "capability" in legend else ""
+        labels = ", ".join(re.findall(r"\{\{(\w+)\}\}", legend))
+        by = f" by ({labels})" if labels else ""
         expr = f"max{by} ({metric}{{{WORKER}{', ' + matcher if matcher else ''}}})"
         board.add(
             panels.timeseries(title, description, _targets((expr, legend)), unit=unit),
-            12 if i < 2 else 8,
+            12 if i < 4 else 8,
             8,
         )

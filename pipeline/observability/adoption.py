@@ -28,6 +28,15 @@ DAY_S = 86_400
 WINDOWS: tuple[tuple[str, int], ...] = (("7d", 7), ("28d", 28))
 DORA_WINDOW_DAYS = 28
 MAX_CAPABILITIES = 200  # a guard against an emitter inventing capabilities: top 200 by teams
+# A first use this many days old without an activation is stalled: longer than the activation
+# window (UPTAKE_ACTIVATION_WINDOW_DAYS, 14 by default; the episode can no longer activate) and
+# as long as the 28-day window of the other gauges. docs/operations.md#uptakeadoptionstalled.
+STALLED_AFTER_DAYS = 28
+STAGES: dict[str, tuple[str, ...]] = {  # stage -> lifecycle states (docs/lifecycle.md)
+    "trying": ("first_use", "reactivated"),  # used it, not (re)activated in this episode
+    "activated": ("activated",),
+    "churned": ("churned",),
+}
 
 ACTIVE_TEAMS = "uptake_adoption_active_teams"
 RATE = "uptake_adoption_rate"
@@ -42,6 +51,8 @@ TEAM_DEPLOY_FREQUENCY = "uptake_dora_team_deployment_frequency_per_week"
 TEAM_CHANGE_FAILURE = "uptake_dora_team_change_failure_ratio"
 TEAM_LEAD_TIME = "uptake_dora_team_lead_time_seconds"
 TEAM_SERIES_OMITTED = "uptake_adoption_team_series_omitted"
+TEAMS_BY_STAGE = "uptake_adoption_teams"
+STALLED_TEAMS = "uptake_adoption_stalled_teams"
 
 HELP: dict[str, str] = {
     KNOWN_TEAMS: "Teams with at least one event in the last 28 days.",
@@ -57,6 +68,8 @@ HELP: dict[str, str] = {
     TEAM_CHANGE_FAILURE: "Change failure ratio of the team, last 28 days (opt-in, capped).",
     TEAM_LEAD_TIME: "Median commit-to-production time of the team, last 28 days (opt-in).",
     TEAM_SERIES_OMITTED: "Per-team series left out by UPTAKE_ADOPTION_PER_TEAM_MAX_SERIES.",
+    TEAMS_BY_STAGE: "Teams per lifecycle stage of the capability now: trying, activated, churned.",
+    STALLED_TEAMS: "Teams whose first use was over 28 days ago and that never activated it.",
 }
 LABELS: dict[str, tuple[str, ...]] = {
     KNOWN_TEAMS: (),
@@ -72,6 +85,8 @@ LABELS: dict[str, tuple[str, ...]] = {
     TEAM_CHANGE_FAILURE: ("team",),
     TEAM_LEAD_TIME: ("team",),
     TEAM_SERIES_OMITTED: (),
+    TEAMS_BY_STAGE: ("capability", "stage"),
+    STALLED_TEAMS: ("capability",),
 }
 PER_TEAM = (TEAM_ACTIVE, TEAM_DEPLOY_FREQUENCY, TEAM_CHANGE_FAILURE, TEAM_LEAD_TIME)
 
@@ -125,6 +140,8 @@ class AdoptionFigures:
     teams: list[TeamAdoption] = field(default_factory=list)  # most active first; opt-in
     # cap -> window -> active target teams / target teams (capabilities with targets only)
     rates: dict[str, dict[str, float]] = field(default_factory=dict)
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)  # cap -> stage -> teams
+    stalled: dict[str, int] = field(default_factory=dict)  # cap -> stalled teams
 
 
 def _since(now_s: float, days: int) -> int:
@@ -199,6 +216,23 @@ SELECT
      WHERE opened_at >= {_SINCE % "since_dora"} AND time_to_restore_s IS NOT NULL)
 """
 
+_STAGE_COUNTS = ", ".join(
+    f"countIf(has({list(states)!r}, state)) AS {stage}" for stage, states in STAGES.items()
+)
+# The lifecycle as the worker keeps it (adoption_lifecycle, docs/lifecycle.md): one row per
+# (team, capability), its state the latest milestone.
+LIFECYCLE_SQL = f"""
+SELECT capability,
+       {_STAGE_COUNTS},
+       countIf(state = 'first_use' AND first_use < toDate({_SINCE % "since_stalled"}, 'UTC'))
+           AS stalled
+FROM adoption_lifecycle FINAL
+WHERE team NOT IN ('', 'unowned')
+GROUP BY capability
+ORDER BY count() DESC, capability
+LIMIT {MAX_CAPABILITIES}
+"""
+
 TEAM_ADOPTION_SQL = f"""
 SELECT e.team AS team, e.capability AS capability, count() AS events,
        countIf(e.occurred_at >= {_SINCE % "since_7d"}) > 0 AS active_7d
@@ -216,6 +250,7 @@ def read_figures(warehouse: Warehouse, now_s: float, *, per_team: bool) -> Adopt
         "since_7d": _since(now_s, 7),
         "since_28d": _since(now_s, 28),
         "since_dora": _since(now_s, DORA_WINDOW_DAYS),
+        "since_stalled": _since(now_s, STALLED_AFTER_DAYS),
     }
     active: dict[str, dict[str, int]] = {}
     rates: dict[str, dict[str, float]] = {}
@@ -242,7 +277,11 @@ def read_figures(warehouse: Warehouse, now_s: float, *, per_team: bool) -> Adopt
         time_to_restore_median_s=float(restore) if int(restores) else None,
     )
     teams = _read_teams(warehouse, params, deploys) if per_team else []
-    return AdoptionFigures(known, active, dora, teams, rates)
+    stages, stalled = {}, {}
+    for capability, *by_stage, stalled_teams in warehouse.rows(LIFECYCLE_SQL, params):
+        stages[str(capability)] = dict(zip(STAGES, map(int, by_stage), strict=True))
+        stalled[str(capability)] = int(stalled_teams)
+    return AdoptionFigures(known, active, dora, teams, rates, stages, stalled)
 
 
 def _read_teams(
@@ -289,7 +328,15 @@ def families(figures: AdoptionFigures, per_team_max_series: int = 0) -> list[Met
         recovery.add_metric([], figures.dora.recovery_time_median_s)
     if figures.dora.time_to_restore_median_s is not None:
         restore.add_metric([], figures.dora.time_to_restore_median_s)
-    out: list[Metric] = [known, active, rate, frequency, failure, lead, recovery, restore]
+    by_stage, stalled = _family(TEAMS_BY_STAGE), _family(STALLED_TEAMS)
+    for capability, counts in figures.stages.items():
+        for stage, teams in counts.items():
+            by_stage.add_metric([capability, stage], teams)
+        stalled.add_metric([capability], figures.stalled[capability])
+    out: list[Metric] = [
+        *(known, active, rate, frequency, failure, lead, recovery, restore),
+        *(by_stage, stalled),
+    ]
     if per_team_max_series > 0:
         out += _team_families(figures.teams, per_team_max_series)
     return out

@@ -5,7 +5,9 @@ For people without Grafana. The report walks the same dashboard definitions Graf
 period bound as ClickHouse query parameters (`grafana_sql.to_clickhouse_parameters`: no value
 is pasted into SQL text), shapes the result as Grafana would (`frames`) and draws it as inline
 SVG (`svg`) or an HTML table. Variables are at their defaults (All), so the charts are the
-dashboards' charts for the whole organisation.
+dashboards' charts for the whole organisation; `--capability`, `--team` and `--org-unit` bind
+the dashboards' `capability`, `team` and `org_unit` variables, so a narrowed panel is the panel
+Grafana shows with the same choice.
 
 The file needs nothing else to be read: no script, stylesheet, font or image is fetched.
 """
@@ -94,7 +96,8 @@ class Scope:
     """Filters resolved against the warehouse: the teams an --org-unit covers, a caption."""
 
     capability: str | None = None
-    team: str | None = None  # one team: bound to dashboards' `team` variable
+    team: str | None = None  # bound to the dashboards' `team` variable
+    org_unit: str | None = None  # bound to the dashboards' `org_unit` variable
     teams: frozenset[str] | None = None  # rows of these teams only (None: every team)
     caption: str = ""
 
@@ -149,8 +152,7 @@ def resolve(warehouse: Warehouse, filters: Filters) -> Scope:
         under = frozenset(_known(warehouse, TEAMS_OF_UNIT, {"org_unit": filters.org_unit}))
         teams = under if teams is None else teams & under
         captions.append(f"org unit {filters.org_unit} ({len(under):,} teams)")
-    single = next(iter(teams)) if teams is not None and len(teams) == 1 else None
-    return Scope(filters.capability, single, teams, "; ".join(captions))
+    return Scope(filters.capability, filters.team, filters.org_unit, teams, "; ".join(captions))
 
 
 def report_dashboards() -> list[Callable[[], Board]]:
@@ -409,7 +411,10 @@ def _narrow(tables: list[Table], sql: str, scope: Scope) -> tuple[list[Table], l
             tables = [_keep(t, "capability", {scope.capability}) for t in tables]
         else:
             missed.append(f"capability {scope.capability}")
-    if scope.teams is not None and not (scope.team is not None and _uses(sql, "team")):
+    in_sql = (scope.team is None or _uses(sql, "team")) and (
+        scope.org_unit is None or _uses(sql, "org_unit")
+    )
+    if scope.teams is not None and not in_sql:
         if all("team" in t.columns for t in tables):
             tables = [_keep(t, "team", scope.teams) for t in tables]
         else:
@@ -460,8 +465,9 @@ def build_sections(
         variables = _defaults(dashboard)
         if scope.capability is not None and "capability" in variables:
             variables["capability"] = grafana_sql.Variable("capability", scope.capability)
-        if scope.team is not None and "team" in variables:
-            variables["team"] = grafana_sql.Variable("team", scope.team)
+        for name, value in (("team", scope.team), ("org_unit", scope.org_unit)):
+            if value is not None and name in variables:
+                variables[name] = grafana_sql.Variable(name, value)
         blocks: list[str] = []
         exports: list[Export] = []
         for panel in _panels(dashboard):

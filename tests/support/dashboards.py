@@ -64,12 +64,13 @@ class FilledWarehouse:
     teams: tuple[str, ...]
     worker_log: str = field(repr=False, default="")
 
-    def uptake(
-        self, *args: str, timeout: float = 600, check: bool = True
+    def python(
+        self, *args: str, timeout: float = 600, check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run `uptake ARGS` on this warehouse; `check`: assert it exited 0."""
+        """Run `python ARGS` with this warehouse's environment; `check`: assert it exited 0."""
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args],
+            [sys.executable, *args],
+            input=stdin,
             env=self.env,
             cwd=REPO,
             capture_output=True,
@@ -78,23 +79,25 @@ class FilledWarehouse:
             check=False,
         )
         assert not check or done.returncode == 0, (
-            f"uptake {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+            f"python {' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
         )
         return done
 
+    def uptake(
+        self, *args: str, timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `uptake ARGS` on this warehouse; `check`: assert it exited 0."""
+        return self.python("-m", "pipeline.cli", *args, timeout=timeout, check=check)
+
     def query_many(self, statements: dict[str, str]) -> dict[str, Result | str]:
         """Run every statement (id -> SQL); a failed one maps to its error message."""
-        done = subprocess.run(
-            [sys.executable, "-m", "tests.support.run_queries", self.url],
-            input=json.dumps([{"id": k, "sql": v} for k, v in statements.items()]),
-            env=self.env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
+        done = self.python(
+            "-m",
+            "tests.support.run_queries",
+            self.url,
+            stdin=json.dumps([{"id": k, "sql": v} for k, v in statements.items()]),
             timeout=900,
-            check=False,
         )
-        assert done.returncode == 0, done.stderr[-4000:]
         out: dict[str, Result | str] = {}
         for item in json.loads(done.stdout):
             out[item["id"]] = (

@@ -216,3 +216,43 @@ def test_per_team_series_are_capped_most_active_team_first(warehouse: Warehouse)
     assert teams == {"search", "risk"}
     assert capped["uptake_adoption_team_series_omitted", ()] == 9
     assert sum(1 for k in capped if "team" in dict(k[1])) <= 10
+
+
+def _day(days_ago: int) -> Any:
+    return (NOW - timedelta(days=days_ago)).date()
+
+
+# (team, capability, state, first use days ago): the lifecycle table as the worker writes it.
+LIFECYCLE = [
+    ("a", "feature-store", "first_use", 40),  # stalled: tried 40 days ago, never activated
+    ("b", "feature-store", "first_use", 29),  # stalled
+    ("c", "feature-store", "first_use", 27),  # trying, within 28 days: not yet stalled
+    ("d", "feature-store", "reactivated", 60),  # trying again after a churn: not stalled
+    ("e", "feature-store", "activated", 50),
+    ("f", "feature-store", "churned", 90),
+    ("unowned", "feature-store", "first_use", 40),  # not a team
+    ("a", "api-gateway", "activated", 10),
+]
+
+
+@pytest.mark.integration
+def test_lifecycle_stage_and_stalled_gauges(warehouse: Warehouse) -> None:
+    columns = [
+        [row[0] for row in LIFECYCLE],
+        [row[1] for row in LIFECYCLE],
+        [row[2] for row in LIFECYCLE],
+        [_day(row[3]) for row in LIFECYCLE],
+    ]
+    warehouse.insert_columns(
+        "adoption_lifecycle", columns, ["team", "capability", "state", "first_use"]
+    )
+    figures = read_figures(warehouse, NOW.timestamp(), per_team=False)
+    assert figures.stages == {
+        "feature-store": {"trying": 4, "activated": 1, "churned": 1},
+        "api-gateway": {"trying": 0, "activated": 1, "churned": 0},
+    }
+    assert figures.stalled == {"feature-store": 2, "api-gateway": 0}
+    scraped = samples(Fixed(figures))
+    stage = (("capability", "feature-store"), ("stage", "trying"))
+    assert scraped["uptake_adoption_teams", stage] == 4
+    assert scraped["uptake_adoption_stalled_teams", (("capability", "feature-store"),)] == 2

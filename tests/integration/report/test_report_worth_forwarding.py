@@ -8,7 +8,13 @@ name with a quote, declared and unused).
 - December 1-31 (the report's period): t1 calls fs, t2 calls fs 1,234 times, t3 calls fx;
   t1 trains twice (one failed), t3 once.
 So teams using the platform: 3 in December against 1 in November (+2); with --capability fs:
-2 against 1; ML training runs: 3 against 1, with --team t1: 2 against 1.
+2 against 1; with --team t1: 1 against 1; with --org-unit payments (t1, t2): 2 against 1. ML
+training runs: 3 against 1, with --team t1 or --org-unit payments: 2 against 1. New adopters
+(first uses in December): t2 of fs and t3 of fx, so 2; none for t1 (its first use of fs was in
+November); 1 for payments. Production deploys (capability dp, not declared: no adoption): t1
+once in November; t1 twice and t3 once (rolled back) in December, plus a staging deploy of t1.
+Deploys per week: 3 over the 30 days of December (the panel's dateDiff) = 0.7, against 1 over
+the previous 31 days = 7/31; with --team t1: 2 / (30 / 7), against the same 7/31.
 """
 
 from __future__ import annotations
@@ -69,8 +75,24 @@ def _training(day: date, team: str, status: str) -> dict[str, Any]:
     return _event("model_training", day, team, "ml-training", data)
 
 
+def _deploy(day: date, team: str, environment: str, status: str) -> dict[str, Any]:
+    data = {
+        "deployment_id": f"{team}-{uuid.uuid4().hex[:8]}",
+        "service": f"{team}-svc",
+        "environment": environment,
+        "status": status,
+        "commits": [{"sha": "a" * 40, "committed_at": f"{day.isoformat()}T08:00:00.000Z"}],
+    }
+    return _event("deploy", day, team, "dp", data)
+
+
 EVENTS = [
     _call(NOV, "t1", "fs"),
+    _deploy(NOV, "t1", "production", "succeeded"),
+    _deploy(DEC, "t1", "production", "succeeded"),
+    _deploy(date(2026, 12, 9), "t1", "production", "succeeded"),
+    _deploy(DEC, "t1", "staging", "succeeded"),
+    _deploy(DEC, "t3", "production", "rolled_back"),
     _training(NOV, "t1", "succeeded"),
     _call(DEC, "t1", "fs"),
     *(_call(DEC, "t2", "fs") for _ in range(1_234)),
@@ -172,12 +194,28 @@ def test_filters_narrow_the_panels_through_bound_parameters(warehouse: Warehouse
     assert "<th>fs</th>" in matrix and "<th>fx</th>" not in matrix and "t3" not in matrix
     assert "capability fs" in page.split("</header>")[0]
 
+    page, _ = _build(warehouse)
+    assert _stat(page, "New adopters")[0] == "2"
+    deploys = [float(v) for v in _stat(page, "Deploys per week")]
+    assert deploys == pytest.approx([0.7, 7 / 31, 0.7 - 7 / 31])
+    assert "Previous period: 0.2 · change +0.5 (+210%)" in _figure(page, "Deploys per week")
+
     page, _ = _build(warehouse, team="t1")
     assert _stat(page, "Training runs") == ("2", "1", "1")
-    assert "Not narrowed to team" in _figure(page, "Teams using the platform")
+    # The organisation-wide panels are narrowed in their SQL (the dashboards' `team` variable).
+    assert _stat(page, "Teams using the platform") == ("1", "1", "0")
+    assert _stat(page, "New adopters")[0] == "0"
+    deploys = [float(v) for v in _stat(page, "Deploys per week")]
+    assert deploys == pytest.approx([2 * 7 / 30, 7 / 31, 2 * 7 / 30 - 7 / 31])
+    for title in ("Teams using the platform", "Adoption rate and 28-day active rate"):
+        assert "Not narrowed" not in _figure(page, title), title
+    assert "Not narrowed to team" in _figure(page, "Cohort retention"), "no team breakdown"
     assert "t2" not in _figure(page, "Teams x capabilities")
 
     page, _ = _build(warehouse, org_unit="payments")
+    assert _stat(page, "Teams using the platform") == ("2", "1", "1")
+    assert _stat(page, "New adopters")[0] == "1"
+    assert "Not narrowed" not in _figure(page, "Adoption by platform type")
     per_team = _figure(page, "Per team")
     assert "<td>t1</td>" in per_team and "<td>t3</td>" not in per_team
     matrix = _figure(page, "Teams x capabilities")
@@ -264,6 +302,7 @@ def test_chromium_shows_the_warehouse_figures(warehouse: Warehouse, tmp_path: Pa
 
     page, _ = _build(warehouse, capability="fs")
     (tmp_path / "report.html").write_text(page)
+    (tmp_path / "payments.html").write_text(_build(warehouse, org_unit="payments")[0])
     (tmp_path / "measure.html").write_text(MEASURE)
     done = chromium(
         "--virtual-time-budget=15000", "--dump-dom", (tmp_path / "measure.html").as_uri()
@@ -278,6 +317,16 @@ def test_chromium_shows_the_warehouse_figures(warehouse: Warehouse, tmp_path: Pa
     assert stats["Training runs"] == ("3", "Previous period: 1 · change +2 (+200%)")
     assert "1,234" in measured["text"], "the exact count as the browser shows it"
     assert not re.search(r"active_28d|non_adopters|_median_s", measured["text"])
+    # --org-unit payments: the organisation-wide headline narrowed to t1 and t2 on the page.
+    (tmp_path / "measure.html").write_text(MEASURE.replace("report.html", "payments.html"))
+    done = chromium(
+        "--virtual-time-budget=15000", "--dump-dom", (tmp_path / "measure.html").as_uri()
+    )
+    found = re.search(r'<pre id="out">(.*?)</pre>', done.stdout.decode(), re.S)
+    assert found and found[1] != "pending", "the measuring script did not run"
+    stats = {t: (v, c) for t, v, c in json.loads(html.unescape(found[1]))["stats"]}
+    assert stats["Teams using the platform"] == ("2", "Previous period: 1 · change +1 (+100%)")
+    assert stats["Training runs"] == ("2", "Previous period: 1 · change +1 (+100%)")
 
     shot = tmp_path / "report.png"
     done = chromium(

@@ -43,6 +43,7 @@ LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "partition": ("0", "1"),
     "capability": ("api-gateway",),
     "window": ("7d", "28d"),
+    "stage": ("trying", "activated", "churned"),
     "team": ("payments",),
     "route": pipeline.collector.metrics.ROUTES,
     "status": ("202", "503"),
