@@ -21,7 +21,7 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
-from pipeline.dashboards.names import ORG_UNIT_VARIABLE, TEAM_VARIABLE
+from pipeline.dashboards.names import ORG_UNIT_VARIABLE, TEAMS_VARIABLE
 
 # Panels, annotations and query variables refer to a datasource *variable* per datasource type,
 # so the JSON imports into any Grafana (the variable lists the datasources of its type). Its
@@ -286,8 +286,8 @@ def team_variables(board: Board, teams_sql: str, teams_description: str) -> Boar
     default, so the dashboard shows the whole organisation until someone narrows it."""
     board.variable(
         query_variable(
-            TEAM_VARIABLE,
-            "Team",
+            TEAMS_VARIABLE,
+            "Teams",
             teams_sql,
             multi=True,
             include_all=True,

@@ -30,13 +30,13 @@ def name_in(column: str, variable: str) -> str:
 
 
 ORG_UNIT_VARIABLE = "org_unit"
-TEAM_VARIABLE = "team"
+TEAMS_VARIABLE = "teams"  # multi-value; the drill-down's single team is `team`
 
 
 def chosen_teams(column: str = "team") -> str:
-    """`column` holds one of the chosen teams (multi-value `$team`) and a team under one of the
+    """`column` holds one of the chosen teams (multi-value `$teams`) and a team under one of the
     chosen organisation units (multi-value `$org_unit`: a group of today's hierarchy, at any
     depth, as `team_groups` has it). Each variable at All matches every row."""
     units = f"splitByChar(',', trim(BOTH '{{}}' FROM {decoded(ORG_UNIT_VARIABLE)}))"
     under = f"{column} IN (SELECT team FROM team_groups WHERE hasAny(groups, {units}))"
-    return f"{name_in(column, TEAM_VARIABLE)} AND $__conditionalAll({under}, ${ORG_UNIT_VARIABLE})"
+    return f"{name_in(column, TEAMS_VARIABLE)} AND $__conditionalAll({under}, ${ORG_UNIT_VARIABLE})"

@@ -6,7 +6,8 @@ period bound as ClickHouse query parameters (`grafana_sql.to_clickhouse_paramete
 is pasted into SQL text), shapes the result as Grafana would (`frames`) and draws it as inline
 SVG (`svg`) or an HTML table. Variables are at their defaults (All), so the charts are the
 dashboards' charts for the whole organisation; `--capability`, `--team` and `--org-unit` bind
-the dashboards' `capability`, `team` and `org_unit` variables, so a narrowed panel is the panel
+the dashboards' `capability`, `team` (drill-down), `teams` and `org_unit` variables, so a
+narrowed panel is the panel
 Grafana shows with the same choice.
 
 The file needs nothing else to be read: no script, stylesheet, font or image is fetched.
@@ -96,7 +97,7 @@ class Scope:
     """Filters resolved against the warehouse: the teams an --org-unit covers, a caption."""
 
     capability: str | None = None
-    team: str | None = None  # bound to the dashboards' `team` variable
+    team: str | None = None  # bound to `team` (drill-down) and `teams` (multi-value)
     org_unit: str | None = None  # bound to the dashboards' `org_unit` variable
     teams: frozenset[str] | None = None  # rows of these teams only (None: every team)
     caption: str = ""
@@ -411,7 +412,7 @@ def _narrow(tables: list[Table], sql: str, scope: Scope) -> tuple[list[Table], l
             tables = [_keep(t, "capability", {scope.capability}) for t in tables]
         else:
             missed.append(f"capability {scope.capability}")
-    in_sql = (scope.team is None or _uses(sql, "team")) and (
+    in_sql = (scope.team is None or _uses(sql, "team") or _uses(sql, "teams")) and (
         scope.org_unit is None or _uses(sql, "org_unit")
     )
     if scope.teams is not None and not in_sql:
@@ -465,7 +466,8 @@ def build_sections(
         variables = _defaults(dashboard)
         if scope.capability is not None and "capability" in variables:
             variables["capability"] = grafana_sql.Variable("capability", scope.capability)
-        for name, value in (("team", scope.team), ("org_unit", scope.org_unit)):
+        chosen = (("team", scope.team), ("teams", scope.team), ("org_unit", scope.org_unit))
+        for name, value in chosen:
             if value is not None and name in variables:
                 variables[name] = grafana_sql.Variable(name, value)
         blocks: list[str] = []

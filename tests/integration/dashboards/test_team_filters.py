@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline.dashboards import grafana_sql
-from pipeline.dashboards.names import ORG_UNIT_VARIABLE, TEAM_VARIABLE
+from pipeline.dashboards.names import ORG_UNIT_VARIABLE, TEAMS_VARIABLE
 from tests.support.dashboards import DASHBOARDS, FilledWarehouse, Result, panels_of
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def _run(
     interval = grafana_sql.grafana_interval(time_range, WIDTH_PX, panel.get("interval"))
     variables = {
         name: grafana_sql.Variable(name, chosen.get(name, grafana_sql.ALL), ("unused",))
-        for name in (TEAM_VARIABLE, ORG_UNIT_VARIABLE, "capability")
+        for name in (TEAMS_VARIABLE, ORG_UNIT_VARIABLE, "capability")
     }
     for name, value in (fixed or {}).items():
         variables[name] = grafana_sql.Variable(name, value)
@@ -162,11 +162,11 @@ def test_adoption_rates_follow_the_chosen_teams(
     assert in_unit == pytest.approx(_rates(pairs, under, by))
     assert in_unit != pytest.approx(everyone), "the unit's figures differ from everyone's"
 
-    one = _panel_rates(_run(filled_warehouse, file, title, {TEAM_VARIABLE: (team,)}))
+    one = _panel_rates(_run(filled_warehouse, file, title, {TEAMS_VARIABLE: (team,)}))
     assert one == pytest.approx(_rates(pairs, {team}, by))
     # A team outside the unit and the unit together: no pair is left.
     assert (
-        _run(filled_warehouse, file, title, {TEAM_VARIABLE: (team,), ORG_UNIT_VARIABLE: (unit,)})
+        _run(filled_warehouse, file, title, {TEAMS_VARIABLE: (team,), ORG_UNIT_VARIABLE: (unit,)})
         == []
     )
 
@@ -188,7 +188,7 @@ def test_headline_stats_and_north_star_follow_the_chosen_teams(
     for chosen, expected in (
         ({}, len(teams_used)),
         ({ORG_UNIT_VARIABLE: (unit,)}, len(teams_used & under)),
-        ({TEAM_VARIABLE: (team,)}, len(teams_used & {team})),
+        ({TEAMS_VARIABLE: (team,)}, len(teams_used & {team})),
     ):
         [[value]] = _run(filled_warehouse, "adoption-overview.json", title, chosen)
         assert float(value) == expected, chosen

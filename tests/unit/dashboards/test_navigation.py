@@ -123,7 +123,11 @@ def team_link_problems(dashboard: dict[str, Any]) -> list[str]:
 
 
 def _has_team_variable(dashboard: dict[str, Any]) -> bool:
-    return any(v["name"] == "team" for v in dashboard["templating"]["list"])
+    """A single-team variable `team` (the drill-down's): what a team link's var-team sets."""
+    return any(
+        v["name"] == "team" and not v.get("multi") and not v.get("includeAll")
+        for v in dashboard["templating"]["list"]
+    )
 
 
 def field_problems(dashboard: dict[str, Any]) -> list[str]:
@@ -194,6 +198,24 @@ def test_overview_team_tables_link_to_the_drilldown() -> None:
 
 def _first(dashboard: dict[str, Any], title: str) -> dict[str, Any]:
     return next(p for p in panels_of(dashboard) if p["title"] == title)
+
+
+def test_team_is_one_team_wherever_it_is_a_variable() -> None:
+    """The dashboards menu carries every variable to the next dashboard (includeVars): a
+    multi-value `team` at All would reach the drill-down as the team "$__all". The org-wide
+    filter is `teams`; `team` is single-valued wherever it exists."""
+    for name, board in BOARDS.items():
+        for variable in board["templating"]["list"]:
+            if variable["name"] == "team":
+                assert not variable.get("multi") and not variable.get("includeAll"), name
+    assert sum(_has_team_variable(b) for b in BOARDS.values()) == 1
+    assert (
+        sum(
+            any(v["name"] == "teams" and v.get("includeAll") for v in b["templating"]["list"])
+            for b in BOARDS.values()
+        )
+        == 3
+    )
 
 
 def test_a_fixed_datasource_uid_is_caught() -> None:
