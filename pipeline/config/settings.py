@@ -259,7 +259,40 @@ class WarehouseSettings:
         "uptake.enriched",
         "internal topic from the workers to `uptake writer` when UPTAKE_WRITER=kafka",
     )
+    # Bounds of the embedded engine (chdb) inside the worker: 1,000-message batches of 100
+    # events use ~130 MB of it (docs/benchmarks.md, "Batch size and memory").
+    chdb_max_memory_mb: int = _setting(
+        "UPTAKE_CHDB_MAX_MEMORY_MB",
+        320,
+        "embedded engine in the worker: memory for all its queries, inserts and merges "
+        "together (MB; max_server_memory_usage; a ClickHouse server ignores it)",
+    )
+    chdb_max_query_memory_mb: int = _setting(
+        "UPTAKE_CHDB_MAX_QUERY_MEMORY_MB",
+        256,
+        "embedded engine in the worker: memory one query or insert may use (MB; "
+        "max_memory_usage; at most UPTAKE_CHDB_MAX_MEMORY_MB)",
+    )
+    chdb_cache_mb: int = _setting(
+        "UPTAKE_CHDB_CACHE_MB",
+        32,
+        "embedded engine in the worker: size of each of its caches of marks, primary index "
+        "and query conditions (MB; ClickHouse's default is 5 GB each)",
+    )
     home: Path = _home()
+
+    def engine_options(self) -> dict[str, int]:
+        """The embedded engine's settings (ClickHouse names) that bound its memory."""
+        mb = 1024 * 1024
+        cache = self.chdb_cache_mb * mb
+        return {
+            "max_server_memory_usage": self.chdb_max_memory_mb * mb,
+            "max_memory_usage": self.chdb_max_query_memory_mb * mb,
+            "mark_cache_size": cache,
+            "index_mark_cache_size": cache,
+            "primary_index_cache_size": cache,
+            "query_condition_cache_size": cache,
+        }
 
     @property
     def url(self) -> str:
@@ -270,6 +303,14 @@ class WarehouseSettings:
 
     def validate(self) -> None:
         _one_of("UPTAKE_WRITER", self.writer, WRITERS)
+        _at_least("UPTAKE_CHDB_MAX_MEMORY_MB", self.chdb_max_memory_mb, 64, "at least 64 MB")
+        if not 16 <= self.chdb_max_query_memory_mb <= self.chdb_max_memory_mb:
+            raise SettingsError(
+                "UPTAKE_CHDB_MAX_QUERY_MEMORY_MB must be at least 16 MB and at most "
+                f"UPTAKE_CHDB_MAX_MEMORY_MB ({self.chdb_max_memory_mb}), not "
+                f"{self.chdb_max_query_memory_mb}"
+            )
+        _at_least("UPTAKE_CHDB_CACHE_MB", self.chdb_cache_mb, 0, "0 (no cache) or more MB")
         try:
             parts = urlsplit(self.url)
             scheme = parts.scheme
@@ -376,6 +417,21 @@ class IngestSettings:
         1000,
         "Kafka messages per worker batch at most",
     )
+    fetch_max_bytes: int = _setting(
+        # 16 MiB per partition held ~200 MB of fetched messages under backlog (8 partitions:
+        # events and backfill topics); docs/benchmarks.md, "Batch size and memory".
+        "UPTAKE_FETCH_MAX_BYTES",
+        1024 * 1024,
+        "bytes the worker fetches from Kafka per partition and request at most (a larger "
+        "message is still fetched whole)",
+    )
+    stream_buffer_messages: int = _setting(
+        # faust's default floor of 4,096 messages held ~80 MB more under backlog.
+        "UPTAKE_STREAM_BUFFER_MESSAGES",
+        0,
+        "fetched messages the worker holds ahead of its batch at most (0: "
+        "UPTAKE_BATCH_MAX_MESSAGES; at least that many)",
+    )
     flush_interval_s: float = _setting(
         "UPTAKE_FLUSH_INTERVAL_S", 1.0, "seconds a batch may wait to fill (seconds)"
     )
@@ -421,6 +477,10 @@ class IngestSettings:
         "export per-team adoption and DORA series, at most this many (0: off)",
     )
 
+    def stream_buffer(self) -> int:
+        """Messages faust buffers per stream: at least one batch."""
+        return max(self.stream_buffer_messages, self.batch_max_messages)
+
     def limits(self, *, backfill: bool = False) -> Limits:
         """The decoder rules of the live topic, or of the backfill topic (its own age limit)."""
         if backfill:
@@ -455,6 +515,8 @@ class IngestSettings:
         ids = "0 (off) or a positive number of ids"
         _at_least("UPTAKE_DEDUP_WINDOW", self.dedup_window, 0, ids)
         _at_least("UPTAKE_BATCH_MAX_MESSAGES", self.batch_max_messages, 1)
+        _at_least("UPTAKE_STREAM_BUFFER_MESSAGES", self.stream_buffer_messages, 0)
+        _at_least("UPTAKE_FETCH_MAX_BYTES", self.fetch_max_bytes, 64 * 1024, "at least 65536")
         if self.flush_interval_s <= 0:
             raise SettingsError("UPTAKE_FLUSH_INTERVAL_S must be greater than 0")
         if not 0 <= self.metrics_port <= 65535:

@@ -207,7 +207,11 @@ def run_bench(config: BenchConfig, warehouse_url: str | None = None) -> dict[str
         flush_interval_s=0.5,
         clickhouse_url=Secret(with_database(base_url, run.database)),
     )
-    warehouse = connect(settings.warehouse.url, create_database=True)
+    warehouse = connect(
+        settings.warehouse.url,
+        create_database=True,
+        engine_options=settings.warehouse.engine_options(),  # the worker's bounds
+    )
     try:
         if warehouse_url is None:
             _remove_leftovers(warehouse, settings.kafka.bootstrap)

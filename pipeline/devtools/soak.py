@@ -54,6 +54,7 @@ class SoakConfig:
     calibration_s: float = 20.0  # calibration step 2: seconds of production at full speed
     rss_growth_bound: float = 0.15  # RSS growth allowed over the second half (fraction)
     rss_growth_floor_mb: float = 64.0  # ... but never less than this many MB
+    rss_peak_bound_mb: float = 0.0  # worker peak RSS over its whole run (MB); 0: not judged
     drain_timeout_s: float = 300.0
     keep_load: bool = False  # keep the sustained load running during the burst and its drain
     reject_every: int = 50  # one message in this many carries one invalid event
@@ -397,6 +398,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     worker: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
+    worker_peak_rss_mb: float = 0.0  # VmHWM read before the worker is stopped
 
     @property
     def topic(self) -> str:
@@ -479,6 +481,7 @@ class Run:
         """SIGTERM; the worker's exit code (it is killed if it does not stop in time)."""
         assert self.worker is not None
         if self.worker.poll() is None:
+            self.worker_peak_rss_mb = max(self.worker_peak_rss_mb, peak_rss_mb(self.worker.pid))
             self.worker.send_signal(signal.SIGTERM)
         try:
             return self.worker.wait(timeout=timeout)
@@ -498,6 +501,19 @@ class Run:
                     raise
                 time.sleep(0.2)
         raise AssertionError("unreachable")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set so far (VmHWM, MB): what its memory limit must hold,
+    also between two samples; 0 when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _free_port() -> int:
@@ -824,6 +840,7 @@ def _phases(
         worker_exit=worker_exit,
         producer_failures=sum(t["failed"] for t in truths),
         drained=drained_at is not None,
+        worker_peak_rss_mb=run.worker_peak_rss_mb,
     )
     sustained = [s for s in run.samples if s.phase == "sustained"]
     burst_samples = [s for s in run.samples if s.phase in ("burst", "drain")]
@@ -848,6 +865,8 @@ def _phases(
             "lag_bound_events": round(lag_bound),
         },
         "rss_mb": verdict.pop("rss"),
+        # Over the worker's whole run: the calibration backlog, the load and the burst.
+        "worker_peak_rss_mb": round(run.worker_peak_rss_mb),
         "burst": {
             "events": burst_result["events"],
             "produce_s": round(burst_finished - burst_started, 1),
@@ -931,12 +950,13 @@ def judge(
     worker_exit: int,
     producer_failures: int,
     drained: bool,
+    worker_peak_rss_mb: float = 0.0,
 ) -> dict[str, Any]:
     """Compare the warehouse with the truth and the samples with the bounds; `passed` says all.
 
     `events` has one row per (team, event_type) with `n` (rows) and `ids` (distinct event ids);
     `rejects` one per (reason, event_type) with `n` and `k` (distinct source coordinates).
-    `lag_bound` is in events.
+    `lag_bound` is in events; `worker_peak_rss_mb` is judged when config.rss_peak_bound_mb is set.
     """
     expected: Counter[Cell] = Counter({(str(t), str(e)): int(n) for t, e, n in truth_events})
     stored_ids: Counter[Cell] = Counter()
@@ -984,6 +1004,11 @@ def judge(
         failures.append(f"worker RSS grew beyond the bound over the second half: {rss}")
     if not drained:
         failures.append(f"the burst did not drain within {config.drain_timeout_s:.0f} s")
+    if config.rss_peak_bound_mb and worker_peak_rss_mb > config.rss_peak_bound_mb:
+        failures.append(
+            f"worker peak RSS {worker_peak_rss_mb:,.0f} MB exceeded the bound of "
+            f"{config.rss_peak_bound_mb:,.0f} MB"
+        )
     return {
         "passed": not failures,
         "failures": failures,
@@ -1010,7 +1035,8 @@ def main(config: SoakConfig, warehouse_url: str | None = None) -> int:
         f"double counted {verdict['double_counted']}, max sustained lag "
         f"{report['sustained']['max_lag_events']:,} events "
         f"({report['sustained']['max_lag_s']} s), RSS {rss.get('start')} / {rss.get('mid')} / "
-        f"{rss.get('end')} MB (second half {rss.get('growth_second_half')} MB), burst of "
+        f"{rss.get('end')} MB (second half {rss.get('growth_second_half')} MB), peak "
+        f"{report['worker_peak_rss_mb']} MB, burst of "
         f"{burst['events']:,} events drained {burst['drain_s_after_burst']} s after it ended"
     )
     for failure in verdict["failures"]:

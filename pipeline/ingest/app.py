@@ -67,9 +67,9 @@ def build_app(
         key_serializer="raw",
         consumer_auto_offset_reset="earliest",
         # Fetch big chunks: per-message overhead in faust dominates small fetches.
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=settings.ingest.fetch_max_bytes,
         broker_max_poll_records=settings.ingest.batch_max_messages,
-        stream_buffer_maxsize=max(4096, 2 * settings.ingest.batch_max_messages),
+        stream_buffer_maxsize=settings.ingest.stream_buffer(),
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         topic_partitions=settings.kafka.topic_partitions,

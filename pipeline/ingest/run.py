@@ -125,7 +125,7 @@ def _run_publishing_worker(
 
 def open_warehouse(settings: Settings) -> Warehouse:
     """The warehouse of the settings (in cluster mode when set), refused unless migrated."""
-    warehouse = connect(settings.warehouse.url)
+    warehouse = connect(settings.warehouse.url, engine_options=settings.warehouse.engine_options())
     if settings.warehouse.cluster:
         from pipeline.warehouse.cluster import use_cluster
 

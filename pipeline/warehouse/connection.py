@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,11 +259,19 @@ class Warehouse:
         self.close()
 
 
-def connect(url: str, *, create_database: bool = False) -> Warehouse:
+def connect(
+    url: str, *, create_database: bool = False, engine_options: Mapping[str, int] | None = None
+) -> Warehouse:
     """Open the warehouse at `url` and select its database.
 
+    `engine_options` (ClickHouse setting names, e.g. WarehouseSettings.engine_options()) bound
+    the embedded engine; a server ignores them. Server-level ones take effect when the engine
+    starts, that is with the process's first connection: a later connection asking for other
+    values gets WarehouseError instead of silently running without them.
+
     Raises WarehouseLocked when another process holds an embedded folder, and WarehouseError
-    when the database does not exist (unless `create_database`) or the server does not answer.
+    when the database does not exist (unless `create_database`), the server does not answer or
+    the engine refuses a setting.
     """
     target = parse_url(url)
     if target.kind == "chdb":
@@ -271,11 +279,20 @@ def connect(url: str, *, create_database: bool = False) -> Warehouse:
         folder = target.path.resolve()
         target = Target("chdb", target.database, path=folder, url=url)
         _FolderLock.acquire(folder)
+        options = {name: str(value) for name, value in (engine_options or {}).items()}
         try:
-            client = clickhouse_connect.get_client(interface="chdb", path=str(folder))
+            client = clickhouse_connect.get_client(
+                interface="chdb", path=str(folder), chdb_options=options or None
+            )
+            _check_engine(client, engine_options or {})
         except Exception as exc:
             _FolderLock.release(folder)
-            raise WarehouseError(f"cannot open the embedded warehouse {folder}: {exc}") from exc
+            if isinstance(exc, WarehouseError):
+                raise
+            what = f" with the settings {options}" if options else ""
+            raise WarehouseError(
+                f"cannot open the embedded warehouse {folder}{what}: {exc}"
+            ) from exc
     else:
         try:
             client = clickhouse_connect.get_client(
@@ -298,6 +315,36 @@ def connect(url: str, *, create_database: bool = False) -> Warehouse:
         warehouse.close()
         raise
     return warehouse
+
+
+def engine_settings(client: Client, names: Iterable[str]) -> dict[str, int]:
+    """The values in effect of the named engine settings: server-level ones from
+    system.server_settings, the session's from system.settings."""
+    wanted = sorted(set(names))
+    found: dict[str, int] = {}
+    for table in ("system.settings", "system.server_settings"):  # the server's value wins
+        result = client.query(
+            f"SELECT name, value FROM {table} WHERE name IN {{names:Array(String)}}",
+            parameters={"names": wanted},
+        )
+        found.update((str(name), int(value)) for name, value in result.result_rows)
+    return found
+
+
+def _check_engine(client: Client, options: Mapping[str, int]) -> None:
+    if not options:
+        return
+    found = engine_settings(client, options)
+    unknown = sorted(set(options) - set(found))
+    if unknown:
+        raise WarehouseError(f"the embedded engine has no setting {', '.join(unknown)}")
+    differ = {name: found[name] for name, value in options.items() if found[name] != int(value)}
+    if differ:
+        raise WarehouseError(
+            f"the embedded engine of this process runs with {differ}, not the requested "
+            f"{ {name: options[name] for name in differ} }: it was started by an earlier "
+            "connection with other settings (server settings apply when the engine starts)"
+        )
 
 
 def _use_database(warehouse: Warehouse, create: bool) -> None:

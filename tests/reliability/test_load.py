@@ -190,12 +190,12 @@ def _judge(**changes: Any) -> dict[str, Any]:
         "drained": True,
     }
     arguments.update(changes)
-    return judge(SoakConfig(duration_s=60), **arguments)
+    return judge(SoakConfig(duration_s=60, rss_peak_bound_mb=600), **arguments)
 
 
 @pytest.mark.reliability
 def test_judge_passes_a_clean_run() -> None:
-    verdict = _judge()
+    verdict = _judge(worker_peak_rss_mb=600.0)
     assert verdict["passed"], verdict["failures"]
     assert (verdict["lost"], verdict["double_counted"]) == (0, 0)
 
@@ -225,6 +225,7 @@ def test_judge_passes_a_clean_run() -> None:
         ({"samples": _samples(lag=200_000)}, "sustained lag"),
         ({"samples": _samples(rss=(500.0, 700.0))}, "RSS grew"),
         ({"drained": False}, "did not drain"),
+        ({"worker_peak_rss_mb": 601.0}, "worker peak RSS 601 MB exceeded the bound of 600 MB"),
         ({"worker_exit": 75}, "worker exited"),
         ({"rate": 20_000.0}, "producer reached"),
     ],
@@ -233,3 +234,15 @@ def test_judge_fails_each_check(changes: dict[str, Any], failure: str) -> None:
     verdict = _judge(**changes)
     assert not verdict["passed"]
     assert any(failure in f for f in verdict["failures"]), verdict["failures"]
+
+
+@pytest.mark.reliability
+def test_peak_rss_is_the_process_high_water_mark() -> None:
+    import resource
+
+    from pipeline.devtools.soak import peak_rss_mb
+
+    ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert abs(peak_rss_mb(os.getpid()) - ours) < 0.05 * ours + 1
+    # Negative control: a process that is gone has no figure (not a stale or a made-up one).
+    assert peak_rss_mb(2**22 + 1) == 0.0  # above Linux's largest pid_max

@@ -83,6 +83,11 @@ EXPLICIT = [
     ),
     ("UPTAKE_BACKSTAGE_URL", "https://bs.example:7007", "backstage_url", "https://bs.example:7007"),
     ("UPTAKE_BACKSTAGE_TOKEN", "s3cret", "backstage_token", Secret("s3cret")),
+    ("UPTAKE_CHDB_MAX_MEMORY_MB", "512", "chdb_max_memory_mb", 512),
+    ("UPTAKE_CHDB_MAX_QUERY_MEMORY_MB", "128", "chdb_max_query_memory_mb", 128),
+    ("UPTAKE_CHDB_CACHE_MB", "0", "chdb_cache_mb", 0),
+    ("UPTAKE_FETCH_MAX_BYTES", "4194304", "fetch_max_bytes", 4194304),
+    ("UPTAKE_STREAM_BUFFER_MESSAGES", "2000", "stream_buffer_messages", 2000),
 ]
 
 
@@ -484,7 +489,7 @@ def test_an_override_that_names_no_setting_is_refused() -> None:
         ("collector", ("UPTAKE_COLLECTOR_",)),
         ("faults", ("UPTAKE_CHAOS_",)),
         ("lifecycle", ("UPTAKE_LIFECYCLE", "UPTAKE_ACTIVATION_", "UPTAKE_CHURN_")),
-        ("warehouse", ("UPTAKE_CLICKHOUSE_", "UPTAKE_WRITER")),
+        ("warehouse", ("UPTAKE_CLICKHOUSE_", "UPTAKE_WRITER", "UPTAKE_CHDB_")),
         ("kafka", ("KAFKA_", "UPTAKE_KAFKA_", "UPTAKE_CONSUMER_GROUP", "UPTAKE_")),
     ],
 )
