@@ -97,29 +97,49 @@ def _edge_cases() -> list[dict[str, Any]]:
         ),
         event(
             "deploy",
-            {"deployment_id": "d-bare", "service": "edge-svc", "environment": "staging",
-             "status": "succeeded"},
+            {
+                "deployment_id": "d-bare",
+                "service": "edge-svc",
+                "environment": "staging",
+                "status": "succeeded",
+            },
             2,
-        ),  # fmt: skip
+        ),
         event(
             "incident",
-            {"incident_id": "i-open", "service": "edge-svc", "severity": "sev2",
-             "status": "opened", "opened_at": "2026-01-02T03:04:05.5+01:00"},
+            {
+                "incident_id": "i-open",
+                "service": "edge-svc",
+                "severity": "sev2",
+                "status": "opened",
+                "opened_at": "2026-01-02T03:04:05.5+01:00",
+            },
             3,
-        ),  # fmt: skip
+        ),
         event(
             "incident",
-            {"incident_id": "i-done", "service": "edge-svc", "severity": "sev1",
-             "status": "resolved", "opened_at": "2026-01-02T03:04:05.0005Z",
-             "resolved_at": "2026-01-02T05:00:00.123456Z", "caused_by_deployment": "d-offset"},
+            {
+                "incident_id": "i-done",
+                "service": "edge-svc",
+                "severity": "sev1",
+                "status": "resolved",
+                "opened_at": "2026-01-02T03:04:05.0005Z",
+                "resolved_at": "2026-01-02T05:00:00.123456Z",
+                "caused_by_deployment": "d-offset",
+            },
             4,
-        ),  # fmt: skip
+        ),
         event(
             "api_call",
-            {"api": "edge.v1", "operation": "get", "status_code": 503, "latency_ms": 0.1,
-             "outcome": {"name": "risk", "value": 12.5}},
+            {
+                "api": "edge.v1",
+                "operation": "get",
+                "status_code": 503,
+                "latency_ms": 0.1,
+                "outcome": {"name": "risk", "value": 12.5},
+            },
             5,
-        ),  # fmt: skip
+        ),
         event(
             "model_training",
             {"run_id": "r1", "model": "m", "status": "failed", "duration_s": 1.0005},
