@@ -6,6 +6,8 @@ then it raises `SinkStopped` and the caller must exit without committing offsets
 below a partition's offset watermark, and event ids written recently (`RecentIds`), are skipped;
 rejections go to the dead-letter topic right before their insert. Not thread-safe: one thread
 calls `write`; `stop()` may be called from any. Why: docs/guarantees.md, "How" (points 2-4).
+Rows of `events` carry the body's fields as typed columns too (TYPED_COLUMNS, migration 0016),
+taken from the decoded structs, so the materialized views parse no JSON on the sink's inserts.
 """
 
 from __future__ import annotations
