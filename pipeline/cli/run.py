@@ -230,6 +230,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="with --queries: timed runs of each query after one warm-up (default 10)",
     )
     cmd.add_argument(
+        "--teams",
+        type=positive_int,
+        default=500,
+        help="with --queries: teams in the generated catalog and events (default 500)",
+    )
+    cmd.add_argument(
         "--per-message",
         type=positive_int,
         default=100,
@@ -465,7 +471,9 @@ def _bench(args: argparse.Namespace) -> int:
         from pipeline.devtools import bench_queries
 
         return bench_queries.main(
-            bench_queries.QueryBenchConfig(events=args.events or 100_000_000, runs=args.runs),
+            bench_queries.QueryBenchConfig(
+                events=args.events or 100_000_000, runs=args.runs, teams=args.teams
+            ),
             args.warehouse,
         )
     config = BenchConfig(
