@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline.catalog.store import CAPABILITY_COLUMNS
 from pipeline.config.settings import Settings
 from pipeline.dashboards.generate import DASHBOARDS
 from pipeline.dashboards.panel_queries import (
@@ -118,6 +119,7 @@ def _fill_catalogs(warehouse: Warehouse, config: QueryBenchConfig, start: dateti
         """
     )
     rows = []
+    loaded_at = datetime.now(UTC)
     kinds = capability_kinds(config.capabilities)
     for name, event_type, platform_type in kinds:
         # data-ml capabilities target the first fifth of the teams; the rest every team.
@@ -142,26 +144,11 @@ def _fill_catalogs(warehouse: Warehouse, config: QueryBenchConfig, start: dateti
                 "approve" if north_star else "",
                 "ratio" if north_star else "",
                 1,
+                loaded_at,
             ]
         )
     warehouse.insert_columns(
-        "capability_catalog",
-        list(zip(*rows, strict=True)),
-        (
-            "name",
-            "platform",
-            "owner",
-            "description",
-            "event_types",
-            "apis",
-            "target_teams",
-            "north_star_name",
-            "north_star_outcome",
-            "north_star_measure",
-            "north_star_decision",
-            "north_star_unit",
-            "declared",
-        ),
+        "capability_catalog", list(zip(*rows, strict=True)), CAPABILITY_COLUMNS
     )
 
 
@@ -396,6 +383,9 @@ def time_queries(
             warehouse.client.query(query.sql)
             seconds.append(time.perf_counter() - started)
         timings[query.key] = {
+            "dashboard": query.dashboard,
+            "panel_id": query.panel["id"],
+            "ref_id": query.ref_id,
             "p50_ms": round(_percentile(seconds, 0.5) * 1000, 1),
             "p95_ms": round(_percentile(seconds, 0.95) * 1000, 1),
             "max_ms": round(max(seconds) * 1000, 1),
