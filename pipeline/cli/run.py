@@ -207,11 +207,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "baseline_events_per_s, ratio, p95_freshness_s and peak_rss_mb. Uses its own "
             "warehouse ($UPTAKE_HOME/bench) unless --warehouse is given. Safe to run again: "
             "each run uses a database and topics of its own and deletes them at the end. "
-            "Needs a broker."
+            "Needs a broker. With --queries: fill the warehouse with generated events "
+            "(ClickHouse's numbers(), no Kafka) and time every dashboard panel's query instead "
+            "(docs/benchmarks.md)."
         ),
     )
     cmd.add_argument(
-        "--events", type=positive_int, default=200_000, help="events to produce (default 200000)"
+        "--events",
+        type=positive_int,
+        default=None,
+        help="events to produce (default 200000; with --queries 100000000)",
+    )
+    cmd.add_argument(
+        "--queries",
+        action="store_true",
+        help="time every dashboard panel's ClickHouse query over a generated warehouse",
+    )
+    cmd.add_argument(
+        "--runs",
+        type=positive_int,
+        default=10,
+        help="with --queries: timed runs of each query after one warm-up (default 10)",
+    )
+    cmd.add_argument(
+        "--teams",
+        type=positive_int,
+        default=500,
+        help="with --queries: teams in the generated catalog and events (default 500)",
     )
     cmd.add_argument(
         "--per-message",
@@ -445,8 +467,19 @@ def _soak(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pipeline.devtools.bench import BenchConfig, main
 
+    if args.queries:
+        from pipeline.devtools import bench_queries
+
+        return bench_queries.main(
+            bench_queries.QueryBenchConfig(
+                events=args.events or 100_000_000, runs=args.runs, teams=args.teams
+            ),
+            args.warehouse,
+        )
     config = BenchConfig(
-        events=args.events, per_message=args.per_message, freshness_rate=args.freshness_rate
+        events=args.events or 200_000,
+        per_message=args.per_message,
+        freshness_rate=args.freshness_rate,
     )
     return main(config, args.warehouse)
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline.dashboards.panel_queries import panels_of  # noqa: F401 - re-exported to the tests
 from tests.conftest import REPO
 
 DASHBOARDS = REPO / "dashboards"
@@ -33,15 +33,6 @@ WINDOW = timedelta(days=63)
 
 def dashboard_files() -> list[Path]:
     return sorted(DASHBOARDS.glob("*.json"))
-
-
-def panels_of(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every panel, rows' nested panels included, rows themselves excluded."""
-    for panel in dashboard.get("panels", []):
-        if panel.get("type") == "row":
-            yield from panel.get("panels", [])
-        else:
-            yield panel
 
 
 @dataclass(frozen=True)

@@ -17,93 +17,23 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.dashboards import grafana_sql
-from pipeline.dashboards.board import CLICKHOUSE_UID
+from pipeline.dashboards.panel_queries import (
+    PanelQuery,
+    default_variables,
+    has_clickhouse_targets,
+    panel_queries,
+    time_range_of,
+)
 from pipeline.report.frames import ShapeError, Table, long_to_wide
-from tests.support.dashboards import FilledWarehouse, Result, dashboard_files, panels_of
+from tests.support.dashboards import FilledWarehouse, Result, dashboard_files
 
 pytestmark = pytest.mark.integration
-
-WIDTH_PX = 1000  # Grafana's resolution for $__interval: the panel's width in pixels
-
-
-def time_range_of(dashboard: dict[str, Any], now: datetime) -> grafana_sql.TimeRange:
-    match = re.fullmatch(r"now-(\d+)([dhw])", dashboard["time"]["from"])
-    assert match and dashboard["time"]["to"] == "now", dashboard["time"]
-    unit = {"d": timedelta(days=1), "h": timedelta(hours=1), "w": timedelta(weeks=1)}[match[2]]
-    return grafana_sql.TimeRange(now - int(match[1]) * unit, now)
-
-
-def clickhouse_variables(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        v
-        for v in dashboard.get("templating", {}).get("list", [])
-        if v.get("datasource", {}).get("uid") == CLICKHOUSE_UID
-    ]
-
-
-def default_value(variable: dict[str, Any], options: list[str]) -> grafana_sql.Variable:
-    """The value Grafana starts with: All if offered, else the saved one if listed, else first."""
-    name = variable["name"]
-    if variable.get("includeAll"):
-        return grafana_sql.Variable(name, grafana_sql.ALL, tuple(options), variable.get("allValue"))
-    saved = (variable.get("current") or {}).get("value")
-    value = saved if isinstance(saved, str) and saved in options else options[0]
-    return grafana_sql.Variable(name, (value,) if variable.get("multi") else value, tuple(options))
-
-
-def single(variable: grafana_sql.Variable) -> grafana_sql.Variable:
-    """The same variable with only its first option chosen."""
-    return grafana_sql.Variable(variable.name, (variable.options[0],), variable.options)
-
-
-@dataclass(frozen=True)
-class PanelQuery:
-    dashboard: str
-    panel: dict[str, Any]
-    ref_id: str
-    variant: str
-    sql: str
-
-    @property
-    def key(self) -> str:
-        panel = f"{self.panel['id']}:{self.panel['title']}"
-        return f"{self.dashboard}/{panel}/{self.ref_id}/{self.variant}"
-
-
-def panel_queries(
-    name: str,
-    dashboard: dict[str, Any],
-    time_range: grafana_sql.TimeRange,
-    variables: dict[str, grafana_sql.Variable],
-) -> list[PanelQuery]:
-    found = []
-    for panel in panels_of(dashboard):
-        interval = grafana_sql.grafana_interval(
-            time_range, int(panel.get("maxDataPoints") or WIDTH_PX), panel.get("interval")
-        )
-        for target in panel.get("targets", []):
-            if target["datasource"]["uid"] != CLICKHOUSE_UID:
-                continue
-            sql = target["rawSql"]
-            variants = {"default": variables}
-            for var in variables.values():
-                if "$__conditionalAll(" in sql and f"${var.name}" in sql and var.is_all:
-                    variants[f"{var.name}={var.options[0]}"] = {**variables, var.name: single(var)}
-            for variant, values in variants.items():
-                expanded = grafana_sql.expand(
-                    sql, time_range=time_range, interval=interval, variables=values
-                )
-                found.append(PanelQuery(name, panel, target["refId"], variant, expanded))
-    return found
-
 
 # --- shapes ----------------------------------------------------------------------------------
 
@@ -179,34 +109,19 @@ def run_dashboard(
 ) -> tuple[list[PanelQuery], dict[str, Result | str], list[str]]:
     dashboard = json.loads(path.read_text())
     time_range = time_range_of(dashboard, now)
-    variables: dict[str, grafana_sql.Variable] = {}
-    problems = []
-    for variable in clickhouse_variables(dashboard):
-        sql = grafana_sql.expand(
-            variable["query"],
-            time_range=time_range,
-            interval=timedelta(days=1),
-            variables=variables,
-        )
+
+    def options_of(sql: str) -> list[str] | str:
         result = warehouse.query_many({"v": sql})["v"]
-        if isinstance(result, str) or not result.rows:
-            problems.append(f"variable {variable['name']}: {result or 'no options'}")
-            continue
-        options = [str(row[0]) for row in result.rows]
-        variables[variable["name"]] = default_value(variable, options)
+        return result if isinstance(result, str) else [str(row[0]) for row in result.rows]
+
+    variables, problems = default_variables(dashboard, time_range, options_of)
     queries = panel_queries(path.name, dashboard, time_range, variables)
     results = warehouse.query_many({q.key: q.sql for q in queries})
     return queries, results, problems
 
 
 CLICKHOUSE_DASHBOARDS = [
-    p
-    for p in dashboard_files()
-    if any(
-        t["datasource"]["uid"] == CLICKHOUSE_UID
-        for panel in panels_of(json.loads(p.read_text()))
-        for t in panel.get("targets", [])
-    )
+    p for p in dashboard_files() if has_clickhouse_targets(json.loads(p.read_text()))
 ]
 
 
