@@ -376,6 +376,14 @@ class IngestSettings:
         1000,
         "Kafka messages per worker batch at most",
     )
+    batch_max_bytes: int = _setting(
+        # Whichever bound comes first closes a batch: bytes keep a batch of large messages
+        # small in memory, while many one-event messages still make one large insert.
+        "UPTAKE_BATCH_MAX_BYTES",
+        16 * 1024 * 1024,
+        "Kafka message bytes (values and keys) per worker batch at most; a larger single "
+        "message is a batch of its own",
+    )
     flush_interval_s: float = _setting(
         "UPTAKE_FLUSH_INTERVAL_S", 1.0, "seconds a batch may wait to fill (seconds)"
     )
@@ -455,6 +463,7 @@ class IngestSettings:
         ids = "0 (off) or a positive number of ids"
         _at_least("UPTAKE_DEDUP_WINDOW", self.dedup_window, 0, ids)
         _at_least("UPTAKE_BATCH_MAX_MESSAGES", self.batch_max_messages, 1)
+        _at_least("UPTAKE_BATCH_MAX_BYTES", self.batch_max_bytes, 1)
         if self.flush_interval_s <= 0:
             raise SettingsError("UPTAKE_FLUSH_INTERVAL_S must be greater than 0")
         if not 0 <= self.metrics_port <= 65535:
