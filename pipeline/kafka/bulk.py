@@ -20,6 +20,7 @@ offset, so those records come again, as faust's own buffered events do).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -55,10 +56,9 @@ class RecordBatcher:
         self.max_bytes = max_bytes
         self.within_s = within_s
         self.backlog = backlog
-        self._chunks: deque[tuple[list[Record], list[int]]] = deque()
+        self._chunks: deque[tuple[list[Record], list[int], float]] = deque()  # + arrival
         self.messages = 0
         self.bytes = 0
-        self._first_at = 0.0
         self._arrived: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
 
@@ -85,9 +85,7 @@ class RecordBatcher:
         if not records:
             return
         sizes = [record_bytes(r) for r in records]
-        if not self.messages:
-            self._first_at = time.monotonic()
-        self._chunks.append((list(records), sizes))
+        self._chunks.append((list(records), sizes, time.monotonic()))
         self.messages += len(records)
         self.bytes += sum(sizes)
         self._events()[0].set()
@@ -98,18 +96,17 @@ class RecordBatcher:
     async def take(self) -> list[Record]:
         """The next batch: blocks until one is due (full, or `within_s` after its first record)."""
         arrived, _ = self._events()
-        while not self.messages:
-            arrived.clear()
-            await arrived.wait()
-        while not self.due():
-            remaining = self._first_at + self.within_s - time.monotonic()
-            if remaining <= 0:
+        while True:
+            if not self._chunks:  # nothing yet, or a rebalance cleared it
+                arrived.clear()
+                await arrived.wait()
+                continue
+            remaining = self._chunks[0][2] + self.within_s - time.monotonic()
+            if self.due() or remaining <= 0:
                 break
             arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), remaining)
-            except TimeoutError:
-                break
         return self.pop()
 
     def pop(self) -> list[Record]:
@@ -117,7 +114,7 @@ class RecordBatcher:
         batch: list[Record] = []
         size = 0
         while self._chunks:
-            records, sizes = self._chunks[0]
+            records, sizes, arrived = self._chunks[0]
             room = self.max_messages - len(batch)
             cut = 0
             while cut < len(records) and cut < room:
@@ -131,12 +128,10 @@ class RecordBatcher:
                 batch.extend(records)
             else:
                 batch.extend(records[:cut])
-                self._chunks[0] = (records[cut:], sizes[cut:])
+                self._chunks[0] = (records[cut:], sizes[cut:], arrived)
                 break
         self.messages -= len(batch)
         self.bytes -= size
-        if self.messages:
-            self._first_at = time.monotonic()
         if self._room is not None and not self.full():
             self._room.set()
         return batch
