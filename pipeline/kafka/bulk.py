@@ -34,6 +34,8 @@ from faust.types.tuples import ack_lock
 from mode import Service
 from mode.utils.futures import notify
 
+from pipeline.observability import metrics
+
 Record = Any  # aiokafka's ConsumerRecord: topic, partition, offset, key, value, headers, ...
 
 
@@ -207,7 +209,13 @@ class BulkConsumer(faust_aiokafka.Consumer):
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 if intake.batcher.full():  # backpressure: fetch again once a batch was taken
-                    await self.wait_first(intake.batcher.wait_for_room(), self.suspend_flow.wait())
+                    metrics.STREAM_BUFFER_FULL.inc()
+                    if self.flow_active:
+                        await self.wait_first(
+                            intake.batcher.wait_for_room(), self.suspend_flow.wait()
+                        )
+                    else:  # a rebalance, which clears the batcher: wait for it, do not spin
+                        await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
                     continue
                 records, active = await self._wait_next_records(1.0)
                 await self.sleep(0)
