@@ -218,13 +218,14 @@ class BulkConsumer(faust_aiokafka.Consumer):
                         await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
                     continue
                 records, active = await self._wait_next_records(1.0)
+                generation = self.app.consumer_generation_id  # of the fetch, as faust reads it
                 await self.sleep(0)
                 if records is None or self.should_stop:
                     continue
                 if not self.flow_active:
                     await self.perform_seek()
                     continue
-                await self._deliver(intake, records, active)
+                await self._deliver(intake, records, active, generation)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -238,10 +239,14 @@ class BulkConsumer(faust_aiokafka.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def _deliver(
-        self, intake: BulkIntake, records: Mapping[TP, list[Record]], active: set[TP] | None
+        self,
+        intake: BulkIntake,
+        records: Mapping[TP, list[Record]],
+        active: set[TP] | None,
+        generation: int,
     ) -> None:
-        """Hand one fetch to the batcher (bulk topics) or to faust's per-message callback."""
-        generation = self.app.consumer_generation_id
+        """Hand one fetch to the batcher (bulk topics) or to faust's per-message callback;
+        nothing once the group's generation is not the fetch's."""
         commit_every = self._commit_every
         for tp, chunk in records.items():
             if not self.flow_active or self.app.consumer_generation_id != generation:
