@@ -411,11 +411,21 @@ class IngestSettings:
     """The worker part: batches, the decoder's limits, replay dedup, exit delay, /metrics."""
 
     batch_max_messages: int = _setting(
-        # 1,000 messages of ~100 events: inserts of up to ~100k rows (the design's 10k-100k)
-        # and a worker RSS near 1.1 GB under backlog (5,000 held 2-2.7 GB; docs/reliability.md).
+        # 20,000 one-event messages make one ~20k-row insert (1,000 made the worker insert-bound
+        # at ~4k events/s); messages of ~100 events meet UPTAKE_BATCH_MAX_BYTES first, at ~400
+        # (docs/benchmarks.md, "Where the time goes (1 event per message)").
         "UPTAKE_BATCH_MAX_MESSAGES",
-        1000,
+        20_000,
         "Kafka messages per worker batch at most",
+    )
+    batch_max_bytes: int = _setting(
+        # Whichever bound comes first closes a batch: bytes keep a batch of large messages
+        # small in memory (16 MiB: ~40k events of ~400 bytes), while many one-event messages
+        # still make one large insert.
+        "UPTAKE_BATCH_MAX_BYTES",
+        16 * 1024 * 1024,
+        "Kafka message bytes (values and keys) per worker batch at most; a larger single "
+        "message is a batch of its own",
     )
     fetch_max_bytes: int = _setting(
         # 16 MiB per partition held ~200 MB of fetched messages under backlog (8 partitions:
@@ -517,6 +527,7 @@ class IngestSettings:
         _at_least("UPTAKE_BATCH_MAX_MESSAGES", self.batch_max_messages, 1)
         _at_least("UPTAKE_STREAM_BUFFER_MESSAGES", self.stream_buffer_messages, 0)
         _at_least("UPTAKE_FETCH_MAX_BYTES", self.fetch_max_bytes, 64 * 1024, "at least 65536")
+        _at_least("UPTAKE_BATCH_MAX_BYTES", self.batch_max_bytes, 1)
         if self.flush_interval_s <= 0:
             raise SettingsError("UPTAKE_FLUSH_INTERVAL_S must be greater than 0")
         if not 0 <= self.metrics_port <= 65535:

@@ -1,15 +1,22 @@
 """`uptake bench`: pipeline throughput against a raw consume-and-insert baseline, same run.
 
-Phases, all against the same broker and one fresh database of the run's own, in the bench's
-embedded warehouse ($UPTAKE_HOME/bench) or in the one `--warehouse` names:
-1. produce N api_call events (JSON-array messages of `per_message` events) to a fresh topic;
+Message shapes: 1, 10 and 100 events per Kafka message by default (`SHAPES`), each measured
+in turn with its own topic and consumer group; `--per-message` measures one. For each shape, all
+against the same broker and one fresh database of the run's own, in the bench's embedded
+warehouse ($UPTAKE_HOME/bench) or in the one `--warehouse` names:
+1. produce N api_call events (JSON-array messages of `per_message` events) to the shape's fresh
+   topic;
 2. pipeline: the real faust worker (decode, validate, sink) consumes them; throughput is
    events / (end of the last batch - start of the first batch);
-3. baseline: an aiokafka consumer reads the same messages and inserts them raw (one String row
-   per message) into the same warehouse, batch by batch; same clock;
-4. freshness: a separate process sends events at a fixed rate for a few seconds while the worker
-   runs; p95 of (end of the insert that wrote an event - its occurred_at) is produce-to-queryable.
-It prints one JSON line with the figures. Ratios, not absolute numbers, travel between machines.
+3. baselines: an aiokafka consumer reads the same messages and inserts them raw (one String row
+   per message: "messages raw"; one per event: "events raw") into the same warehouse, batch by
+   batch; same clock.
+Then freshness, with the last shape's worker still running: a separate process sends events at
+each fixed rate (`--freshness-rate`, default 10,000 then 50,000 events/s) for a few seconds; p95
+of (end of the insert that wrote an event - its occurred_at) is produce-to-queryable.
+It prints one JSON line: the figures of each shape under "shapes", the freshness of each rate
+under "freshness", and at the top level those of the 100-per-message shape (or of the one shape
+measured) as before. Ratios, not absolute numbers, travel between machines.
 
 Runs repeat: every run has its own id, in its event ids, topics, consumer group and warehouse
 database, and deletes all of them when it ends, so a run starts from the state the first one
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -30,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,53 +114,110 @@ class BenchRun:
         return name == self.topic or name.startswith((f"{self.topic}.", f"{self.consumer_group}-"))
 
 
+SHAPES = ((1, 50_000), (10, 100_000), (100, 200_000))
+"""(events per message, events) measured by default: ~2-3 minutes on a 2-vCPU machine."""
+FRESHNESS_RATES = (10_000, 50_000)
+"""events/s of the freshness phases (issue #15: p95 <= 1 s at 10,000, measured at 50,000)."""
+HEADLINE_PER_MESSAGE = 100  # the top-level keys are this shape's, as before shapes existed
+
+
 @dataclass
 class BenchConfig:
-    events: int = 200_000
-    per_message: int = 100
-    freshness_rate: int = 10_000
-    freshness_seconds: float = 8.0
+    shapes: tuple[tuple[int, int], ...] = SHAPES
+    freshness_rates: tuple[int, ...] = FRESHNESS_RATES
+    freshness_seconds: float = 6.0
     teams: int = 20
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        events: int | None = None,
+        per_message: int | None = None,
+        freshness_rates: tuple[int, ...] = FRESHNESS_RATES,
+    ) -> BenchConfig:
+        """One shape when `per_message` is given (of `events`, default 200,000), else every
+        shape of `SHAPES`, each of `events` when given."""
+        if per_message is not None:
+            shapes: tuple[tuple[int, int], ...] = ((per_message, events or 200_000),)
+        else:
+            shapes = tuple((n, events or default) for n, default in SHAPES)
+        return cls(shapes=shapes, freshness_rates=freshness_rates)
 
 
 @dataclass
 class Figures:
+    """One shape's figures."""
+
+    per_message: int
     events: int = 0
     pipeline_seconds: float = 0.0
     baseline_seconds: float = 0.0
     split_baseline_seconds: float = 0.0
-    freshness: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
 
-    def as_json(self, config: BenchConfig, warehouse_kind: str) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         pipeline_rate = self.events / self.pipeline_seconds if self.pipeline_seconds else 0.0
         baseline_rate = self.events / self.baseline_seconds if self.baseline_seconds else 0.0
         split_rate = (
             self.events / self.split_baseline_seconds if self.split_baseline_seconds else 0.0
         )
-        delays = sorted(self.freshness)
-        p95 = delays[int(0.95 * (len(delays) - 1))] if delays else float("nan")
-        p50 = delays[int(0.50 * (len(delays) - 1))] if delays else float("nan")
         return {
             "events": self.events,
-            "per_message": config.per_message,
+            "per_message": self.per_message,
             "pipeline_events_per_s": round(pipeline_rate),
             "baseline_events_per_s": round(baseline_rate),
             "ratio": round(pipeline_rate / baseline_rate, 3) if baseline_rate else None,
             "baseline_events_raw_per_s": round(split_rate),
             "ratio_events_raw": round(pipeline_rate / split_rate, 3) if split_rate else None,
-            "p50_freshness_s": round(p50, 3),
-            "p95_freshness_s": round(p95, 3),
-            "freshness_rate_events_per_s": config.freshness_rate,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "warehouse": warehouse_kind,
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-            "python": platform.python_version(),
+            "peak_rss_mb": self.peak_rss_mb,
         }
 
 
+def percentile(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return round(ordered[int(q * (len(ordered) - 1))], 3) if ordered else None
+
+
+def result_json(
+    shapes: list[Figures], freshness: dict[int, list[float]], warehouse_kind: str
+) -> dict[str, Any]:
+    """The bench's JSON line: every shape, every freshness rate, and at the top level the
+    headline shape (100 per message, or the only one) with the first rate's freshness."""
+    headline = next((f for f in shapes if f.per_message == HEADLINE_PER_MESSAGE), shapes[-1])
+    rates = [
+        {
+            "rate_events_per_s": rate,
+            "events": len(delays),
+            "p50_freshness_s": percentile(delays, 0.50),
+            "p95_freshness_s": percentile(delays, 0.95),
+        }
+        for rate, delays in freshness.items()
+    ]
+    first = rates[0] if rates else {}
+    return {
+        **headline.as_json(),
+        "p50_freshness_s": first.get("p50_freshness_s"),
+        "p95_freshness_s": first.get("p95_freshness_s"),
+        "freshness_rate_events_per_s": first.get("rate_events_per_s"),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "shapes": [f.as_json() for f in shapes],
+        "freshness": rates,
+        "warehouse": warehouse_kind,
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
 def api_call_messages(
-    count: int, per_message: int, teams: int, seed: int = 1, first: int = 0
+    count: int,
+    per_message: int,
+    teams: int,
+    seed: int = 1,
+    first: int = 0,
+    source: str = "uptake-bench",
 ) -> list[bytes]:
     """`count` valid api_call events as JSON-array messages; occurred_at is now.
 
@@ -168,7 +233,7 @@ def api_call_messages(
                 "event_type": "api_call",
                 "schema_version": 1,
                 "occurred_at": now,
-                "source": "uptake-bench",
+                "source": source,
                 "team": f"team-{i % teams:02d}",
                 "service": f"svc-{i % (teams * 3):03d}",
                 "user": f"user-{i % 1000}",
@@ -215,22 +280,62 @@ def run_bench(config: BenchConfig, warehouse_url: str | None = None) -> dict[str
     try:
         if warehouse_url is None:
             _remove_leftovers(warehouse, settings.kafka.bootstrap)
-        return _measure(run, config, settings, warehouse)
+        migrate(warehouse, progress=lambda line: None)
+        warehouse.command(RAW_TABLE_DDL)
+        shapes: list[Figures] = []
+        freshness: dict[int, list[float]] = {}
+        for i, (per_message, events) in enumerate(config.shapes):
+            last = i == len(config.shapes) - 1
+            shapes.append(
+                _measure_shape(
+                    run,
+                    config,
+                    _shape_settings(settings, per_message),
+                    warehouse,
+                    per_message,
+                    events,
+                    freshness if last else None,
+                    first_id=i * 10**12,
+                )
+            )
+        return result_json(shapes, freshness, warehouse.kind)
     finally:
         _remove_run(run, warehouse, settings.kafka.bootstrap)
 
 
-def _measure(
-    run: BenchRun, config: BenchConfig, settings: Settings, warehouse: Warehouse
-) -> dict[str, Any]:
-    topic = run.topic
-    ensure_topics(settings.kafka.bootstrap, {topic: settings.kafka.topic_partitions})
-    migrate(warehouse, progress=lambda line: None)
-    warehouse.command(RAW_TABLE_DDL)
-    figures = Figures(events=config.events)
+def _shape_settings(settings: Settings, per_message: int) -> Settings:
+    """The run's settings with the shape's own topic and consumer group (both the run's)."""
+    return dataclasses.replace(
+        settings,
+        kafka=dataclasses.replace(
+            settings.kafka,
+            events_topic=f"{settings.kafka.events_topic}.m{per_message}",
+            consumer_group=f"{settings.kafka.consumer_group}-m{per_message}",
+        ),
+    )
 
-    _say(f"run {run.run_id}: producing {config.events:,} api_call events to {topic}")
-    messages = api_call_messages(config.events, config.per_message, config.teams, run.id_seed)
+
+def _measure_shape(
+    run: BenchRun,
+    config: BenchConfig,
+    settings: Settings,
+    warehouse: Warehouse,
+    per_message: int,
+    events: int,
+    freshness: dict[int, list[float]] | None,
+    *,
+    first_id: int,
+) -> Figures:
+    """Produce, run the worker (and the freshness phases when `freshness` is given), then the
+    two raw baselines over the same messages."""
+    topic = settings.kafka.events_topic
+    ensure_topics(settings.kafka.bootstrap, {topic: settings.kafka.topic_partitions})
+    figures = Figures(per_message=per_message, events=events)
+
+    _say(
+        f"run {run.run_id}: producing {events:,} api_call events to {topic}, {per_message}/message"
+    )
+    messages = api_call_messages(events, per_message, config.teams, run.id_seed, first=first_id)
     producer = make_producer(settings.kafka.bootstrap, compression=settings.kafka.compression)
     started = time.perf_counter()
     for i, value in enumerate(messages):
@@ -239,28 +344,31 @@ def _measure(
     producer.close()
     _say(f"produced in {time.perf_counter() - started:.1f}s")
 
-    figures.pipeline_seconds = _run_pipeline(run, settings, warehouse, config, figures)
-    # The run's own topic in the run's own database: only this run's events count.
+    figures.pipeline_seconds = _run_pipeline(
+        run, settings, warehouse, config, events, freshness, first_id
+    )
+    figures.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    # The shape's own topic in the run's own database: only this shape's events count.
     stored = warehouse.rows(
         "SELECT count() FROM events WHERE _topic = {topic:String}", {"topic": topic}
     )[0][0]
-    expected = config.events + len(figures.freshness)
-    if stored != expected:
+    fresh = sum(len(d) for d in (freshness or {}).values())
+    if stored != events + fresh:
         raise RuntimeError(
-            f"pipeline stored {stored:,} events, expected {expected:,} ({config.events:,} of the "
-            f"throughput phase + {len(figures.freshness):,} of the freshness phase)"
+            f"pipeline stored {stored:,} events, expected {events + fresh:,} ({events:,} of the "
+            f"throughput phase + {fresh:,} of the freshness phases)"
         )
-    _say(f"pipeline: {config.events / figures.pipeline_seconds:,.0f} events/s")
+    _say(f"pipeline, {per_message}/message: {events / figures.pipeline_seconds:,.0f} events/s")
 
     figures.baseline_seconds = asyncio.run(
-        _run_baseline(settings, warehouse, config, messages, split=False)
+        _run_baseline(settings, warehouse, messages, split=False)
     )
-    _say(f"baseline (messages raw): {config.events / figures.baseline_seconds:,.0f} events/s")
+    _say(f"baseline (messages raw): {events / figures.baseline_seconds:,.0f} events/s")
     figures.split_baseline_seconds = asyncio.run(
-        _run_baseline(settings, warehouse, config, messages, split=True)
+        _run_baseline(settings, warehouse, messages, split=True)
     )
-    _say(f"baseline (events raw): {config.events / figures.split_baseline_seconds:,.0f} events/s")
-    return figures.as_json(config, warehouse.kind)
+    _say(f"baseline (events raw): {events / figures.split_baseline_seconds:,.0f} events/s")
+    return figures
 
 
 def _remove_run(run: BenchRun, warehouse: Warehouse, bootstrap: str) -> None:
@@ -299,28 +407,47 @@ def _delete_topics(bootstrap: str, runs: list[BenchRun]) -> None:
 
 
 def _run_pipeline(
-    run: BenchRun, settings: Settings, warehouse: Warehouse, config: BenchConfig, figures: Figures
+    run: BenchRun,
+    settings: Settings,
+    warehouse: Warehouse,
+    config: BenchConfig,
+    events: int,
+    freshness: dict[int, list[float]] | None,
+    first_id: int,
 ) -> float:
-    """Run the real worker in this process until the throughput and freshness phases end."""
+    """Run the real worker in this process until the throughput phase (and the freshness
+    phases, when `freshness` is given) ends; returns the throughput phase's seconds."""
     progress = Progress()
     window: dict[str, float] = {}
     live = threading.Event()
+    rates = {f"uptake-bench-fresh-{rate}": rate for rate in config.freshness_rates}
+    wanted = int(sum(config.freshness_rates) * config.freshness_seconds)
 
     def on_batch(batch: DecodedBatch, started: float, ended: float) -> None:
         if not live.is_set():
             window.setdefault("first", started)
             window["last"] = ended
-            if progress.consumed >= config.events:
+            if progress.consumed >= events:
                 live.set()
-                _say("throughput phase done; measuring freshness at a fixed rate")
+                if freshness is None:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+                _say("throughput phase done; measuring freshness at fixed rates")
                 threading.Thread(
-                    target=_freshness_phase, args=(run, settings, config), daemon=True
+                    target=_freshness_phase,
+                    args=(run, settings, config, first_id + events),
+                    daemon=True,
                 ).start()
-        else:
-            figures.freshness.extend(ended - e.occurred_at.timestamp() for e in batch.events)
-            if len(figures.freshness) >= int(config.freshness_rate * config.freshness_seconds):
+        elif freshness is not None:
+            for e in batch.events:
+                if (rate := rates.get(e.source)) is not None:
+                    freshness[rate].append(ended - e.occurred_at.timestamp())
+            if sum(len(d) for d in freshness.values()) >= wanted:
                 os.kill(os.getpid(), signal.SIGTERM)
 
+    if freshness is not None:
+        for rate in config.freshness_rates:  # in the order of the phases
+            freshness.setdefault(rate, [])
     # As `uptake worker` runs it: catalogs resolve teams, the sink skips re-sent event ids.
     catalogs = load_catalogs(settings, warehouse)
     sink = ClickHouseSink(warehouse, recent_ids=settings.ingest.dedup_window)
@@ -336,36 +463,46 @@ def _run_pipeline(
     return window["last"] - window["first"]
 
 
-def _freshness_phase(run: BenchRun, settings: Settings, config: BenchConfig) -> None:
+def _freshness_phase(run: BenchRun, settings: Settings, config: BenchConfig, first: int) -> None:
     process = multiprocessing.get_context("spawn").Process(
         target=_paced_producer,
-        args=(settings.kafka.bootstrap, settings.kafka.events_topic, config, run.id_seed),
+        args=(settings.kafka.bootstrap, settings.kafka.events_topic, config, run.id_seed, first),
         daemon=True,
     )
     process.start()
 
 
-def _paced_producer(bootstrap: str, topic: str, config: BenchConfig, id_seed: int) -> None:
-    """Send `freshness_rate` events/s, in messages of 100 stamped at send time.
+def _paced_producer(
+    bootstrap: str, topic: str, config: BenchConfig, id_seed: int, first: int
+) -> None:
+    """Send each of `freshness_rates` events/s in turn, `freshness_seconds` each, in messages
+    of 100 stamped at send time, their source naming the rate.
 
-    Their ids follow the throughput phase's: first + 1 ... with first >= config.events."""
+    Their ids follow the throughput phase's: first + 1 ..."""
     # UPTAKE_KAFKA_COMPRESSION, inherited with the environment of the parent.
     producer = make_producer(
         bootstrap, linger_ms=5, compression=Settings.from_env().kafka.compression
     )
     per_message = 100
-    interval = per_message / config.freshness_rate
-    total = int(config.freshness_rate * config.freshness_seconds)
-    next_send = time.monotonic()
-    for n in range(0, total, per_message):
-        value = api_call_messages(
-            per_message, per_message, config.teams, seed=id_seed, first=config.events + n
-        )[0]
-        producer.send(topic, key=f"team-{n % config.teams:02d}".encode(), value=value)
-        next_send += interval
-        pause = next_send - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
+    for rate in config.freshness_rates:
+        interval = per_message / rate
+        total = int(rate * config.freshness_seconds)
+        next_send = time.monotonic()
+        for n in range(0, total, per_message):
+            value = api_call_messages(
+                per_message,
+                per_message,
+                config.teams,
+                seed=id_seed,
+                first=first + n,
+                source=f"uptake-bench-fresh-{rate}",
+            )[0]
+            producer.send(topic, key=f"team-{n % config.teams:02d}".encode(), value=value)
+            next_send += interval
+            pause = next_send - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        first += total
     producer.flush()
     producer.close()
 
@@ -373,7 +510,6 @@ def _paced_producer(bootstrap: str, topic: str, config: BenchConfig, id_seed: in
 async def _run_baseline(
     settings: Settings,
     warehouse: Warehouse,
-    config: BenchConfig,
     messages: list[bytes],
     *,
     split: bool,

@@ -1,6 +1,8 @@
 """The faust worker app: an agent runs each batch of the events and backfill topics through the
-ingest chain (pipeline/ingest/chain.py) and returns — letting faust ack and commit — only after
-the chain did. Also here: the rebalance wait for an insert in flight, and the idle watch.
+ingest chain (pipeline/ingest/chain.py) and acks the batch's offsets — letting faust commit them —
+only after the chain did. The batches come in bulk from faust's consumer (pipeline/kafka/bulk.py),
+bounded in messages, bytes and time. Also here: the rebalance wait for an insert in flight, and
+the idle watch.
 
 Why nothing may escape the loop body: docs/guarantees.md ("How").
 """
@@ -28,6 +30,7 @@ from pipeline.ingest.steps import (
     Progress,
     write_or_die,
 )
+from pipeline.kafka.bulk import BulkConsumer, BulkIntake, RecordBatcher
 from pipeline.kafka.client import faust_app
 from pipeline.lifecycle.activity import catalog_counts, catalog_use
 from pipeline.lifecycle.agent import attach as attach_lifecycle
@@ -54,19 +57,31 @@ def build_app(
 ) -> faust.App:
     """The faust app: decode → enrich → sink for every batch of the events and backfill topics.
 
+    A batch closes at UPTAKE_BATCH_MAX_MESSAGES messages or UPTAKE_BATCH_MAX_BYTES bytes,
+    whichever comes first, or UPTAKE_FLUSH_INTERVAL_S after its first message.
+
     Without `catalogs` every event counts for the team it reports (else 'unowned').
     `wrap_step(name, step)` may wrap the chain's steps before the write (the fault seam).
     """
+    ingest_settings = settings.ingest
+    batcher = RecordBatcher(
+        ingest_settings.batch_max_messages,
+        ingest_settings.batch_max_bytes,
+        ingest_settings.flush_interval_s,
+    )
     app = faust_app(
         settings.kafka,
-        undecodable_exit_delay_s=settings.ingest.undecodable_exit_delay_s,
+        undecodable_exit_delay_s=ingest_settings.undecodable_exit_delay_s,
+        bulk=BulkIntake(
+            frozenset({settings.kafka.events_topic, settings.kafka.backfill_topic}), batcher
+        ),
         web_enabled=False,
         store="memory://",
         datadir=str(settings.home / "faust"),  # faust's own folder, never the working directory
         value_serializer="raw",
         key_serializer="raw",
         consumer_auto_offset_reset="earliest",
-        # Fetch big chunks: per-message overhead in faust dominates small fetches.
+        # Bounded fetch-ahead per partition (memory: docs/benchmarks.md, "The bounds").
         consumer_max_fetch_size=settings.ingest.fetch_max_bytes,
         broker_max_poll_records=settings.ingest.batch_max_messages,
         stream_buffer_maxsize=settings.ingest.stream_buffer(),
@@ -137,23 +152,24 @@ def build_app(
 
     @app.agent(topic, name="uptake.ingest")
     async def ingest(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.ingest.batch_max_messages, within=settings.ingest.flush_interval_s
-        ):
+        # The agent subscribes the group to the topics; their records reach `batcher` in bulk,
+        # never this stream (pipeline/kafka/bulk.py).
+        consumer = app.consumer
+        assert isinstance(consumer, BulkConsumer)
+        while True:
+            records = await batcher.take()
+            if not records:
+                continue
             started = time.time()
-            progress.in_flight = True
+            progress.in_flight = True  # no await since the take: a revoke waits for this batch
             batch = await chain(
                 [
-                    SourceMessage(
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.value,
-                        e.message.headers,  # CloudEvents binary mode: ce_* headers
-                    )
-                    for e in events
+                    # CloudEvents binary mode reads the ce_* headers.
+                    SourceMessage(r.topic, r.partition, r.offset, r.value, r.headers)
+                    for r in records
                 ]
             )
+            consumer.ack_records(records)  # faust commits them: only after the write
             progress.in_flight = False
             if on_batch is not None:  # benchmarks and tests observe batches here
                 on_batch(batch, started, time.time())

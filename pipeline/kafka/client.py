@@ -4,7 +4,8 @@
 connects nothing) on the Kafka part's brokers, group, compression and security, with the
 undecodable-batch hook installed: a record batch its consumer cannot decode stops the process
 with the batch's coordinates and status 65 (pipeline/kafka/undecodable.py). `options` are
-further `faust.App` settings and win over the defaults here.
+further `faust.App` settings and win over the defaults here. With `bulk`, the intake's topics are
+drained in bulk (pipeline/kafka/bulk.py); the worker's loop takes their batches from it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import faust
 
 from pipeline.config.settings import KafkaSettings
 from pipeline.kafka import undecodable
+from pipeline.kafka.bulk import BulkIntake, BulkTransport
 from pipeline.kafka.security import faust_options
 from pipeline.observability.faust_sensor import UptakeMonitor
 
@@ -27,8 +29,23 @@ def kafka_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
 
 
+class UptakeApp(faust.App):
+    """A faust app whose consumer drains `bulk_intake`'s topics in bulk, when it has one."""
+
+    bulk_intake: BulkIntake | None = None
+
+    def _new_transport(self) -> Any:
+        if self.bulk_intake is None:
+            return super()._new_transport()
+        return BulkTransport(self.conf.broker_consumer, self)
+
+
 def faust_app(
-    kafka: KafkaSettings, *, undecodable_exit_delay_s: float, **options: Any
+    kafka: KafkaSettings,
+    *,
+    undecodable_exit_delay_s: float,
+    bulk: BulkIntake | None = None,
+    **options: Any,
 ) -> faust.App:
     """A faust app of consumer group `kafka.consumer_group`, the undecodable hook installed."""
     for library, codecs in undecodable.missing_codecs().items():
@@ -48,4 +65,6 @@ def faust_app(
         "Monitor": UptakeMonitor,
         **faust_options(kafka),  # UPTAKE_KAFKA_SECURITY_PROTOCOL & co.
     }
-    return faust.App(kafka.consumer_group, **(settings | options))
+    app = UptakeApp(kafka.consumer_group, **(settings | options))
+    app.bulk_intake = bulk
+    return app

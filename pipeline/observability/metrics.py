@@ -207,7 +207,7 @@ KAFKA_COMMIT_DURATION = Histogram(
 KAFKA_REBALANCES = Counter(
     "uptake_kafka_rebalances", "Consumer-group rebalances seen by the worker.", registry=REGISTRY
 )
-# Counter, occurrences: faust's buffer for a partition was full, so fetching paused
+# Counter, occurrences: the worker's batcher (or faust's buffer) was full, so fetching paused
 # (backpressure: the worker is slower than Kafka delivers, e.g. while an insert is retried).
 STREAM_BUFFER_FULL = Counter(
     "uptake_stream_buffer_full",

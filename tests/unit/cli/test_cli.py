@@ -102,7 +102,7 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         "worker": "run the stream processor: Kafka -> validate -> ClickHouse",
         "writer": "write the workers' batches to ClickHouse (UPTAKE_WRITER=kafka: scale-out)",
         "demo": "the whole pipeline once",
-        "bench": "measure pipeline throughput against a raw baseline",
+        "bench": "measure pipeline throughput against raw baselines",
         "soak": "sustained load at a fraction of the measured throughput",
         "dlq": "inspect and replay the dead-letter topic",
         "collector": "run the HTTP collector: POST /v1/events with a bearer token -> Kafka",

@@ -39,7 +39,8 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.kafka.consumer_group == "uptake-worker"
     assert settings.warehouse.clickhouse_url == ""
     assert isinstance(settings.warehouse.clickhouse_url, Secret)
-    assert settings.ingest.batch_max_messages == 1000
+    assert settings.ingest.batch_max_messages == 20_000
+    assert settings.ingest.batch_max_bytes == 16 * 1024 * 1024
     assert settings.ingest.flush_interval_s == 1.0
     assert settings.ingest.max_message_bytes == 1024 * 1024
     assert settings.ingest.max_future_skew_s == 300.0
@@ -68,6 +69,7 @@ EXPLICIT = [
     ("UPTAKE_CONSUMER_GROUP", "grp", "consumer_group", "grp"),
     ("UPTAKE_CLICKHOUSE_URL", URL_WITH_PASSWORD, "clickhouse_url", Secret(URL_WITH_PASSWORD)),
     ("UPTAKE_BATCH_MAX_MESSAGES", "250", "batch_max_messages", 250),
+    ("UPTAKE_BATCH_MAX_BYTES", "1000000", "batch_max_bytes", 1_000_000),
     ("UPTAKE_FLUSH_INTERVAL_S", "0.25", "flush_interval_s", 0.25),
     ("UPTAKE_MAX_MESSAGE_BYTES", "2048", "max_message_bytes", 2048),
     ("UPTAKE_MAX_FUTURE_SKEW_S", "60", "max_future_skew_s", 60.0),
@@ -226,6 +228,7 @@ def test_settings_error_is_a_value_error() -> None:
         ("UPTAKE_TOPIC_PARTITIONS", "0"),
         ("UPTAKE_TOPIC_PARTITIONS", "-3"),
         ("UPTAKE_BATCH_MAX_MESSAGES", "0"),
+        ("UPTAKE_BATCH_MAX_BYTES", "0"),
         ("UPTAKE_FLUSH_INTERVAL_S", "0"),
         ("UPTAKE_FLUSH_INTERVAL_S", "-0.5"),
         ("UPTAKE_METRICS_PORT", "65536"),

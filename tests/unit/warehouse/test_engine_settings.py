@@ -110,6 +110,6 @@ def test_a_bad_bound_names_its_variable(env: dict[str, str], message: str) -> No
 
 
 def test_the_stream_buffer_holds_at_least_one_batch() -> None:
-    assert Settings.from_env({}).ingest.stream_buffer() == 1000
+    assert Settings.from_env({}).ingest.stream_buffer() == 20_000
     env = {"UPTAKE_BATCH_MAX_MESSAGES": "300", "UPTAKE_STREAM_BUFFER_MESSAGES": "100"}
     assert Settings.from_env(env).ingest.stream_buffer() == 300
