@@ -63,6 +63,7 @@ class RecordBatcher:
         self.bytes = 0
         self._arrived: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
+        self.paused = False  # a rebalance is under way: `take` hands out nothing
 
     def _events(self) -> tuple[asyncio.Event, asyncio.Event]:
         # Made on first use, inside the running loop.
@@ -83,8 +84,9 @@ class RecordBatcher:
             await room.wait()
 
     def put(self, records: Sequence[Record]) -> None:
-        """Append records (in offset order per partition). Never blocks."""
-        if not records:
+        """Append records (in offset order per partition). Never blocks. Paused, records are
+        dropped: the rebalance seeks back to the committed offsets, so they come again."""
+        if not records or self.paused:
             return
         sizes = [record_bytes(r) for r in records]
         self._chunks.append((list(records), sizes, time.monotonic()))
@@ -99,7 +101,7 @@ class RecordBatcher:
         """The next batch: blocks until one is due (full, or `within_s` after its first record)."""
         arrived, _ = self._events()
         while True:
-            if not self._chunks:  # nothing yet, or a rebalance cleared it
+            if self.paused or not self._chunks:  # nothing yet, or a rebalance under way
                 arrived.clear()
                 await arrived.wait()
                 continue
@@ -145,6 +147,19 @@ class RecordBatcher:
         if self._room is not None:
             self._room.set()
 
+    def pause(self) -> None:
+        """A rebalance begins: drop what waits and hand out nothing until `resume`. Called
+        before anything in the revoke awaits, so no batch of a revoked partition is taken
+        while the revoke waits for the batch in flight (docs/guarantees.md, scale-out)."""
+        self.paused = True
+        self.clear()
+
+    def resume(self) -> None:
+        """The new assignment is in place: records fetched from now on are handed out."""
+        self.paused = False
+        if self._arrived is not None:
+            self._arrived.set()
+
 
 @dataclass
 class BulkIntake:
@@ -188,15 +203,19 @@ class BulkConsumer(faust_aiokafka.Consumer):
         return added
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        await super().on_partitions_revoked(revoked)
+        # Before the first await: the worker's revoke handler waits for the batch in flight,
+        # and a batch taken during that wait would be written for partitions already gone.
         if (intake := self.intake) is not None:
-            intake.batcher.clear()
+            intake.batcher.pause()
+        await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         # Records fetched in the previous generation wait for no one: faust seeks back.
         if (intake := self.intake) is not None:
-            intake.batcher.clear()
+            intake.batcher.pause()
         await super().on_partitions_assigned(assigned, generation_id)
+        if intake is not None:
+            intake.batcher.resume()
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - a loop
         intake = self.intake

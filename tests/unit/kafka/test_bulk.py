@@ -126,3 +126,68 @@ def test_bounds_must_be_positive() -> None:
         RecordBatcher(max_messages=0, max_bytes=1, within_s=1.0)
     with pytest.raises(ValueError):
         RecordBatcher(max_messages=1, max_bytes=0, within_s=1.0)
+
+
+def test_a_paused_batcher_hands_out_nothing_until_resumed() -> None:
+    """A rebalance pauses the batcher: what waited is dropped, what arrives meanwhile too (faust
+    seeks back to the committed offsets), and `take` blocks until the new assignment resumes it."""
+
+    async def scenario() -> None:
+        batcher = RecordBatcher(max_messages=10, max_bytes=10_000, within_s=0.01)
+        batcher.put(records(5, 10))
+        batcher.pause()
+        batcher.put(records(5, 10, first=5))  # fetched before the rebalance showed: dropped
+        taker = asyncio.ensure_future(batcher.take())
+        await asyncio.sleep(0.1)
+        assert not taker.done() and batcher.messages == 0
+        batcher.resume()
+        batcher.put(records(3, 10, first=0))  # read again from the committed offset
+        assert [r.offset for r in await asyncio.wait_for(taker, 1.0)] == [0, 1, 2]
+
+    asyncio.run(scenario())
+
+
+def test_a_revoke_pauses_the_batcher_before_the_worker_waits_for_its_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust's revoke runs the worker's handler, which waits for the batch in flight; a batch
+    taken during that wait would be written for partitions another worker now reads. So the
+    batcher is paused before anything awaits (control: pausing after faust's revoke, as the
+    first version did, leaves it handing out batches during the wait)."""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from pipeline.kafka.bulk import BulkConsumer, BulkIntake
+
+    seen: list[bool] = []
+    batcher = RecordBatcher(max_messages=10, max_bytes=10_000, within_s=0.01)
+
+    async def faust_revoke(self: object, revoked: set[object]) -> None:
+        seen.append(batcher.paused)  # what the worker's handler would find while it waits
+
+    async def faust_assign(self: object, assigned: set[object], generation_id: int = 0) -> None:
+        seen.append(batcher.paused)
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_revoked", faust_revoke)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "on_partitions_assigned", faust_assign)
+
+    class App:
+        bulk_intake = BulkIntake(frozenset({"t"}), batcher)
+
+    consumer = object.__new__(BulkConsumer)
+    consumer.app = App()  # type: ignore[assignment]
+    batcher.put(records(5, 10))
+    asyncio.run(consumer.on_partitions_revoked(set()))
+    assert seen == [True] and batcher.messages == 0
+    asyncio.run(consumer.on_partitions_assigned(set()))
+    assert seen == [True, True] and not batcher.paused
+
+    class Late(BulkConsumer):  # the negative control: the order before this test
+        async def on_partitions_revoked(self, revoked: set[object]) -> None:  # type: ignore[override]
+            await faust_aiokafka.Consumer.on_partitions_revoked(self, revoked)  # type: ignore[arg-type]
+            batcher.pause()
+
+    late = object.__new__(Late)
+    late.app = App()  # type: ignore[assignment]
+    batcher.resume()
+    asyncio.run(late.on_partitions_revoked(set()))
+    assert seen[-1] is False
