@@ -26,12 +26,22 @@ CREATE OR REPLACE VIEW developer_adoption_weekly
 AS
 WITH
     (SELECT max(day) FROM usage_user_day) AS last_day,
+    -- A use on day d counts for the weeks toMonday(d) + 7i (i < 5) whose 28 days ending
+    -- least(week + 6, last_day) hold d; d is never after that end (last_day is the newest day),
+    -- so a user's (or a capability's) uses of one week count for a later week exactly when the
+    -- newest of them is within its 28 days.
+    user_weeks AS
+    (
+        SELECT capability, user_key, toMonday(day) AS use_week, max(day) AS last_use
+        FROM capability_user_days
+        GROUP BY capability, user_key, use_week
+    ),
     active AS
     (
         SELECT DISTINCT capability, week, user_key
-        FROM capability_user_days
-        ARRAY JOIN arrayMap(i -> toMonday(day) + 7 * i, range(5)) AS week
-        WHERE day <= least(week + 6, last_day) AND day > least(week + 6, last_day) - 28
+        FROM user_weeks
+        ARRAY JOIN arrayMap(i -> use_week + 7 * i, range(5)) AS week
+        WHERE last_use > least(week + 6, last_day) - 28
     ),
     weeks AS (SELECT DISTINCT toMonday(day) AS week FROM usage_user_day),
     member_rows AS
@@ -44,7 +54,18 @@ WITH
           AND m.valid_to > toDateTime64(least(w.week + 6, last_day), 3, 'UTC') + INTERVAL 1 DAY - INTERVAL 1 MILLISECOND
     ),
     members AS (SELECT team, week, count() AS members FROM member_rows GROUP BY team, week),
-    capability_weeks AS (SELECT DISTINCT capability, week FROM active),
+    capability_weeks AS
+    (
+        SELECT DISTINCT capability, week
+        FROM
+        (
+            SELECT capability, use_week, max(last_use) AS last_use
+            FROM user_weeks
+            GROUP BY capability, use_week
+        )
+        ARRAY JOIN arrayMap(i -> use_week + 7 * i, range(5)) AS week
+        WHERE last_use > least(week + 6, last_day) - 28
+    ),
     hits AS
     (
         SELECT m.team AS team, a.capability AS capability, m.week AS week, count() AS active_members
