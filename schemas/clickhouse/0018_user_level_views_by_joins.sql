@@ -65,29 +65,32 @@ WITH
         )
         ARRAY JOIN arrayMap(i -> use_week + 7 * i, range(5)) AS week
         WHERE last_use > least(week + 6, last_day) - 28
-    ),
-    hits AS
-    (
-        SELECT m.team AS team, a.capability AS capability, m.week AS week, count() AS active_members
-        FROM member_rows AS m
-        INNER JOIN active AS a ON a.week = m.week AND a.user_key = m.user_key
-        GROUP BY team, capability, week
-    ),
-    pairs AS
-    (
-        SELECT m.team AS team, c.capability AS capability, m.week AS week, m.members AS members
-        FROM members AS m
-        INNER JOIN capability_weeks AS c ON c.week = m.week
     )
+-- One row per (team-week with members, capability with an active user that week), and one per
+-- member active in the capability: every such member's row has a pair row of its own, so the
+-- groups are the pairs. A union rather than a join keeps the panels' team and capability filters
+-- pushed down into both sides; the members
+-- (few with a team filter) are the hash tables of the joins, the active users stream past them.
 SELECT
-    p.team AS team,
-    p.capability AS capability,
-    p.week AS week,
-    toUInt64(p.members) AS members,
-    toUInt64(h.active_members) AS active_members_28d,
+    team,
+    capability,
+    week,
+    toUInt64(max(team_members)) AS members,
+    toUInt64(sum(active_member)) AS active_members_28d,
     if(members = 0, NULL, active_members_28d / members) AS active_member_share
-FROM pairs AS p
-LEFT JOIN hits AS h ON h.team = p.team AND h.capability = p.capability AND h.week = p.week
+FROM
+(
+    SELECT m.team AS team, c.capability AS capability, m.week AS week,
+        m.members AS team_members, toUInt64(0) AS active_member
+    FROM members AS m
+    INNER JOIN capability_weeks AS c ON c.week = m.week
+    UNION ALL
+    SELECT m.team AS team, a.capability AS capability, m.week AS week,
+        toUInt64(0) AS team_members, toUInt64(1) AS active_member
+    FROM active AS a
+    INNER JOIN member_rows AS m ON m.week = a.week AND m.user_key = a.user_key
+)
+GROUP BY team, capability, week
 COMMENT 'Developer-level adoption: the share of each team''s members who used each capability in the 28 days ending each week';
 
 CREATE OR REPLACE VIEW feedback_monthly
