@@ -30,7 +30,11 @@ class FifoSet:
 
     def first_sightings(self, ids: list[int]) -> list[int] | None:
         seen: set[int] = set()
-        keep = [i for i, e in enumerate(ids) if not (e in self.ids or e in seen or seen.add(e))]
+        keep = []
+        for i, event_id in enumerate(ids):
+            if event_id not in self.ids and event_id not in seen:
+                seen.add(event_id)
+                keep.append(i)
         return None if len(keep) == len(ids) else keep
 
 
