@@ -463,7 +463,7 @@ class IngestSettings:
     dedup_window: int = _setting(
         "UPTAKE_DEDUP_WINDOW",
         1_000_000,
-        "event ids the sink remembers to skip an event sent twice (0: off; ~90 bytes each)",
+        "event ids the sink remembers to skip an event sent twice (0: off; 28 bytes each)",
     )
     undecodable_exit_delay_s: float = _setting(
         "UPTAKE_UNDECODABLE_EXIT_DELAY_S",
