@@ -420,10 +420,11 @@ class IngestSettings:
     )
     batch_max_bytes: int = _setting(
         # Whichever bound comes first closes a batch: bytes keep a batch of large messages
-        # small in memory (16 MiB: ~40k events of ~400 bytes), while many one-event messages
-        # still make one large insert.
+        # small in memory (8 MiB: ~24k events of ~340 bytes; 16 MiB peaked ~90 MiB higher
+        # through a backlog at no measurable gain, docs/benchmarks.md "Batch size and
+        # memory"), while ~20,000 one-event messages still make one large insert.
         "UPTAKE_BATCH_MAX_BYTES",
-        16 * 1024 * 1024,
+        8 * 1024 * 1024,
         "Kafka message bytes (values and keys) per worker batch at most; a larger single "
         "message is a batch of its own",
     )
@@ -463,7 +464,7 @@ class IngestSettings:
     dedup_window: int = _setting(
         "UPTAKE_DEDUP_WINDOW",
         1_000_000,
-        "event ids the sink remembers to skip an event sent twice (0: off; ~90 bytes each)",
+        "event ids the sink remembers to skip an event sent twice (0: off; 28 bytes each)",
     )
     undecodable_exit_delay_s: float = _setting(
         "UPTAKE_UNDECODABLE_EXIT_DELAY_S",

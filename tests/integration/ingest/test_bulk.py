@@ -85,4 +85,4 @@ def test_negative_control_without_the_byte_bound_batches_are_few_and_large(
     batches = run_worker(pipeline_env, UPTAKE_BATCH_MAX_MESSAGES="100000")
     assert stored(pipeline_env) == (EVENTS, EVENTS)
     assert committed_equals_end(pipeline_env)
-    assert batches < sent // 40_000  # the default 16 MiB bound never closed a batch here
+    assert batches < sent // 40_000  # the default 8 MiB bound never closed a batch here

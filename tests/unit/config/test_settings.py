@@ -40,7 +40,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.warehouse.clickhouse_url == ""
     assert isinstance(settings.warehouse.clickhouse_url, Secret)
     assert settings.ingest.batch_max_messages == 20_000
-    assert settings.ingest.batch_max_bytes == 16 * 1024 * 1024
+    assert settings.ingest.batch_max_bytes == 8 * 1024 * 1024
     assert settings.ingest.flush_interval_s == 1.0
     assert settings.ingest.max_message_bytes == 1024 * 1024
     assert settings.ingest.max_future_skew_s == 300.0
