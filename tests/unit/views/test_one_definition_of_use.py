@@ -263,7 +263,9 @@ def _overview_stat(wh: Warehouse, to: datetime) -> Any:
         time_range=grafana_sql.TimeRange(to - timedelta(days=30), to),
         interval=timedelta(hours=1),
         variables={
-            "capability": grafana_sql.Variable("capability", grafana_sql.ALL, ("gw",), None)
+            "capability": grafana_sql.Variable("capability", grafana_sql.ALL, ("gw",), None),
+            "teams": grafana_sql.Variable("teams", grafana_sql.ALL, ("a", "b", "c"), None),
+            "org_unit": grafana_sql.Variable("org_unit", grafana_sql.ALL, (), None),
         },
     )
     _, rows = wh.query(sql)
